@@ -1,0 +1,231 @@
+"""Configuration: a TOML file, then environment variables, then command-line flags.
+
+Every setting has a documented default. The file is ``sedmtui.toml`` (path from ``--config``
+or ``SEDMTUI_CONFIG``); each table maps onto one frozen dataclass below::
+
+    [paths]
+    raw_root = "/data/sedmdrp/raw"
+    redux_root = "/data/sedmdrp/redux"
+
+    [watch]
+    force_polling = "auto"
+
+    [classify]
+    templates_dir = "/opt/snid/templates-2.0"
+
+Environment overrides: ``SEDMTUI_<FIELD>`` for the ``[paths]`` table (``SEDMTUI_RAW_ROOT``,
+``SEDMTUI_REDUX_ROOT``, ``SEDMTUI_DB``) and ``SEDMTUI_<TABLE>_<FIELD>`` for the others
+(``SEDMTUI_WATCH_FORCE_POLLING``, ``SEDMTUI_CLASSIFY_TEMPLATES_DIR``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathsConfig:
+    """Where raw frames are read and products and state are written."""
+
+    raw_root: str = "raw"
+    """Directory holding one sub-directory of raw frames per UT night ``YYYYMMDD``."""
+    redux_root: str = "redux"
+    """Directory receiving one sub-directory of products per UT night."""
+    db: str = ""
+    """State database; empty means ``<redux_root>/sedm.db``."""
+
+    @property
+    def db_path(self) -> Path:
+        """Resolved path of the state database."""
+        return Path(self.db) if self.db else Path(self.redux_root) / "sedm.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchConfig:
+    """How the raw directory is watched and when a file counts as complete."""
+
+    force_polling: str = "auto"
+    """``auto`` (poll on NFS/CIFS mounts), ``true`` or ``false``."""
+    poll_delay_ms: int = 500
+    """Polling period when polling is used [ms]."""
+    sweep_s: float = 1.0
+    """Period of the sweep that promotes stable files [s]."""
+    stable_s: float = 2.0
+    """A file is complete once its size and mtime were unchanged for this long [s]."""
+    rescan_s: float = 180.0
+    """Period of the full directory rescan that catches lost events [s]."""
+    retry_backoff_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)
+    """Waits before re-reading a truncated or corrupt file [s]; the last repeats."""
+    max_retries: int = 8
+    """Give up on a corrupt file after this many attempts (it stays recorded as failed)."""
+
+    def __post_init__(self) -> None:
+        if str(self.force_polling).lower() not in {"auto", "true", "false"}:
+            raise ConfigError(f"watch.force_polling must be auto, true or false, not {self.force_polling!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """The engine loop."""
+
+    workers: int = 2
+    """Frames reduced concurrently (process pool size); 0 or 1 reduces in the main process."""
+    heartbeat_s: float = 2.0
+    """Heartbeat period of the writer lease [s]."""
+    lease_timeout_s: float = 30.0
+    """A lease whose heartbeat is older than this may be taken over [s]."""
+    idle_poll_s: float = 0.5
+    """Wait between loop iterations when idle [s]."""
+    twilight_ut_hour: float = 2.5
+    """UT hour after which a minimal calibration set is used if the ideal one is incomplete."""
+    fallback_max_age_days: int = 30
+    """Oldest night whose calibration products may be used as a fallback [day]."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig:
+    """The built-in SNID-compatible classifier."""
+
+    templates_dir: str = ""
+    """Directory of SNID ``.lnw`` templates; empty disables classification (said at start-up)."""
+    use_external_snid: bool = False
+    """Also run an external ``snid`` executable found on PATH and record its answer."""
+    wmin: float = 4000.0
+    wmax: float = 9500.0
+    rlapmin: float = 4.0
+    medlen: int = 1
+    """Median-filter width [bins]; production SEDM effectively runs with 1 (see README)."""
+    aband: bool = True
+    skyclip: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole resolved configuration."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for provenance records)."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {
+    "paths": PathsConfig,
+    "watch": WatchConfig,
+    "engine": EngineConfig,
+    "classify": ClassifyConfig,
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    typ_s = str(typ)
+    try:
+        if typ in (bool, "bool") or typ_s == "bool":
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in {"1", "true", "yes", "on"}:
+                    return True
+                if low in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ in (int, "int") or typ_s == "int":
+            return int(value)
+        if typ in (float, "float") or typ_s == "float":
+            return float(value)
+        if typ_s.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            return tuple(float(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        msg = f"configuration value {where} = {value!r} is not a valid {typ_s}"
+        raise ConfigError(msg) from exc
+
+
+def _env_name(section: str, name: str) -> str:
+    return f"SEDMTUI_{name.upper()}" if section == "paths" else f"SEDMTUI_{section.upper()}_{name.upper()}"
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Resolve the configuration: defaults < TOML file < environment < ``overrides``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        TOML file. ``None`` uses ``$SEDMTUI_CONFIG`` if set, else ``./sedmtui.toml`` if it
+        exists, else defaults only.
+    env : mapping, optional
+        Environment (defaults to ``os.environ``).
+    overrides : mapping, optional
+        ``{table: {field: value}}`` from command-line flags; ``None`` values are ignored.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, unknown table or key, or a value of the wrong type.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("SEDMTUI_CONFIG") or ("sedmtui.toml" if Path("sedmtui.toml").is_file() else None)
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown table(s) {sorted(unknown)} in {path}; known: {sorted(_SECTIONS)}")
+    built = {}
+    for section, cls in _SECTIONS.items():
+        hints = get_type_hints(cls)
+        names = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        table = data.get(section, {})
+        bad = set(table) - names
+        if bad:
+            raise ConfigError(f"unknown key(s) {sorted(bad)} in [{section}] of {path}; known: {sorted(names)}")
+        for name in names:
+            where = f"{section}.{name}"
+            if name in table:
+                values[name] = _coerce(table[name], hints[name], where)
+            env_value = env.get(_env_name(section, name))
+            if env_value is not None:
+                values[name] = _coerce(env_value, hints[name], _env_name(section, name))
+            over = (overrides or {}).get(section, {}).get(name)
+            if over is not None:
+                values[name] = _coerce(over, hints[name], f"--{name.replace('_', '-')}")
+        built[section] = cls(**values)
+    return Config(**built)
+
+
+def describe_settings() -> str:
+    """Human-readable list of every setting, its default and its environment variable."""
+    lines = []
+    for section, cls in _SECTIONS.items():
+        lines.append(f"[{section}]")
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"  {f.name} = {default!r}   (env {_env_name(section, f.name)})")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""SQLite state shared by the engine (one writer) and the consoles (readers)."""

@@ -1,0 +1,149 @@
+"""Write a complete synthetic SEDM night: raw frames, guider frames, catalogue and truth.
+
+``write_night(out, night, mini=..., seed=...)`` writes ``out/YYYYMMDD/`` (and the previous UT
+day's directory for the afternoon calibrations), ``out/catalog/refcat_YYYYMMDD.fits`` (the
+reference stars of every field, as a local catalogue would provide them) and
+``out/YYYYMMDD/truth.json`` with ``out/YYYYMMDD/truth/`` (trace table, flat, SEDs).
+Frames are rendered in parallel; every frame has its own seed, so the output does not depend
+on the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from engine import __version__
+from engine.synth import guider as gd
+from engine.synth import truth as truth_mod
+from engine.synth.frames import (
+    NightContext,
+    finish_ifu,
+    frame_header,
+    pointing_of,
+    render_arc,
+    render_dome,
+    render_onsky,
+    write_guider_frames,
+)
+from engine.synth.plan import FramePlan, plan_night
+
+
+@lru_cache(maxsize=1)
+def _context(night: str, camera: str, seed: int, raw_root: str) -> NightContext:
+    return NightContext.build(night, camera, seed, Path(raw_root))
+
+
+def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: str) -> dict:
+    """Render and write one IFU frame (and its guider frames); return its truth entries."""
+    ctx = _context(night, camera, seed, raw_root)
+    rng = np.random.default_rng(plan.seed)
+    entry: dict = {"file": plan.file, "dir": plan.dir_night, "kind": plan.kind, "object": plan.obj,
+                   "exptime": plan.exptime, "adcspeed": plan.adcspeed, "start": plan.start.isoformat()}
+    if plan.lamp:
+        entry["lamp"] = plan.lamp
+    if plan.skip_reason:
+        entry["skip_reason"] = plan.skip_reason
+    result: dict = {"frame": entry, "guider_frames": [], "exposure": None, "stars": None}
+    pointing = None
+    electrons = None
+    if plan.kind == "dome":
+        electrons = render_dome(ctx, plan)
+    elif plan.kind == "arc":
+        electrons = render_arc(ctx, plan, rng)
+    elif plan.exposure is not None:
+        exp = plan.exposure
+        pointing, centre = pointing_of(ctx, exp)
+        electrons, sed, extras = render_onsky(ctx, plan, rng)
+        field_rng = np.random.default_rng(plan.seed + 1)
+        field = gd.draw_star_field(*centre["ifu_centre_radec"], field_rng)
+        names, wcs_truth = write_guider_frames(ctx, plan, pointing, tuple(centre["ifu_centre_radec"]), field, rng)
+        result["guider_frames"] = [
+            {"file": n, "dir": plan.dir_night, "kind": "guider", "object": plan.obj, "ifu_file": plan.file}
+            for n in names
+        ]
+        if exp.guider != "none":
+            result["stars"] = {"ra": field.ra, "dec": field.dec, "mag": field.mag}
+        result["exposure"] = truth_mod.exposure_entry(ctx, plan, sed, centre, wcs_truth, names, extras)
+    elif plan.kind == "skip" and plan.exptime > 0:
+        electrons = np.zeros((2048, 2048), dtype=np.float32)
+    raw = finish_ifu(ctx, plan, electrons, rng)
+    header = frame_header(ctx, plan, pointing)
+    path = Path(raw_root) / plan.dir_night / plan.file
+    fits.PrimaryHDU(data=raw, header=header).writeto(path, overwrite=True)
+    return result
+
+
+def write_night(
+    out: str | os.PathLike,
+    night: str,
+    *,
+    mini: bool = False,
+    seed: int = 1,
+    camera: str | None = None,
+    workers: int | None = None,
+    progress=None,
+) -> Path:
+    """Synthesise a night; return the path of its ``truth.json``.
+
+    Parameters
+    ----------
+    out : path-like
+        Raw root: frames go to ``out/YYYYMMDD/``.
+    night : str
+        UT night ``YYYYMMDD``.
+    mini : bool
+        A small but complete night for tests.
+    seed : int
+        Master seed.
+    camera : {"pixis", "andor"}, optional
+        Detector layout; default Andor for nights from 2023-04-07, PIXIS before.
+    workers : int, optional
+        Render processes (default: the number of CPUs, at most 2 for ``mini``).
+    progress : callable, optional
+        Called with a one-line message per finished frame.
+    """
+    t0 = time.perf_counter()
+    camera = camera or ("andor" if night >= "20230407" else "pixis")
+    out = Path(out)
+    plans = plan_night(night, mini=mini, seed=seed, camera=camera)
+    for d in {p.dir_night for p in plans} | {night}:
+        (out / d).mkdir(parents=True, exist_ok=True)
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 2 if mini else 4)
+    results: list[dict] = []
+    args = [(p, night, camera, seed, str(out)) for p in plans]
+    if workers <= 1:
+        for a in args:
+            results.append(render_frame(*a))
+            if progress:
+                progress(f"wrote {a[0].file}")
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(render_frame, *a) for a in args]
+            for fut, a in zip(futures, args):
+                results.append(fut.result())
+                if progress:
+                    progress(f"wrote {a[0].file}")
+    ctx = _context(night, camera, seed, str(out))
+    cat_dir = out / "catalog"
+    cat_dir.mkdir(exist_ok=True)
+    stars = [r["stars"] for r in results if r["stars"] is not None]
+    if stars:
+        cat = Table({k: np.concatenate([s[k] for s in stars]) for k in ("ra", "dec", "mag")})
+        cat.meta["COMMENT"] = "reference stars (r-band AB) around the night's fields"
+        cat.write(cat_dir / f"refcat_{night}.fits", overwrite=True)
+    truth_path = truth_mod.write_truth(
+        out, night, ctx, results, mini=mini, seed=seed, camera=camera,
+        elapsed_s=time.perf_counter() - t0, version=__version__,
+    )
+    return truth_path
+
+
+__all__ = ["write_night", "render_frame"]

@@ -1,0 +1,1 @@
+"""sedmtui: the SEDM night console (Textual). Importing this package imports nothing heavy."""
