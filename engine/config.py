@@ -88,6 +88,8 @@ class EngineConfig:
     """UT hour after which a minimal calibration set is used if the ideal one is incomplete."""
     fallback_max_age_days: int = 30
     """Oldest night whose calibration products may be used as a fallback [day]."""
+    stages: str = "all"
+    """Stages to run: ``all`` or a comma list of ``calibration, science`` (``none`` = ingest only)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +132,7 @@ _SECTIONS: dict[str, type] = {
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
-    typ_s = str(typ)
+    typ_s = getattr(typ, "__name__", str(typ)) if not str(typ).startswith("tuple") else "tuple"
     try:
         if typ in (bool, "bool") or typ_s == "bool":
             if isinstance(value, str):

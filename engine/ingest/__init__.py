@@ -1,0 +1,1 @@
+"""Raw-frame watching, completeness and classification."""

@@ -1,0 +1,1 @@
+"""File I/O: raw frames, products, names."""

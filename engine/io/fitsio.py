@@ -1,0 +1,155 @@
+"""Reading raw FITS frames safely: completeness by FITS size arithmetic, clear errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+
+from engine.errors import FrameError
+
+BLOCK = 2880
+
+
+def _parse_header_cards(block: bytes) -> dict[str, str]:
+    cards = {}
+    for i in range(0, len(block), 80):
+        card = block[i : i + 80].decode("ascii", errors="replace")
+        key = card[:8].strip()
+        if card[8:10] == "= ":
+            cards[key] = card[10:].split("/")[0].strip()
+        elif key == "END":
+            cards["END"] = ""
+    return cards
+
+
+def expected_fits_size(path: str | os.PathLike) -> int:
+    """Size a FITS file must have, from its headers (data is not read).
+
+    Walks every HDU: header blocks until ``END``, then
+    ``ceil(|BITPIX|/8 * GCOUNT * (PCOUNT + prod(NAXISn)) / 2880) * 2880`` data bytes.
+
+    Raises
+    ------
+    FrameError
+        (retryable) the file ends inside a header; (not retryable) it is not FITS.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    offset = 0
+    with open(path, "rb") as fh:
+        first = True
+        while offset < size:
+            cards: dict[str, str] = {}
+            while "END" not in cards:
+                fh.seek(offset)
+                block = fh.read(BLOCK)
+                if len(block) < BLOCK:
+                    raise FrameError(f"{path.name}: file ends inside a FITS header (still being written?)", retryable=True)
+                if first and not block.startswith(b"SIMPLE  ="):
+                    raise FrameError(f"{path.name}: not a FITS file (no SIMPLE card)")
+                first = False
+                cards.update(_parse_header_cards(block))
+                offset += BLOCK
+            try:
+                bitpix = abs(int(cards.get("BITPIX", "8")))
+                naxis = int(cards.get("NAXIS", "0"))
+                dims = [int(cards.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]
+                pcount = int(cards.get("PCOUNT", "0"))
+                gcount = int(cards.get("GCOUNT", "1"))
+            except ValueError as exc:
+                raise FrameError(f"{path.name}: malformed FITS structural keyword ({exc})") from exc
+            nelem = math.prod(dims) if dims else 0
+            nbytes = bitpix // 8 * gcount * (pcount + nelem) if naxis else 0
+            offset += int(math.ceil(nbytes / BLOCK)) * BLOCK
+            if offset >= size:
+                break
+            fh.seek(offset)
+            if not fh.read(8).startswith(b"XTENSION"):
+                break
+    return offset
+
+
+def check_complete(path: str | os.PathLike) -> int:
+    """Return the file size if the FITS file is complete, else raise a retryable FrameError."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size >= 9:
+        with open(path, "rb") as fh:
+            if not fh.read(9).startswith(b"SIMPLE  ="):
+                raise FrameError(f"{path.name}: not a FITS file (no SIMPLE card)")
+    if size == 0 or size % BLOCK:
+        raise FrameError(
+            f"{path.name}: size {size} bytes is not a whole number of FITS blocks (truncated or still being written)",
+            retryable=True,
+        )
+    expected = expected_fits_size(path)
+    if size < expected:
+        raise FrameError(
+            f"{path.name}: truncated, {size} of {expected} bytes (waiting for the rest)", retryable=True
+        )
+    return size
+
+
+def read_header(path: str | os.PathLike) -> fits.Header:
+    """Primary header of a FITS file.
+
+    Raises
+    ------
+    FrameError
+        The file cannot be parsed as FITS.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            return fits.getheader(path, 0)
+    except (OSError, ValueError, TypeError) as exc:
+        raise FrameError(f"{path.name}: unreadable FITS header ({exc})") from exc
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
+    """Primary image (float32) and header.
+
+    Raises
+    ------
+    FrameError
+        Unreadable file, no image data, or a truncated data unit.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdul:
+                header = hdul[0].header.copy()
+                data = hdul[0].data
+                if data is None:
+                    raise FrameError(f"{path.name}: no image data in the primary HDU")
+                return np.asarray(data, dtype=np.float32), header
+    except FrameError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise FrameError(f"{path.name}: cannot read image ({exc})") from exc
+
+
+def header_value(header, key: str, default=None, *, required: bool = False, cast=None, what: str = ""):
+    """A header value with a clear error when a required keyword is missing or malformed."""
+    if key not in header or header[key] in (None, ""):
+        if required:
+            name = what or "frame"
+            raise FrameError(f"{name}: required header keyword {key} is missing")
+        return default
+    value = header[key]
+    if cast is None:
+        return value
+    try:
+        return cast(value)
+    except (TypeError, ValueError) as exc:
+        if required:
+            raise FrameError(f"{what or 'frame'}: header keyword {key}={value!r} is not a valid {cast.__name__}") from exc
+        return default

@@ -1,0 +1,1 @@
+"""The night pipeline: ingest, stages, jobs and the engine loop."""

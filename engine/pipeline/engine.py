@@ -1,0 +1,332 @@
+"""The headless engine loop (``sedmtui --batch``).
+
+One process holds the writer lease on the state database and loops:
+
+1. collect raw files (watchfiles events, periodic full rescans) and ingest the complete ones;
+2. record finished jobs and their progress;
+3. serve console/CLI requests;
+4. ask every stage for jobs that are ready and run them on the executor (a process pool);
+5. heartbeat (current activity, queue length), WAL checkpoints.
+
+``--once`` reduces one night and exits when every stage is idle. SIGINT/SIGTERM stop the loop
+cleanly; a restart resumes: finished work is recorded in the database and is not redone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from pathlib import Path
+
+from engine.config import Config
+from engine.errors import EngineError, RequestError
+from engine.ingest.watcher import EventWatcher, resolve_polling, scan_raw
+from engine.pipeline.ingest import Ingestor, nights_to_scan
+from engine.pipeline.jobs import InlineExecutor, Job, init_worker
+from engine.pipeline.stage import EngineView, Stage
+from engine.state.db import open_writer
+from engine.state.requests import claim_next, requeue_stale, validate_shape
+from engine.state.writer import StateWriter
+from engine.timeutil import utc_now, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+
+def default_stages(config: Config) -> list[Stage]:
+    """The night pipeline, in order: calibration, then per-exposure science, then requests."""
+    from engine.pipeline.registry import build_stages
+
+    return build_stages(config)
+
+
+class Engine:
+    """The engine process.
+
+    Parameters
+    ----------
+    config : Config
+        Resolved configuration.
+    night : str, optional
+        Only this UT night (and the previous day's afternoon calibrations).
+    once : bool
+        Reduce ``night`` and exit when done.
+    stages : list of Stage, optional
+        Override the pipeline (tests).
+    """
+
+    def __init__(self, config: Config, *, night: str | None = None, once: bool = False,
+                 stages: list[Stage] | None = None) -> None:
+        if once and night is None:
+            raise EngineError("--once needs --night YYYYMMDD")
+        self.config = config
+        self.night = night
+        self.once = once
+        self.raw_root = Path(config.paths.raw_root)
+        self.redux_root = Path(config.paths.redux_root)
+        self.db = open_writer(config.paths.db_path)
+        self.writer = StateWriter(self.db)
+        self.stages = stages if stages is not None else default_stages(config)
+        self.stop_event = threading.Event()
+        self.futures: dict[Future, Job] = {}
+        self.executor: Executor | None = None
+        self.progress_queue = None
+        self.watcher: EventWatcher | None = None
+        self.ingestor: Ingestor | None = None
+        self.nights: set[str] = set()
+        self._last_rescan = 0.0
+        self._last_checkpoint = time.time()
+        self._activity = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Take the lease, reset interrupted work, start the executor and the watcher."""
+        self.writer.acquire_lease(self.config.engine.lease_timeout_s)
+        n = requeue_stale(self.db)
+        if n:
+            self.writer.event("engine", f"{n} interrupted request(s) put back in the queue")
+        with self.writer.transaction():
+            self.db.execute("UPDATE observations SET state='waiting', stage='requeued after restart' WHERE state='reducing'")
+        workers = self.config.engine.workers
+        if workers <= 1:
+            self.executor = InlineExecutor()
+        else:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["engine.pipeline.registry"])
+            self.progress_queue = ctx.Queue()
+            self.executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(self.progress_queue,)
+            )
+        self.ingestor = Ingestor(self.writer, self.config.watch)
+        if not self.once:
+            polling = resolve_polling(self.config.watch.force_polling, self.raw_root)
+            self.watcher = EventWatcher(self.raw_root, force_polling=polling, poll_delay_ms=self.config.watch.poll_delay_ms)
+            self.watcher.start()
+            self.writer.event("engine", f"watching {self.raw_root} ({'polling' if polling else 'inotify'})")
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM request a clean stop."""
+        def handler(signum, _frame):
+            log.info("signal %s: stopping", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def close(self) -> None:
+        """Stop the watcher and the executor, release the lease."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self._collect(block=False)
+        try:
+            self.writer.release_lease()
+            self.writer.checkpoint()
+        finally:
+            self.db.close()
+
+    def run(self) -> int:
+        """Loop until stopped (or, with ``--once``, until the night is reduced). Returns 0."""
+        self.start()
+        try:
+            while not self.stop_event.is_set():
+                worked = self.step()
+                if self.once and self._night_done():
+                    self.writer.event("engine", f"night {self.night} reduced", night=self.night)
+                    break
+                if not worked:
+                    self.stop_event.wait(self.config.engine.idle_poll_s)
+        finally:
+            self.close()
+        return 0
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self) -> bool:
+        """One loop iteration; True if anything happened."""
+        worked = self._ingest()
+        worked |= self._collect(block=False)
+        worked |= self._serve_requests()
+        worked |= self._plan_and_submit()
+        self._heartbeat()
+        if time.time() - self._last_checkpoint > 60.0:
+            self.writer.checkpoint()
+            self._last_checkpoint = time.time()
+        return worked
+
+    def view(self) -> EngineView:
+        """The stages' view of the engine."""
+        now = utc_now()
+        return EngineView(
+            config=self.config, writer=self.writer, nights=set(self.nights),
+            running={job.key for job in self.futures.values()}, once=self.once,
+            ingest_idle=self.ingestor is not None and self.ingestor.pending == 0,
+            now_ut_hour=now.hour + now.minute / 60.0,
+        )
+
+    def _ingest(self) -> bool:
+        assert self.ingestor is not None
+        now = time.time()
+        scan_nights = nights_to_scan(self.night) if self.night else None
+        if now - self._last_rescan > self.config.watch.rescan_s or self._last_rescan == 0.0:
+            self.ingestor.nominate(scan_raw(self.raw_root, scan_nights))
+            self._last_rescan = now
+        if self.watcher is not None:
+            paths = self.watcher.drain()
+            if scan_nights is not None:
+                paths = {p for p in paths if p.parent.name in scan_nights}
+            self.ingestor.nominate(paths)
+        rows = self.ingestor.sweep(force=self.once)
+        for row in rows:
+            self._open_night(row["night"] if not self.night else self.night)
+        if self.night:
+            self._open_night(self.night)
+        return bool(rows)
+
+    def _open_night(self, night: str) -> None:
+        if night not in self.nights:
+            self.nights.add(night)
+            self.writer.ensure_night(night, str(self.raw_root / night), str(self.redux_root / night))
+            (self.redux_root / night).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ jobs
+    def _stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def _plan_and_submit(self) -> bool:
+        assert self.executor is not None
+        capacity = max(1, self.config.engine.workers) + 1 - len(self.futures)
+        if capacity <= 0:
+            return False
+        view = self.view()
+        jobs: list[Job] = []
+        for stage in self.stages:
+            jobs.extend(j for j in stage.plan(view) if j.key not in view.running)
+        jobs.sort(key=lambda j: j.priority)
+        for job in jobs[:capacity]:
+            self._set_activity(f"{job.stage} {job.key.split(':', 1)[-1]}")
+            fut = self.executor.submit(job.fn, *job.args)
+            self.futures[fut] = job
+            view.running.add(job.key)
+        return bool(jobs)
+
+    def _collect(self, *, block: bool) -> bool:
+        self._drain_progress()
+        done = [f for f in self.futures if f.done()]
+        for fut in done:
+            job = self.futures.pop(fut)
+            stage = self._stage(job.stage)
+            view = self.view()
+            try:
+                result = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - a failed job fails alone
+                log.exception("job %s failed", job.key)
+                try:
+                    stage.failed(view, job, exc)
+                except Exception:  # noqa: BLE001
+                    log.exception("recording the failure of %s failed", job.key)
+                continue
+            try:
+                stage.record(view, job, result)
+            except Exception as exc:  # noqa: BLE001 - never stop the night
+                log.exception("recording %s failed", job.key)
+                stage.failed(view, job, exc)
+        return bool(done)
+
+    def _drain_progress(self) -> None:
+        if self.progress_queue is None:
+            return
+        latest: dict[str, tuple] = {}
+        while True:
+            try:
+                key, stage, fraction, message = self.progress_queue.get_nowait()
+            except Exception:  # noqa: BLE001 - queue.Empty
+                break
+            latest[key] = (stage, fraction, message)
+        for key, (stage, fraction, message) in latest.items():
+            job = next((j for j in self.futures.values() if j.key == key), None)
+            if job is None:
+                continue
+            handler = getattr(self._stage(job.stage), "progress", None)
+            if handler is not None:
+                handler(self.view(), job, stage, fraction, message)
+
+    # ------------------------------------------------------------------ requests
+    def request_handlers(self) -> dict:
+        """``{kind: handler}`` merged from every stage's ``request_handlers``."""
+        handlers = {}
+        for stage in self.stages:
+            handlers.update(getattr(stage, "request_handlers", lambda: {})())
+        return handlers
+
+    def _serve_requests(self) -> bool:
+        worked = False
+        handlers = self.request_handlers()
+        while True:
+            req = claim_next(self.db)
+            if req is None:
+                return worked
+            worked = True
+            self._set_activity(f"request #{req['id']} {req['kind']} {req['target'] or ''}".strip())
+            try:
+                validate_shape(req["kind"], req["night"], req["target"], req["params"])
+                handler = handlers.get(req["kind"])
+                if handler is None:
+                    raise RequestError(f"this engine cannot serve {req['kind']} requests yet")
+                outcome = handler(self.view(), req)
+            except RequestError as exc:
+                self.finish_request(req, error=str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001
+                log.exception("request %s failed", req["id"])
+                self.finish_request(req, error=f"internal error: {exc}")
+                continue
+            if isinstance(outcome, Job):
+                fut = self.executor.submit(outcome.fn, *outcome.args)
+                self.futures[fut] = outcome
+            else:
+                self.finish_request(req, result=outcome)
+
+    def finish_request(self, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
+        """Mark a request done or failed (with an event), in one transaction."""
+        status = "failed" if error else "done"
+        with self.writer.transaction():
+            self.writer.update("requests", req["id"], {
+                "status": status, "result_json": json.dumps(result or {}, default=str), "error": error,
+                "finished_at": utc_now_iso(),
+            })
+            msg = f"request #{req['id']} {req['kind']} {req['target'] or ''}: " + (error or "done")
+            self.writer.event("request", msg, night=req["night"], obs_id=req["target"],
+                              level="warning" if error else "info",
+                              payload={"request_id": req["id"], "status": status, "kind": req["kind"]})
+
+    # ------------------------------------------------------------------ status
+    def _set_activity(self, text: str) -> None:
+        self._activity = text
+
+    def _heartbeat(self) -> None:
+        running = [j.key.split(":", 1)[-1] for j in self.futures.values()]
+        activity = self._activity if self.futures else "idle"
+        if self.futures and len(running) > 1:
+            activity = f"{self._activity} (+{len(running) - 1} more)"
+        queue_len = len(self.futures) + (self.ingestor.pending if self.ingestor else 0)
+        self.writer.heartbeat(activity, queue_len)
+
+    def _night_done(self) -> bool:
+        if self.futures or (self.ingestor and self.ingestor.pending):
+            return False
+        view = self.view()
+        if any(s.busy(view) for s in self.stages):
+            return False
+        pending = self.writer.one("SELECT count(*) AS n FROM requests WHERE status IN ('pending','running')")
+        return not pending["n"]
+
+
+def today_night() -> str:
+    """The current UT date ``YYYYMMDD``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")

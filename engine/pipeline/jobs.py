@@ -1,0 +1,93 @@
+"""Jobs run on the engine's executor, and their progress reports.
+
+A job is a top-level function and picklable arguments; it does its own file I/O (reading
+raw frames and calibration products, writing products atomically) and returns a plain dict
+that the engine's main thread records in the state database. Workers never touch SQLite.
+Progress goes through a queue installed by the pool initializer.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_progress_queue: Any = None  # set once per worker process by init_worker
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for the executor.
+
+    Attributes
+    ----------
+    stage : str
+        Name of the stage that planned it (and records its result).
+    key : str
+        Unique key; a key that is running is never planned twice.
+    fn : callable
+        Top-level function run in a worker.
+    args : tuple
+        Picklable arguments.
+    priority : int
+        Lower runs first.
+    context : dict
+        Facts the stage needs when recording (not sent to the worker).
+    """
+
+    stage: str
+    key: str
+    fn: Callable[..., dict]
+    args: tuple
+    priority: int = 50
+    context: dict = field(default_factory=dict)
+
+
+def init_worker(progress_queue) -> None:
+    """Pool initializer: remember the progress queue in this worker process."""
+    global _progress_queue  # noqa: PLW0603 - per-process channel set once at start-up
+    _progress_queue = progress_queue
+
+
+def report(key: str, stage: str, fraction: float, message: str = "") -> None:
+    """Report a job's progress (a no-op outside the engine's executor)."""
+    q = _progress_queue
+    if q is None:
+        return
+    try:
+        q.put_nowait((key, stage, float(fraction), message))
+    except (queue.Full, OSError, ValueError):
+        pass
+
+
+class InlineExecutor(Executor):
+    """Runs each job at submission, in the calling process (``engine.workers <= 1``)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+        return fut
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

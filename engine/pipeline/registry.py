@@ -1,0 +1,13 @@
+"""The ordered list of stages that make up the night pipeline."""
+
+from __future__ import annotations
+
+from engine.config import Config
+from engine.pipeline.stage import Stage
+
+
+def build_stages(config: Config) -> list[Stage]:
+    """Calibration, then science (standards before the science that needs them), then reports."""
+    wanted = {s.strip() for s in config.engine.stages.split(",") if s.strip()}
+    stages: list[Stage] = []
+    return [s for s in stages if "all" in wanted or s.name in wanted]

@@ -1,0 +1,68 @@
+"""The stage protocol: how calibration, science and request work plugs into the engine loop.
+
+A stage looks at the state database (through the engine's writer connection) and plans jobs
+that are ready; the engine runs them on its executor and hands each result back to the stage
+that planned it, which records it (state rows + events, one transaction). Stages never run
+work themselves on the main thread except for cheap state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from engine.config import Config
+from engine.pipeline.jobs import Job
+from engine.state.writer import StateWriter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+
+@dataclass
+class EngineView:
+    """What a stage may see and use while planning or recording.
+
+    Attributes
+    ----------
+    config : Config
+        The resolved configuration.
+    writer : StateWriter
+        The engine's state writer (main thread only).
+    nights : set of str
+        Nights the engine is reducing.
+    running : set of str
+        Keys of jobs submitted and not finished.
+    once : bool
+        ``--once`` mode: the night's raw data are complete; do not wait for more.
+    ingest_idle : bool
+        No raw file is waiting to be ingested.
+    now_ut_hour : float
+        Current UT hour (for the twilight rule).
+    """
+
+    config: Config
+    writer: StateWriter
+    nights: set[str]
+    running: set[str]
+    once: bool
+    ingest_idle: bool
+    now_ut_hour: float
+
+
+class Stage(Protocol):
+    """A step of the night pipeline."""
+
+    name: str
+
+    def plan(self, view: EngineView) -> Sequence[Job]:
+        """Jobs ready to run now (never one whose key is in ``view.running``)."""
+
+    def record(self, view: EngineView, job: Job, result: dict) -> None:
+        """Write a finished job's result to the state database."""
+
+    def failed(self, view: EngineView, job: Job, error: BaseException) -> None:
+        """Record a job that raised."""
+
+    def busy(self, view: EngineView) -> bool:
+        """True while the stage still has work for the engine's nights (``--once`` waits)."""

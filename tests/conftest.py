@@ -1,0 +1,57 @@
+"""Shared fixtures: synthetic nights generated once per test session (shared by xdist workers)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MINI_NIGHT = "20261124"
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    d = root / "shared"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def _once(tmp_path_factory, name: str, build) -> Path:
+    """Build ``name`` once per session, whichever xdist worker gets there first."""
+    d = _shared_dir(tmp_path_factory)
+    target = d / name
+    with open(d / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".done").exists():
+            target.mkdir(exist_ok=True)
+            build(target)
+            (target / ".done").write_text("ok")
+    return target
+
+
+@pytest.fixture(scope="session")
+def mini_raw(tmp_path_factory) -> Path:
+    """Raw root holding the mini synthetic night (seed 1, Andor camera)."""
+    from engine.synth.night import write_night
+
+    return _once(tmp_path_factory, "mini-raw", lambda d: write_night(d, MINI_NIGHT, mini=True, seed=1, workers=2))
+
+
+@pytest.fixture(scope="session")
+def mini_truth(mini_raw) -> dict:
+    """The mini night's truth.json."""
+    return json.loads((mini_raw / MINI_NIGHT / "truth.json").read_text())
+
+
+def templates_dir() -> Path | None:
+    """SNID templates: $SEDMTUI_CLASSIFY_TEMPLATES_DIR or ../shared/snid-templates-2.0 beside the repo."""
+    env = os.environ.get("SEDMTUI_CLASSIFY_TEMPLATES_DIR")
+    for cand in (env, REPO.parent / "shared" / "snid-templates-2.0"):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    return None
