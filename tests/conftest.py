@@ -55,3 +55,20 @@ def templates_dir() -> Path | None:
         if cand and Path(cand).is_dir():
             return Path(cand)
     return None
+
+
+@pytest.fixture(scope="session")
+def mini_calibration(tmp_path_factory, mini_raw) -> Path:
+    """The mini night's calibration products (run once per session)."""
+
+    def build(out: Path) -> None:
+        import sys
+
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from calibration import select_frames
+
+        from engine.calib.night import calibrate_night
+
+        calibrate_night(MINI_NIGHT, select_frames(mini_raw, MINI_NIGHT), str(out), {})
+
+    return _once(tmp_path_factory, "mini-cal", build)

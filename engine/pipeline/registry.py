@@ -9,5 +9,7 @@ from engine.pipeline.stage import Stage
 def build_stages(config: Config) -> list[Stage]:
     """Calibration, then science (standards before the science that needs them), then reports."""
     wanted = {s.strip() for s in config.engine.stages.split(",") if s.strip()}
-    stages: list[Stage] = []
+    from engine.pipeline.calibration import CalibrationStage
+
+    stages: list[Stage] = [CalibrationStage()]
     return [s for s in stages if "all" in wanted or s.name in wanted]

@@ -216,6 +216,15 @@ class StateWriter:
                 )
                 self._event_sql("night", f"night {night} opened", night=night)
 
+    def update_night(self, night: str, **fields: Any) -> None:
+        """Update columns of a ``nights`` row."""
+        cols = list(fields)
+        with self.transaction():
+            self.db.execute(
+                f"UPDATE nights SET {', '.join(f'{c}=?' for c in cols)} WHERE night=?",
+                [self._value(fields[c]) for c in cols] + [night],
+            )
+
     # ------------------------------------------------------------------ maintenance
     def checkpoint(self) -> None:
         """Truncate the WAL (called between frames)."""

@@ -120,6 +120,8 @@ def render_guider_frame(
             continue
         xs = np.arange(max(x0, 0), min(x1, nx))
         ys = np.arange(max(y0, 0), min(y1, ny))
+        if xs.size == 0 or ys.size == 0:
+            continue
         gx = np.exp(-0.5 * ((xs - xi) / sigma) ** 2)
         gy = np.exp(-0.5 * ((ys - yi) / sigma) ** 2)
         stamp = np.outer(gy, gx)

@@ -1,0 +1,411 @@
+"""Wavelength solution from the Hg, Cd and Xe arc masters, for every trace at once.
+
+The column of wavelength ``lambda`` on a trace is modelled as a cubic in ``t = lambda**-0.5 -
+7000**-0.5`` (the prism's Cauchy/Hartmann-like law; pysedm uses a quartic in lambda)::
+
+    x(lambda) = c0 + c1 t + c2 t^2 + c3 t^3        (c0 = column of 7000 A)
+
+Identification needs no per-trace guess: the spectra of all traces are stacked to find the
+offset between the dome-lit centre and 7000 A, each trace is then cross-correlated with the
+predicted line pattern, the stacked spectra give a smooth correction of the nominal law, and
+~20 line groups (3611-9802 A) are fitted in every trace (vectorised). The per-trace cubic is
+regularised by a smooth model of ``c3`` across the detector; traces whose solution departs
+from the smooth model of ``c1, c2`` are flagged and take the smooth model (only their offset
+is fitted).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, median_filter
+
+from engine import refdata
+
+from engine.calib.arclines import LineGroup, line_groups
+from engine.calib.linefit import fit_blends
+from engine.errors import AlgorithmError
+from engine.instrument import sedm
+
+T_REF = sedm.REFERENCE_WAVELENGTH_AA**-0.5
+BLUE_EDGE_AA = 4048.0
+"""Lines bluer than this are the 'blue end' (pysedm has none there)."""
+ERROR_FLOOR_PX = 0.005
+
+
+def t_of(wave_aa) -> np.ndarray:
+    """``t = lambda**-0.5 - 7000**-0.5``."""
+    return np.asarray(wave_aa, dtype=float) ** -0.5 - T_REF
+
+
+@dataclass(frozen=True)
+class WaveSolution:
+    """Per-trace wavelength solutions (shape ``(n,)`` arrays unless noted).
+
+    Attributes
+    ----------
+    coef : numpy.ndarray
+        Shape ``(n, 4)``: ``x = c0 + c1 t + c2 t^2 + c3 t^3`` [pixel].
+    ok : numpy.ndarray
+        bool: a solution exists (measured or regularised).
+    flagged : numpy.ndarray
+        bool: the trace's own fit was an outlier; the smooth model was used.
+    n_lines : numpy.ndarray
+        Line groups used.
+    rms_aa, nmad_aa, blue_rms_aa : numpy.ndarray
+        Residual statistics of the lines [Angstrom] (blue: lines < 4048 A).
+    """
+
+    coef: np.ndarray
+    ok: np.ndarray
+    flagged: np.ndarray
+    n_lines: np.ndarray
+    rms_aa: np.ndarray
+    nmad_aa: np.ndarray
+    blue_rms_aa: np.ndarray
+
+    @property
+    def x_ref(self) -> np.ndarray:
+        """Column of 7000 A on each trace."""
+        return self.coef[:, 0]
+
+    def x_of_wave(self, wave_aa: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Columns of ``wave_aa`` on traces ``idx``; shape ``(n_idx, m)``."""
+        t = t_of(wave_aa)
+        c = self.coef[idx]
+        return c[:, 0:1] + t * (c[:, 1:2] + t * (c[:, 2:3] + t * c[:, 3:4]))
+
+    def wave_of_x(self, x: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Wavelengths at columns ``x`` (shape ``(n_idx, m)``) [Angstrom]."""
+        c = self.coef[idx]
+        x = np.asarray(x, dtype=float)
+        t = (x - c[:, 0:1]) / c[:, 1:2]
+        for _ in range(6):
+            f = c[:, 0:1] + t * (c[:, 1:2] + t * (c[:, 2:3] + t * c[:, 3:4])) - x
+            df = c[:, 1:2] + t * (2 * c[:, 2:3] + 3 * t * c[:, 3:4])
+            t = t - f / df
+        return np.clip(t + T_REF, 1e-3, None) ** -2.0
+
+    def dispersion_aa_per_px(self, wave_aa: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """``|d lambda / d x|`` at ``wave_aa`` [Angstrom/pixel]."""
+        t = t_of(wave_aa)
+        c = self.coef[idx]
+        dx_dt = c[:, 1:2] + t * (2 * c[:, 2:3] + 3 * t * c[:, 3:4])
+        dt_dl = 0.5 * np.asarray(wave_aa, dtype=float) ** -1.5
+        return 1.0 / np.abs(dx_dt * dt_dl)
+
+
+@dataclass(frozen=True)
+class LineMeasurements:
+    """Measured line-group positions: shape ``(n_traces, n_groups)`` arrays."""
+
+    waves: np.ndarray
+    """Shape ``(n_groups,)`` representative wavelength of each group [Angstrom]."""
+    lamps: list[str]
+    x: np.ndarray
+    x_err: np.ndarray
+    ok: np.ndarray
+    sigma: np.ndarray
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _highpass(spec: np.ndarray) -> np.ndarray:
+    filled = np.nan_to_num(spec)
+    return np.clip(filled - median_filter(filled, size=(1, 21), mode="nearest"), 0.0, None)
+
+
+def _lamp_lines(groups: list[LineGroup], lamp: str) -> tuple[np.ndarray, np.ndarray]:
+    sel = [g for g in groups if g.lamp == lamp]
+    waves = np.concatenate([g.waves for g in sel])
+    amps = np.sqrt(np.concatenate([g.amplitudes for g in sel]))
+    return waves, amps
+
+
+def _gather(spec: np.ndarray, start: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``spec[k, start_k : start_k + length]`` (NaN outside); and their column indices."""
+    idx = start[:, None] + np.arange(length)[None, :]
+    inside = (idx >= 0) & (idx < spec.shape[1])
+    vals = np.take_along_axis(spec, np.clip(idx, 0, spec.shape[1] - 1), axis=1)
+    return np.where(inside, vals, np.nan), idx
+
+
+# -------------------------------------------------------------------------- identification
+def _sample(spec: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Linear interpolation of each row of ``spec`` (n, L) at columns ``pos`` (n, ...)."""
+    n, L = spec.shape
+    p = np.clip(pos, 0.0, L - 1.001)
+    i = np.floor(p).astype(int)
+    f = p - i
+    flat = spec.ravel()
+    base = (np.arange(n) * L).reshape((n,) + (1,) * (pos.ndim - 1))
+    val = flat[base + i] * (1 - f) + flat[base + i + 1] * f
+    return np.where((pos >= 0) & (pos <= L - 1), val, 0.0)
+
+
+def coarse_reference(spectra: dict, x0: np.ndarray, x_mid: np.ndarray, groups: list[LineGroup]) -> np.ndarray:
+    """First estimate of each trace's 7000-A column (stack, then per-trace cross-correlation).
+
+    The high-passed, smoothed spectra are sampled at the predicted line columns for trial
+    offsets; the score is the amplitude-weighted sum (a cross-correlation with a line comb).
+    """
+    n, L = next(iter(spectra.values()))[0].shape
+    smooth = {lamp: gaussian_filter1d(_highpass(f), 1.5, axis=1) for lamp, (f, _v) in spectra.items()}
+    for lamp in smooth:
+        smooth[lamp] /= np.maximum(smooth[lamp].max(axis=1, keepdims=True), 1.0)
+    rel = x_mid - x0
+    sub = np.arange(0, n, max(1, n // 300))
+    shifts = np.arange(-150.0, 150.01, 0.5)
+    score = np.zeros(shifts.size)
+    trial = np.arange(-10.0, 10.01, 0.25)
+    per_trace = np.zeros((n, trial.size))
+    for lamp, s in smooth.items():
+        waves, amps = _lamp_lines(groups, lamp)
+        dx = sedm.nominal_trace_x(waves, 0.0)
+        pos = rel[sub, None, None] + shifts[None, :, None] + dx[None, None, :]
+        score += (_sample(s[sub], pos) * amps).sum(axis=(0, 2))
+    delta0 = shifts[int(np.argmax(score))]
+    for lamp, s in smooth.items():
+        waves, amps = _lamp_lines(groups, lamp)
+        dx = sedm.nominal_trace_x(waves, 0.0)
+        pos = rel[:, None, None] + delta0 + trial[None, :, None] + dx[None, None, :]
+        per_trace += (_sample(s, pos) * amps).sum(axis=2)
+    j = np.clip(np.argmax(per_trace, axis=1), 1, trial.size - 2)
+    rows = np.arange(n)
+    y0, y1, y2 = per_trace[rows, j - 1], per_trace[rows, j], per_trace[rows, j + 1]
+    denom = y0 - 2 * y1 + y2
+    frac = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1.0), 0.0)
+    return x_mid + delta0 + trial[j] + np.clip(frac, -0.5, 0.5) * 0.25
+
+
+def measure_groups(
+    spectra: dict, x0: np.ndarray, predict, groups: list[LineGroup], *, half_window: float = 4.5, max_shift: float = 3.0
+) -> LineMeasurements:
+    """Fit every line group in every trace around the predicted columns ``predict(waves) -> (n, m)``.
+
+    Every catalogued line of the lamp predicted inside a window is part of that window's model
+    (free amplitude, common shift), so neighbouring groups never bias each other.
+    """
+    xs, errs, oks, sigs = [], [], [], []
+    for g in groups:
+        flux, var = spectra[g.lamp]
+        all_waves = np.array([ln.wave_aa for ln in refdata.arc_lines(g.lamp)])
+        pred_g = predict(g.waves) - x0[:, None]
+        lo = np.floor(pred_g.min(1) - half_window).astype(int)
+        length = int(np.ceil((pred_g.max(1) - pred_g.min(1)).max() + 2 * half_window)) + 1
+        x_g = sedm.nominal_trace_x(g.waves, 0.0)
+        x_all = sedm.nominal_trace_x(all_waves, 0.0)
+        span = (x_g.min() - half_window - 3.0, x_g.max() + half_window + 3.0)
+        comp = all_waves[(x_all >= span[0]) & (x_all <= span[1])]
+        comp, ref = merge_close_lines(np.union1d(comp, g.waves), g.lamp, g.ref_wave)
+        pred = predict(comp) - x0[:, None]
+        pred_ref = predict(np.array([g.ref_wave]))[:, 0] - x0
+        d, cols = _gather(flux, lo, length)
+        v, _ = _gather(var, lo, length)
+        fit = fit_blends(d, v, cols.astype(float), pred, sigma0=1.1, max_shift=max_shift)
+        chi_limit = 20.0 * max(np.nanmedian(fit.chi2[fit.ok]) if fit.ok.any() else 1.0, 1.0)
+        xs.append(pred_ref + fit.mu + x0)
+        errs.append(np.hypot(fit.mu_err, ERROR_FLOOR_PX))
+        oks.append(fit.ok & (fit.chi2 < chi_limit))
+        sigs.append(fit.sigma)
+    return LineMeasurements(
+        waves=np.array([g.ref_wave for g in groups]), lamps=[g.lamp for g in groups],
+        x=np.array(xs).T, x_err=np.array(errs).T, ok=np.array(oks).T, sigma=np.array(sigs).T,
+    )
+
+
+def merge_close_lines(waves: np.ndarray, lamp: str, keep: float, min_sep_px: float = 0.75) -> tuple[np.ndarray, int]:
+    """Replace lines closer than ``min_sep_px`` by their catalogue-amplitude-weighted mean.
+
+    Free amplitudes of components 0.4 px apart are degenerate with the common shift; with
+    catalogue weights (unknown lines count 3 % of the lamp's brightest) the merged line is
+    accurate to a few hundredths of a pixel.
+
+    Returns
+    -------
+    waves : numpy.ndarray
+        Effective wavelengths of the (merged) components, by increasing column.
+    ref : int
+        Index of the component that contains the line ``keep``.
+    """
+    lines = {round(ln.wave_aa, 4): ln.amplitude for ln in refdata.arc_lines(lamp)}
+    top = max(a for a in lines.values() if np.isfinite(a))
+    amp = np.array([lines.get(round(w, 4), np.nan) for w in waves]) / top
+    amp = np.where(np.isfinite(amp), amp, 0.03)
+    x = sedm.nominal_trace_x(waves, 0.0)
+    order = np.argsort(x)
+    waves, amp, x = waves[order], amp[order], x[order]
+    out, ref, i = [], 0, 0
+    while i < waves.size:
+        j = i + 1
+        while j < waves.size and abs(x[j] - x[j - 1]) < min_sep_px:
+            j += 1
+        if np.any(np.isclose(waves[i:j], keep)):
+            ref = len(out)
+        out.append(float(np.sum(waves[i:j] * amp[i:j]) / np.sum(amp[i:j])))
+        i = j
+    return np.array(out), ref
+
+
+# ------------------------------------------------------------------------------- fitting
+def fit_cubic(meas: LineMeasurements, fixed_c3: np.ndarray | None = None, n_clip: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted cubic (or quadratic with a fixed ``c3``) per trace with 4-sigma clipping.
+
+    Returns
+    -------
+    coef : numpy.ndarray
+        Shape ``(n, 4)``.
+    used : numpy.ndarray
+        Shape ``(n, n_groups)`` bool: lines kept.
+    """
+    t = t_of(meas.waves)
+    n = meas.x.shape[0]
+    used = meas.ok & np.isfinite(meas.x)
+    deg = 3 if fixed_c3 is None else 2
+    basis = np.stack([t**k for k in range(deg + 1)], 1)  # (g, p)
+    coef = np.zeros((n, 4))
+    for _ in range(n_clip + 1):
+        w = np.where(used, 1.0 / np.where(used, meas.x_err, 1.0) ** 2, 0.0)
+        target = np.where(used, meas.x, 0.0)
+        if fixed_c3 is not None:
+            target = target - fixed_c3[:, None] * t[None, :] ** 3
+        ata = np.einsum("ng,gp,gq->npq", w, basis, basis) + np.eye(deg + 1)[None] * 1e-12
+        atb = np.einsum("ng,gp,ng->np", w, basis, target)
+        sol = np.linalg.solve(ata, atb[:, :, None])[:, :, 0]
+        coef[:, : deg + 1] = sol
+        if fixed_c3 is not None:
+            coef[:, 3] = fixed_c3
+        model = coef[:, 0:1] + t * (coef[:, 1:2] + t * (coef[:, 2:3] + t * coef[:, 3:4]))
+        norm_res = (meas.x - model) / meas.x_err
+        scale = np.array([1.4826 * np.median(np.abs(r[u])) if u.sum() > 4 else 1.0 for r, u in zip(norm_res, used)])
+        new_used = meas.ok & np.isfinite(meas.x) & (np.abs(norm_res) < 4.0 * np.maximum(scale, 1.0)[:, None])
+        if np.array_equal(new_used, used):
+            break
+        used = new_used
+    return coef, used
+
+
+def _design2d(x: np.ndarray, y: np.ndarray, deg: int = 3) -> np.ndarray:
+    xn, yn = (x - 1024.0) / 1024.0, (y - 1024.0) / 1024.0
+    return np.stack([xn**i * yn**j for i in range(deg + 1) for j in range(deg + 1 - i)], 1)
+
+
+def smooth_model(values: np.ndarray, x: np.ndarray, y: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust cubic surface fit of ``values`` over the detector; returns (model, outlier)."""
+    a = _design2d(x, y)
+    keep = good & np.isfinite(values)
+    model = np.full(values.shape, np.nanmedian(values[keep]) if keep.any() else 0.0)
+    for _ in range(4):
+        if keep.sum() < a.shape[1] * 3:
+            break
+        coef, *_ = np.linalg.lstsq(a[keep], values[keep], rcond=None)
+        model = a @ coef
+        res = values - model
+        mad = 1.4826 * np.median(np.abs(res[keep]))
+        keep = good & np.isfinite(values) & (np.abs(res) < 5 * mad)
+    res = values - model
+    mad = 1.4826 * np.median(np.abs(res[good & np.isfinite(values)])) if (good & np.isfinite(values)).any() else 1.0
+    return model, ~(np.abs(res) < 8 * mad)
+
+
+def solve(spectra: dict, x0: np.ndarray, x_mid: np.ndarray, y_mid: np.ndarray) -> tuple[WaveSolution, LineMeasurements, np.ndarray]:
+    """Wavelength solution of every trace from extracted arc spectra.
+
+    Parameters
+    ----------
+    spectra : dict
+        ``{"Hg": (flux, var), "Cd": ..., "Xe": ...}``, arrays of shape ``(n, L)``: arc spectra
+        extracted over columns ``x0[k] + arange(L)``.
+    x0 : numpy.ndarray
+        Shape ``(n,)`` first column of each window.
+    x_mid, y_mid : numpy.ndarray
+        Dome-lit centre of each trace (for the first guess and the smooth model).
+
+    Returns
+    -------
+    solution : WaveSolution
+    measurements : LineMeasurements
+    used : numpy.ndarray
+        Shape ``(n, n_groups)`` lines used in the final fit.
+    """
+    missing = {"Hg", "Cd", "Xe"} - set(spectra)
+    if missing:
+        raise AlgorithmError(f"no {', '.join(sorted(missing))} arc: the wavelength solution needs all three lamps",
+                             {"missing": sorted(missing)})
+    groups = line_groups()
+    x7000 = coarse_reference(spectra, x0, x_mid, groups)
+
+    def nominal(waves):
+        return x7000[:, None] + sedm.nominal_trace_x(waves, 0.0)[None, :]
+
+    first = measure_groups(spectra, x0, nominal, groups, half_window=6.0, max_shift=5.0)
+    # Global smooth correction of the nominal law (the same for all traces to ~1 px).
+    t = t_of(first.waves)
+    resid = first.x - nominal(first.waves)
+    med = np.array([np.nanmedian(np.where(first.ok[:, j], resid[:, j], np.nan)) for j in range(t.size)])
+    good = np.isfinite(med)
+    if good.sum() < 6:
+        raise AlgorithmError(f"only {good.sum()} arc-line groups identified", {"n_groups": int(good.sum())})
+    corr = np.polynomial.polynomial.polyfit(t[good], med[good], 3)
+
+    def corrected(waves):
+        return nominal(waves) + np.polynomial.polynomial.polyval(t_of(waves), corr)[None, :]
+
+    predict = corrected
+    for half, shift in ((4.5, 2.5), (4.0, 1.5), (4.0, 1.0), (4.0, 0.8)):
+        meas = measure_groups(spectra, x0, predict, groups, half_window=half, max_shift=shift)
+        solution, used = regularise(meas, x_mid, y_mid)
+        predict = _predictor(solution)
+    return solution, meas, used
+
+
+def _predictor(solution: WaveSolution):
+    def predict(waves):
+        return solution.x_of_wave(waves)
+
+    return predict
+
+
+def regularise(meas: LineMeasurements, x_mid: np.ndarray, y_mid: np.ndarray) -> tuple[WaveSolution, np.ndarray]:
+    """Final fits: ``c3`` from a smooth model; outliers take the smooth ``c1..c3``."""
+    coef, used = fit_cubic(meas)
+    n_used = used.sum(1)
+    enough = n_used >= 8
+    c3_model, _ = smooth_model(coef[:, 3], x_mid, y_mid, enough)
+    coef, used = fit_cubic(meas, fixed_c3=c3_model)
+    n_used = used.sum(1)
+    flagged = n_used < 6
+    for k in (1, 2):
+        model, outlier = smooth_model(coef[:, k], x_mid, y_mid, ~flagged)
+        flagged |= outlier
+        coef[flagged, k] = model[flagged]
+    coef[flagged, 3] = c3_model[flagged]
+    if flagged.any():
+        # Offset only for flagged traces.
+        t = t_of(meas.waves)
+        shape = coef[flagged, 1:2] * t + coef[flagged, 2:3] * t**2 + coef[flagged, 3:4] * t**3
+        u = used[flagged] if used.shape[0] else used
+        w = np.where(u, 1.0 / meas.x_err[flagged] ** 2, 0.0)
+        off = (w * (meas.x[flagged] - shape)).sum(1) / np.maximum(w.sum(1), 1e-12)
+        coef[flagged, 0] = off
+    ok = n_used >= 3
+    return _with_stats(coef, ok, flagged, meas, used), used
+
+
+def _with_stats(coef, ok, flagged, meas: LineMeasurements, used) -> WaveSolution:
+    t = t_of(meas.waves)
+    model = coef[:, 0:1] + t * (coef[:, 1:2] + t * (coef[:, 2:3] + t * coef[:, 3:4]))
+    sol = WaveSolution(coef=coef, ok=ok, flagged=flagged, n_lines=used.sum(1),
+                       rms_aa=np.zeros(len(ok)), nmad_aa=np.zeros(len(ok)), blue_rms_aa=np.zeros(len(ok)))
+    disp = sol.dispersion_aa_per_px(meas.waves)
+    res_aa = np.where(used, (meas.x - model) * disp, np.nan)
+    blue = meas.waves < BLUE_EDGE_AA
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rms = np.sqrt(np.nanmean(res_aa**2, axis=1))
+        nmad = 1.4826 * np.nanmedian(np.abs(res_aa - np.nanmedian(res_aa, axis=1, keepdims=True)), axis=1)
+        blue_rms = np.sqrt(np.nanmean(res_aa[:, blue] ** 2, axis=1)) if blue.any() else np.full(len(ok), np.nan)
+    return WaveSolution(coef=coef, ok=ok, flagged=flagged, n_lines=used.sum(1), rms_aa=rms, nmad_aa=nmad,
+                        blue_rms_aa=blue_rms)

@@ -1,0 +1,1 @@
+"""CCD preprocessing: overscan, bias, gain, trimming, cosmic rays, master frames."""
