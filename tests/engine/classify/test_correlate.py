@@ -1,0 +1,92 @@
+"""Correlation, trimming, peak fitting and r on controlled inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.fft as sfft
+
+from engine.classify.correlate import (BandPass, allowed_lags, antisym_rms, cross_correlate,
+                                       local_peaks, masked_argmax, overlap_windows,
+                                       window_weights)
+from engine.classify.peakfit import fit_peaks
+from engine.classify.trim import apply_windows
+
+NW = 1024
+
+
+def feature_spectrum(rng, lo=300, hi=900):
+    x = np.zeros(NW)
+    i = np.arange(lo, hi)
+    x[lo:hi] = np.convolve(rng.normal(size=hi - lo), np.ones(7) / 7, mode="same")
+    x[lo:hi] += 0.3 * np.sin(i / 9.0)
+    return x
+
+
+def test_bandpass_defaults():
+    band = BandPass.snid_default(NW)
+    assert (band.k1, band.k2, band.k3, band.k4) == (1, 4, 85, 102)
+    f = band.factor()
+    assert f[0] == 0.0 and f[1] == 0.0 and f[4] == 1.0 and f[85] == 1.0 and f[103] == 0.0
+    assert 0 < f[2] < 1 and 0 < f[95] < 1
+
+
+def test_correlation_recovers_a_shift_and_width():
+    rng = np.random.default_rng(3)
+    t = feature_spectrum(rng)
+    d = np.roll(t, 37) * 2.0
+    band = BandPass.snid_default(NW)
+    cfn, cft = cross_correlate(sfft.rfft(d)[None], sfft.rfft(t)[None], band.factor(), NW)
+    allowed = allowed_lags(NW, -7, 582)
+    fit = fit_peaks(cfn, allowed)
+    assert fit.center[0] == pytest.approx(37.0, abs=0.05)
+    assert 1.0 < fit.width[0] < 20.0
+    r = fit.height / (2 * antisym_rms(cft, fit.center, band))
+    assert r[0] > 50  # a perfect match is nearly symmetric
+    noisy = d + rng.normal(scale=1.0, size=NW)
+    cfn2, cft2 = cross_correlate(sfft.rfft(noisy)[None], sfft.rfft(t)[None], band.factor(), NW)
+    fit2 = fit_peaks(cfn2, allowed)
+    r2 = fit2.height / (2 * antisym_rms(cft2, fit2.center, band))
+    assert 2 < r2[0] < r[0]
+
+
+def test_antisym_rms_of_symmetric_function_is_zero():
+    band = BandPass.snid_default(NW)
+    x = np.exp(-0.5 * ((np.arange(NW) - 200.0) / 5.0) ** 2)
+    x = x + x[::-1].copy()  # symmetric about 0 (circularly: i and -i)
+    sym = np.roll(np.exp(-0.5 * (np.minimum(np.arange(NW), NW - np.arange(NW)) / 5.0) ** 2), 0)
+    c = sfft.rfft(sym)[None]
+    assert antisym_rms(c, np.array([0.0]), band)[0] == pytest.approx(0.0, abs=1e-12)
+    assert antisym_rms(c, np.array([3.0]), band)[0] > 1e-4
+
+
+def test_negative_lags_wrap_into_the_search():
+    allowed = allowed_lags(NW, -7, 582)
+    assert allowed[0] and allowed[582] and not allowed[583] and allowed[1017] and not allowed[1016]
+    cfn = np.zeros((1, NW))
+    cfn[0, 1020] = 5.0
+    cfn[0, 700] = 9.0
+    imax, cmax = masked_argmax(cfn, allowed)
+    assert imax[0] == 1020 and cmax[0] == 5.0
+
+
+def test_local_peaks_highest_first():
+    cfn = np.zeros((1, NW))
+    for lag, h in ((10, 1.0), (50, 3.0), (300, 2.0), (700, 9.0), (1020, 0.5)):
+        cfn[0, lag] = h
+    peaks = local_peaks(cfn, allowed_lags(NW, -7, 582), 10)
+    assert peaks[0, :4].tolist() == [50, 300, 10, 1020]
+    assert (peaks[0, 4:] == -1).all()
+
+
+def test_overlap_windows_and_trim_weights_agree():
+    t1, t2, d1, d2, lap = overlap_windows(np.array([40, -5]), np.array([100, 100]),
+                                          np.array([900, 900]), 347, 986)
+    assert (t1.tolist(), t2.tolist(), d1.tolist(), d2.tolist()) == (
+        [307, 352], [900, 900], [347, 347], [940, 895])
+    assert lap.tolist() == [594, 549]
+    rng = np.random.default_rng(0)
+    lo = rng.integers(0, 400, 50)
+    hi = np.minimum(lo + rng.integers(20, 600, 50), NW - 1)
+    x = rng.random((50, NW))
+    assert np.array_equal(apply_windows(x.copy(), lo, hi), x * window_weights(lo, hi, NW))
