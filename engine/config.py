@@ -107,6 +107,49 @@ class ClassifyConfig:
     """Median-filter width [bins]; production SEDM effectively runs with 1 (see README)."""
     aband: bool = True
     skyclip: bool = True
+    zmin: float = -0.01
+    zmax: float = 1.2
+    avoid: str = ""
+    """Wavelength ranges to ignore, SNID syntax ``4000:4100,5500:5600``."""
+    usetype: str = ""
+    """Comma list of types to correlate against (empty: all)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AstrometryConfig:
+    """Target position from the guider frames."""
+
+    catalog_dir: str = ""
+    """Reference star catalogue directory (FITS tables ra, dec, mag); empty: ``<raw_root>/catalog``."""
+    backend: str = "builtin"
+    """``builtin`` or ``solve-field`` (astrometry.net, when installed)."""
+    solve_field_cpulimit_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("builtin", "solve-field"):
+            raise ConfigError(f"astrometry.backend must be builtin or solve-field, not {self.backend!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScienceConfig:
+    """Science reduction of each exposure."""
+
+    flat: str = "chromatic"
+    """Per-spaxel flat applied to cubes: ``chromatic``, ``achromatic`` or ``none``."""
+    fit_radius: float = 10.0
+    """Spaxels within this distance of the centroid guess are fitted [spaxel unit]."""
+    n_metaslices_science: int = 6
+    n_metaslices_standard: int = 7
+    write_debiased: bool = True
+    """Write ``b_ifu...fits`` (bias-subtracted, before cosmic-ray cleaning)."""
+    fluxcal_max_age_days: int = 30
+    """Oldest sensitivity (from an earlier night) used when the night has no standard yet [day]."""
+    verify_figure: bool = True
+    """Write the ``verify_...png`` figure of every extraction."""
+
+    def __post_init__(self) -> None:
+        if self.flat not in ("chromatic", "achromatic", "none"):
+            raise ConfigError(f"science.flat must be chromatic, achromatic or none, not {self.flat!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +160,12 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
+    science: ScienceConfig = field(default_factory=ScienceConfig)
+
+    def catalog_dir(self) -> str:
+        """Resolved reference-catalogue directory."""
+        return self.astrometry.catalog_dir or str(Path(self.paths.raw_root) / "catalog")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for provenance records)."""
@@ -128,6 +177,8 @@ _SECTIONS: dict[str, type] = {
     "watch": WatchConfig,
     "engine": EngineConfig,
     "classify": ClassifyConfig,
+    "astrometry": AstrometryConfig,
+    "science": ScienceConfig,
 }
 
 

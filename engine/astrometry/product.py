@@ -99,3 +99,19 @@ def write_guider_product(
     path.parent.mkdir(parents=True, exist_ok=True)
     hdu.writeto(path, overwrite=True)
     return path
+
+
+def read_guider_view(path: str | os.PathLike) -> dict:
+    """The guider stack and the positions a figure or the console shows on it.
+
+    Returns
+    -------
+    dict
+        ``{"image", "ifu": (x, y), "target": (x, y) or None, "file", "ok"}`` (0-based pixels).
+    """
+    with fits.open(path) as hdul:
+        h = hdul[0].header
+        image = np.asarray(hdul[0].data, dtype=np.float32)
+    target = (h["TGTPX_X"], h["TGTPX_Y"]) if "TGTPX_X" in h else None
+    return {"image": image, "ifu": (h["IFUPX_X"], h["IFUPX_Y"]), "target": target,
+            "file": os.path.basename(str(path)), "ok": h.get("ASTROM") == "OK"}

@@ -83,6 +83,8 @@ class ExtractionOperator:
     dj: float
     weights: sp.csr_matrix
     profile: sp.csr_matrix
+    dprofile: sp.csr_matrix
+    """Derivative of the profile with respect to the trace centre row (for flexure fits)."""
     valid: np.ndarray
     norm: np.ndarray | None = None
     """Shape ``(n, n_cols)`` flux-normalisation factors (from the dome), or ``None``."""
@@ -122,10 +124,15 @@ class ExtractionOperator:
         """The same operator with flux-normalisation factors."""
         return replace(self, norm=norm)
 
-    def model_image(self, flux: np.ndarray, shape: tuple[int, int] = sedm.CCD_SHAPE) -> np.ndarray:
-        """Image of traces carrying column fluxes ``flux`` (shape ``(n, n_cols)``)."""
+    def model_image(self, flux: np.ndarray, shape: tuple[int, int] = sedm.CCD_SHAPE, *, derivative: bool = False) -> np.ndarray:
+        """Image of traces carrying column fluxes ``flux`` (shape ``(n, n_cols)``).
+
+        With ``derivative``, the image's derivative with respect to a common shift of every
+        trace centre (d model / d dj).
+        """
         f = np.nan_to_num(np.where(self.valid, flux, 0.0)).ravel()
-        return (self.profile.T @ f).reshape(shape)
+        op = self.dprofile if derivative else self.profile
+        return (op.T @ f).reshape(shape)
 
     def shifted(self, dj: float) -> ExtractionOperator:
         """The operator for traces moved by ``dj`` rows (j-flexure); normalisation kept."""
@@ -145,6 +152,7 @@ def build_operator(geometry: TraceGeometry, *, dj: float = 0.0, shape: tuple[int
     lo = (rows - 0.5 - yc[:, :, None]) / sig[:, :, None]
     hi = (rows + 0.5 - yc[:, :, None]) / sig[:, :, None]
     prof = ndtr(hi) - ndtr(lo)
+    dprof = (np.exp(-0.5 * lo * lo) - np.exp(-0.5 * hi * hi)) / (np.sqrt(2 * np.pi) * sig[:, :, None])
     norm = (prof * prof).sum(axis=2, keepdims=True)
     w = prof / np.where(norm > 0, norm, 1.0)
     on = (cols >= 0) & (cols < nx)
@@ -157,5 +165,6 @@ def build_operator(geometry: TraceGeometry, *, dj: float = 0.0, shape: tuple[int
     c_idx = (rows * nx + cols[:, :, None]).ravel()[keep]
     wts = sp.csr_matrix((w.ravel()[keep].astype(np.float32), (r_idx, c_idx)), shape=(n * m, ny * nx))
     prf = sp.csr_matrix((prof.ravel()[keep].astype(np.float32), (r_idx, c_idx)), shape=(n * m, ny * nx))
-    return ExtractionOperator(geometry=geometry, dj=float(dj), weights=wts, profile=prf, valid=valid)
+    dprf = sp.csr_matrix((dprof.ravel()[keep].astype(np.float32), (r_idx, c_idx)), shape=(n * m, ny * nx))
+    return ExtractionOperator(geometry=geometry, dj=float(dj), weights=wts, profile=prf, dprofile=dprf, valid=valid)
 

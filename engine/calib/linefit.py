@@ -65,6 +65,7 @@ def fit_blends(
     max_shift: float = 3.0,
     n_iter: int = 10,
     fix_sigma: bool = False,
+    groups: np.ndarray | None = None,
 ) -> BlendFit:
     """Fit one blend in ``n`` spectra.
 
@@ -82,9 +83,14 @@ def fit_blends(
         Fits moving further than this are flagged [pixel].
     fix_sigma : bool
         Keep sigma at ``sigma0``.
+    groups : numpy.ndarray, optional
+        Shape ``(m,)`` amplitude group of each component: components of one group share one
+        amplitude (e.g. the lines of an OH band taken as equally bright). Default: one each.
     """
     n, L = data.shape
-    m = pred.shape[1]
+    groups = np.arange(pred.shape[1]) if groups is None else np.asarray(groups)
+    gsum = (groups[:, None] == np.unique(groups)[None, :]).astype(float)  # (components, groups)
+    m = gsum.shape[1]
     good = np.isfinite(data) & np.isfinite(var) & (var > 0)
     w = np.where(good, 1.0 / np.where(good, var, 1.0), 0.0)
     d = np.where(good, data, 0.0)
@@ -94,7 +100,7 @@ def fit_blends(
     p = m + 2
     for _ in range(n_iter):
         centres = pred[:, None, :] + mu[:, None, None]  # (n, 1, m)
-        g, dg_dc, dg_ds = _gauss(cols[:, :, None], centres, sig[:, None, None])  # (n, L, m)
+        g, dg_dc, dg_ds = (a @ gsum for a in _gauss(cols[:, :, None], centres, sig[:, None, None]))  # (n, L, m)
         basis = np.concatenate([g, np.ones((n, L, 1)), u[:, :, None]], axis=2)  # (n, L, p)
         coef = _batched_wls(basis, d, w)
         amp = coef[:, :m]

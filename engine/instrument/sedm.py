@@ -126,8 +126,11 @@ EDGE_CUT_SAMPLES: int = 3
 SITE_LATITUDE_DEG: float = 33.3563
 SITE_LONGITUDE_DEG: float = -116.8650
 SITE_ALTITUDE_M: float = 1706.0
-SITE_PRESSURE_HPA: float = 630.0
-"""Pressure assumed by the refraction model when the header gives none [hPa]."""
+SITE_PRESSURE_HPA: float = 827.0
+"""Station pressure assumed when the header gives none [hPa] (standard atmosphere at 1706 m;
+pysedm uses 630 hPa, which underestimates refraction by a quarter)."""
+SCALE_HEIGHT_M: float = 8400.0
+"""Barometric scale height reducing the header's sea-level BARPRESS to the site [m]."""
 
 # --------------------------------------------------------------------------------------
 # Rainbow camera (guider)

@@ -126,7 +126,7 @@ def _scene_electrons(ctx: NightContext, exp: Exposure, exptime: float) -> tuple[
     pa_mean = 0.5 * (exp.parallactic_deg + exp.end_pa_deg)
     adr = adr_offsets(COARSE_WAVE, x_mean, pa_mean, rot, exp.in_air, pressure, exp.in_hum)
     psf = _exposure_psf(exp)
-    atm = sp.atmosphere_transmission(g.wave, exp.airmass)
+    atm = sp.atmosphere_transmission(g.wave, x_mean)
     to_e = TELESCOPE_AREA_CM2 * exptime
     sed = target_sed(exp, g.wave)
     target_photons = sp.photons_per_aa(sed, g.wave) * atm * to_e

@@ -167,7 +167,7 @@ def sky_flam_per_arcsec2(grid_wave: np.ndarray, brightness: float = 1.0) -> np.n
     for i, label in enumerate(labels):
         lab = str(label)
         if "[OI]" in lab:
-            rayleigh[i] = 180.0 if abs(waves[i] - 5578.9) < 2 else 60.0
+            rayleigh[i] = 0.0  # added below with their own strengths
         elif lab.startswith("Hg"):
             rayleigh[i] = 25.0
         elif "Na I" in lab and "HP" not in lab:
@@ -178,12 +178,11 @@ def sky_flam_per_arcsec2(grid_wave: np.ndarray, brightness: float = 1.0) -> np.n
             rayleigh[i] = 0.0
         elif any(ch.isdigit() for ch in lab[:2]):  # OH band "9-2 R1"
             rayleigh[i] = 2.0 + 18.0 / (1 + np.exp(-(waves[i] - 7200.0) / 500.0))
-    # Na D and [OI] 5577 are not in the list with these labels in every version: add them.
-    extra_w = refdata.air_to_vacuum(np.array([5577.34, 5889.95, 5895.92]))
-    extra_r = np.array([180.0, 40.0, 30.0])
-    keep = np.array([np.all(np.abs(waves - w) > 1.0) for w in extra_w])
-    waves = np.concatenate([waves, extra_w[keep]])
-    rayleigh = np.concatenate([rayleigh, extra_r[keep]])
+    # The strong atomic lines, whatever the list calls them ([OI] 5577 sits on OH 7-1 Q1 there).
+    extra_w = refdata.air_to_vacuum(np.array([5577.338, 5889.95, 5895.92, 6300.304, 6363.78]))
+    extra_r = np.array([180.0, 40.0, 30.0, 60.0, 20.0])
+    waves = np.concatenate([waves, extra_w])
+    rayleigh = np.concatenate([rayleigh, extra_r])
     photons = rayleigh * 1e6 / (4 * math.pi) / 4.2545e10  # photon s-1 cm-2 arcsec-2
     energy = photons * H_CGS * C_AA_S / waves
     sigma = 1.0

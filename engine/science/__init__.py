@@ -1,0 +1,1 @@
+"""Science reduction of one exposure: cube, target position, PSF extraction, flux calibration."""

@@ -1,0 +1,169 @@
+"""The cube of an exposure: flexure, scattered light, extraction, resampling, flat, extinction.
+
+``build_cube`` turns a debiased, cosmic-cleaned frame [e-] into per-spaxel spectra on the SEDM
+wavelength grid (220 samples, 3700-9300 A) in electrons per second per Angstrom, divided by
+the chromatic flat and corrected for Palomar extinction at the exposure's mean airmass. The
+variance is propagated through every step (weights squared, resampling fractions squared).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from engine import refdata
+from engine.calib.background import subtract_scattered_light
+from engine.calib.products import NightCalibration
+from engine.instrument import sedm
+from engine.provenance import Provenance
+from engine.science.flexure import Flexure, measure_ishift, measure_jshift
+
+CUBE_SCHEMA = "sedmtui.cube"
+CUBE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Cube:
+    """Spectra of every usable spaxel.
+
+    Attributes
+    ----------
+    wave : numpy.ndarray
+        Shape ``(n_wave,)`` [Angstrom, vacuum].
+    flux, var : numpy.ndarray
+        Shape ``(n_spax, n_wave)`` [e- s-1 A-1] and its variance (NaN where undefined).
+    spaxel_id : numpy.ndarray
+        Shape ``(n_spax,)`` trace index in the night's calibration.
+    xy : numpy.ndarray
+        Shape ``(n_spax, 2)`` spaxel-frame positions [spaxel unit].
+    cards : dict
+        Header cards ``{key: (value, comment)}``.
+    """
+
+    wave: np.ndarray
+    flux: np.ndarray
+    var: np.ndarray
+    spaxel_id: np.ndarray
+    xy: np.ndarray
+    cards: dict = field(default_factory=dict)
+
+    @property
+    def n_spax(self) -> int:
+        """Number of spaxels."""
+        return int(self.spaxel_id.size)
+
+    def slice_mean(self, lo: float, hi: float) -> np.ndarray:
+        """Mean flux of every spaxel over ``[lo, hi]`` Angstrom; shape ``(n_spax,)``."""
+        sel = (self.wave >= lo) & (self.wave <= hi)
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(self.flux[:, sel], axis=1)
+
+
+def extinction_factor(wave: np.ndarray, airmass: float) -> np.ndarray:
+    """``10**(0.4 k(lambda) X)`` with the Palomar (Hayes & Latham 1975) curve."""
+    return 10 ** (0.4 * refdata.extinction_mag(wave) * airmass)
+
+
+def build_cube(
+    image: np.ndarray, variance: np.ndarray, cal: NightCalibration, *, exptime: float, airmass: float,
+    flat: str = "chromatic",
+) -> tuple[Cube, Flexure, np.ndarray]:
+    """Cube of a frame.
+
+    Parameters
+    ----------
+    image, variance : numpy.ndarray
+        Debiased, cosmic-cleaned frame and its variance [e-, e-^2], shape ``CCD_SHAPE``.
+    cal : NightCalibration
+        The night's calibration.
+    exptime : float
+        [s].
+    airmass : float
+        Mean airmass of the exposure (extinction).
+    flat : {"chromatic", "achromatic", "none"}
+
+    Returns
+    -------
+    cube : Cube
+    flexure : Flexure
+    background : numpy.ndarray
+        The scattered-light model [e-].
+    """
+    dj, dj_err = measure_jshift(image, variance, cal)
+    op = cal.operator(dj)
+    clean, background = subtract_scattered_light(image, op)
+    columns = op.extract(clean)
+    col_var = op.extract_variance(variance)
+    di, di_err, n_lines = measure_ishift(columns, col_var, cal)
+    flux, var = cal.rebinner(di).apply(columns, col_var)
+    use = np.flatnonzero(cal.usable)
+    flux, var = flux[use] / exptime, var[use] / exptime**2
+    if flat == "chromatic":
+        f = cal.flat.chromatic[use]
+    elif flat == "achromatic":
+        f = cal.flat.achromatic[use, None] * np.ones((1, sedm.CUBE_WAVE_AA.size))
+    else:
+        f = np.ones_like(flux)
+    f = np.where(np.isfinite(f) & (f > 0.05), f, np.nan)
+    ext = extinction_factor(sedm.CUBE_WAVE_AA, airmass)
+    flux = flux / f * ext[None, :]
+    var = var / f**2 * ext[None, :] ** 2
+    flexure = Flexure(dj=dj, dj_err=dj_err, di=di, di_err=di_err, n_lines=n_lines)
+    cards = {
+        "JFLXCORR": (True, "j (cross-dispersion) flexure corrected"),
+        "CCDJFLX": (round(dj, 4), "j flexure [pixel]"),
+        "CCDJFLXE": (round(dj_err, 4), "j flexure error [pixel]"),
+        "IFLXCORR": (n_lines > 0, "i (dispersion) flexure corrected"),
+        "IFLXNTR": (n_lines, "traces measured for the i flexure"),
+        "IFLXREF": ("[OI]5577", "sky line of the i flexure"),
+        "CCDIFLX": (round(di, 4), "i flexure [pixel]"),
+        "CCDIFLXE": (round(di_err, 4) if np.isfinite(di_err) else -1.0, "i flexure error [pixel]"),
+        "CCDBKGD": (True, "scattered light subtracted"),
+        "FLAT3D": (flat != "none", f"{flat} per-spaxel flat applied"),
+        "ATMCORR": (True, "atmospheric extinction corrected"),
+        "ATMSRC": ("Hayes & Latham 1975", "extinction curve"),
+        "ATMSCALE": (round(float(np.mean(ext)), 5), "mean extinction correction factor"),
+        "ATMAIRM": (round(airmass, 4), "airmass of the extinction correction (mean of exposure)"),
+        "CALNIGHT": (cal.night, "night of the calibration products"),
+        "BUNIT": ("electron/s/Angstrom", "cube unit"),
+    }
+    cube = Cube(wave=sedm.CUBE_WAVE_AA.copy(), flux=flux.astype(np.float32), var=var.astype(np.float32),
+                spaxel_id=use, xy=cal.grid.xy[use], cards=cards)
+    return cube, flexure, background
+
+
+def write_cube(path: str | os.PathLike, cube: Cube, header: fits.Header, provenance: Provenance) -> None:
+    """``e3d_...fits``: FLUX (primary, n_wave x n_spax), VARIANCE, SPAXELS table, PROVENANCE."""
+    hdr = header.copy()
+    for key, value in cube.cards.items():
+        hdr[key] = value
+    provenance.stamp(hdr)
+    hdr["SCHEMA"], hdr["SCHVER"] = CUBE_SCHEMA, CUBE_VERSION
+    hdr["CTYPE2"], hdr["CUNIT2"] = "WAVE", "Angstrom"
+    hdr["CRVAL2"], hdr["CDELT2"], hdr["CRPIX2"] = float(cube.wave[0]), float(cube.wave[1] - cube.wave[0]), 1.0
+    hdr["CTYPE1"] = "SPAXEL"
+    prim = fits.PrimaryHDU(cube.flux.T.astype(np.float32), header=hdr)
+    varh = fits.ImageHDU(cube.var.T.astype(np.float32), name="VARIANCE")
+    sp = fits.table_to_hdu(Table({"id": cube.spaxel_id, "x": cube.xy[:, 0], "y": cube.xy[:, 1]}))
+    sp.name = "SPAXELS"
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    fits.HDUList([prim, varh, sp, provenance.hdu()]).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def read_cube(path: str | os.PathLike) -> tuple[Cube, fits.Header]:
+    """Read an ``e3d_`` product."""
+    with fits.open(path) as hdul:
+        hdr = hdul[0].header.copy()
+        flux = np.asarray(hdul[0].data, dtype=np.float32).T
+        var = np.asarray(hdul["VARIANCE"].data, dtype=np.float32).T
+        sp = Table(hdul["SPAXELS"].data)
+    wave = hdr["CRVAL2"] + hdr["CDELT2"] * np.arange(flux.shape[1])
+    xy = np.stack([np.asarray(sp["x"]), np.asarray(sp["y"])], 1)
+    return Cube(wave=wave, flux=flux, var=var, spaxel_id=np.asarray(sp["id"]), xy=xy), hdr

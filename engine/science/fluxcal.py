@@ -1,0 +1,213 @@
+"""Flux calibration from standard stars, with a fitted telluric model.
+
+A standard's extracted spectrum (electrons s-1 A-1, flat-fielded, extinction-corrected) divided
+by its reference spectrum *seen at the instrument's resolution* (the reference convolved with
+the line-spread function and averaged over each 25.6-A cube bin, as the extraction does to the
+sky) is ``S(lambda) T(lambda; X)``: a smooth sensitivity times the telluric transmission at
+the standard's airmass. ``T = T_O2^(X^0.58 a_O2) T_H2O^(X^0.4 a_H2O)`` from the KPNO atlas,
+computed at full resolution and then smoothed and binned like the data. ``ln S`` is a cubic
+spline (knots every ~250 A) fitted by linear least squares with the stellar absorption lines
+masked; ``a_O2, a_H2O`` are fitted around it (variable projection).
+
+A science spectrum is divided by ``S T(X_science)`` with the standard's telluric strengths,
+at the science exposure's mean airmass (pysedm mixed start and mean airmasses).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from scipy.interpolate import BSpline
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import least_squares
+
+from engine import refdata
+from engine.errors import AlgorithmError
+from engine.instrument import sedm
+from engine.provenance import Provenance
+
+FLUXCAL_SCHEMA = "sedmtui.fluxcal"
+FLUXCAL_VERSION = 1
+LSF_SIGMA_PX = 1.13
+"""Effective line-spread sigma of extracted spectra (LSF and pixel) [pixel]."""
+STELLAR_MASKS_AA = ((3860.0, 3920.0), (3950.0, 4000.0), (4080.0, 4130.0), (4310.0, 4370.0), (4830.0, 4890.0),
+                    (6530.0, 6600.0))
+"""Balmer-line cores masked in the sensitivity fit (vacuum) [Angstrom]."""
+FIT_RANGE_AA = (3750.0, 9250.0)
+KNOT_SPACING_AA = 250.0
+FINE_STEP_AA = 1.0
+
+
+def _fine_grid(wave: np.ndarray) -> np.ndarray:
+    return np.arange(wave[0] - 200.0, wave[-1] + 200.0, FINE_STEP_AA)
+
+
+def instrument_view(fine_wave: np.ndarray, fine_flux: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """A high-resolution spectrum as the extraction delivers it: LSF-smoothed, bin-averaged.
+
+    The smoothing width follows the nominal dispersion (sigma = 1.13 px x d lambda/dx).
+    """
+    sig_aa = LSF_SIGMA_PX * 2.0 * fine_wave**1.5 / sedm.DISPERSION_D_PX
+    out = np.empty_like(fine_flux)
+    # Piecewise smoothing with the local sigma (8 segments; sigma varies slowly).
+    edges = np.linspace(0, fine_wave.size, 9).astype(int)
+    for a, b in zip(edges[:-1], edges[1:]):
+        s = float(np.median(sig_aa[a:b])) / FINE_STEP_AA
+        sm = gaussian_filter1d(fine_flux, s, mode="nearest")
+        out[a:b] = sm[a:b]
+    dw = wave[1] - wave[0]
+    cum = np.concatenate([[0.0], np.cumsum(out) * FINE_STEP_AA])
+    grid_edges = np.concatenate([[fine_wave[0] - 0.5 * FINE_STEP_AA], fine_wave + 0.5 * FINE_STEP_AA])
+    lo = np.interp(wave - 0.5 * dw, grid_edges, cum)
+    hi = np.interp(wave + 0.5 * dw, grid_edges, cum)
+    return (hi - lo) / dw
+
+
+def reference_at_resolution(name: str, wave: np.ndarray) -> np.ndarray:
+    """Reference F_lambda of a standard on the cube grid [erg s-1 cm-2 A-1]."""
+    w, f = refdata.standard_spectrum(name)
+    fine = _fine_grid(wave)
+    return instrument_view(fine, np.interp(fine, w, f), wave)
+
+
+def telluric_at_resolution(wave: np.ndarray, airmass: float, a_o2: float, a_h2o: float) -> np.ndarray:
+    """Telluric transmission on the cube grid (computed at full resolution, then smoothed)."""
+    w, t_o2, t_h2o = refdata.telluric_components()
+    fine = _fine_grid(wave)
+    t = np.interp(fine, w, t_o2, left=1.0, right=t_o2[-1]) ** (airmass**0.58 * a_o2)
+    t = t * np.interp(fine, w, t_h2o, left=1.0, right=t_h2o[-1]) ** (airmass**0.4 * a_h2o)
+    return instrument_view(fine, t, wave)
+
+
+def _spline_basis(wave: np.ndarray) -> np.ndarray:
+    lo, hi = FIT_RANGE_AA
+    n_int = max(int((hi - lo) / KNOT_SPACING_AA), 4)
+    inner = np.linspace(lo, hi, n_int + 1)
+    k = 3
+    t = np.concatenate([[wave[0] - 1] * (k + 1), inner[1:-1], [wave[-1] + 1] * (k + 1)])
+    n_basis = len(t) - k - 1
+    return np.stack([BSpline(t, np.eye(n_basis)[i], k, extrapolate=True)(wave) for i in range(n_basis)], 1)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """A standard star's calibration.
+
+    Attributes
+    ----------
+    wave : numpy.ndarray
+        Cube wavelengths [Angstrom].
+    sens : numpy.ndarray
+        Telluric-free sensitivity [(e- s-1 A-1) / (erg s-1 cm-2 A-1)].
+    a_o2, a_h2o : float
+        Fitted telluric strengths (1 = the KPNO atlas at airmass 1).
+    airmass : float
+        Mean airmass of the standard.
+    standard : str
+    mjd : float
+        Start of the standard's exposure.
+    selfcheck_rms_pct : float
+        Rms of (calibrated standard / reference - 1) over 4000-9000 A.
+    source : str
+        File it was read from (or will be written to).
+    """
+
+    wave: np.ndarray
+    sens: np.ndarray
+    a_o2: float
+    a_h2o: float
+    airmass: float
+    standard: str
+    mjd: float
+    selfcheck_rms_pct: float = float("nan")
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def response(self, airmass: float) -> np.ndarray:
+        """Sensitivity times the telluric transmission at ``airmass``."""
+        return self.sens * telluric_at_resolution(self.wave, airmass, self.a_o2, self.a_h2o)
+
+
+def fit_sensitivity(wave: np.ndarray, counts: np.ndarray, var: np.ndarray, standard: str, airmass: float,
+                    mjd: float) -> Sensitivity:
+    """Sensitivity and telluric strengths from a standard's extracted spectrum.
+
+    Raises
+    ------
+    CalibrationNotFoundError
+        The standard is not in the reference list.
+    AlgorithmError
+        Too few valid samples.
+    """
+    ref = reference_at_resolution(standard, wave)
+    ratio = counts / ref
+    good = np.isfinite(ratio) & (ratio > 0) & np.isfinite(var) & (wave >= FIT_RANGE_AA[0]) & (wave <= FIT_RANGE_AA[1])
+    for lo, hi in STELLAR_MASKS_AA:
+        good &= ~((wave >= lo) & (wave <= hi))
+    if good.sum() < 60:
+        raise AlgorithmError(f"standard {standard}: only {int(good.sum())} usable samples", {"n": int(good.sum())})
+    y = np.log(np.where(good, ratio, 1.0))
+    sig = np.sqrt(var) / np.abs(counts)
+    w = np.where(good, 1.0 / np.maximum(sig, 0.002) ** 2, 0.0)
+    basis = _spline_basis(wave)
+
+    def solve(params):
+        lt = np.log(np.clip(telluric_at_resolution(wave, airmass, *params), 1e-3, None))
+        target = y - lt
+        bw = basis * w[:, None]
+        coef = np.linalg.lstsq(bw.T @ basis + 1e-9 * np.eye(basis.shape[1]), bw.T @ target, rcond=None)[0]
+        return coef, target - basis @ coef
+
+    def resid(params):
+        return np.sqrt(w) * solve(params)[1]
+
+    res = least_squares(resid, [1.0, 1.0], bounds=([0.05, 0.05], [5.0, 5.0]), x_scale=[0.1, 0.1])
+    coef, _ = solve(res.x)
+    sens = np.exp(basis @ coef)
+    cal = Sensitivity(wave=wave, sens=sens, a_o2=float(res.x[0]), a_h2o=float(res.x[1]), airmass=airmass,
+                      standard=standard, mjd=mjd)
+    check = counts / cal.response(airmass) / ref
+    sel = (wave >= 4000) & (wave <= 9000) & np.isfinite(check)
+    rms = float(100 * np.std(check[sel] / np.median(check[sel]) - 1))
+    return Sensitivity(**{**cal.__dict__, "selfcheck_rms_pct": rms})
+
+
+def apply_sensitivity(counts: np.ndarray, var: np.ndarray, cal: Sensitivity, airmass: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flux-calibrated spectrum [erg s-1 cm-2 A-1] and its variance."""
+    resp = cal.response(airmass)
+    return counts / resp, var / resp**2
+
+
+def write_sensitivity(path: str | os.PathLike, cal: Sensitivity, header: fits.Header, provenance: Provenance) -> None:
+    """``fluxcal_...fits``: SENS (primary), with the telluric parameters in the header."""
+    hdr = header.copy()
+    provenance.stamp(hdr)
+    hdr["SCHEMA"], hdr["SCHVER"] = FLUXCAL_SCHEMA, FLUXCAL_VERSION
+    hdr["CRVAL1"], hdr["CDELT1"], hdr["CRPIX1"] = float(cal.wave[0]), float(cal.wave[1] - cal.wave[0]), 1.0
+    hdr["CTYPE1"], hdr["CUNIT1"] = "WAVE", "Angstrom"
+    hdr["BUNIT"] = ("(electron/s/A)/(erg/s/cm2/A)", "sensitivity, telluric-free")
+    hdr["STDNAME"] = (cal.standard, "reference spectrum: Oke 1990")
+    hdr["TELLAO2"] = (round(cal.a_o2, 5), "O2 strength (x KPNO atlas, X^0.58 scaling)")
+    hdr["TELLAH2O"] = (round(cal.a_h2o, 5), "H2O strength (x KPNO atlas, X^0.4 scaling)")
+    hdr["TELLAIRM"] = (round(cal.airmass, 4), "airmass of the standard (mean)")
+    hdr["STDMJD"] = (cal.mjd, "MJD of the standard")
+    hdr["SELFCHK"] = (round(cal.selfcheck_rms_pct, 4), "rms of calibrated standard / reference - 1 [%]")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    fits.HDUList([fits.PrimaryHDU(cal.sens.astype(np.float64), header=hdr), provenance.hdu()]).writeto(tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def read_sensitivity(path: str | os.PathLike) -> Sensitivity:
+    """Read a ``fluxcal_`` product."""
+    with fits.open(path) as hdul:
+        h = hdul[0].header
+        sens = np.asarray(hdul[0].data, dtype=float)
+    wave = h["CRVAL1"] + h["CDELT1"] * np.arange(sens.size)
+    return Sensitivity(wave=wave, sens=sens, a_o2=h["TELLAO2"], a_h2o=h["TELLAH2O"], airmass=h["TELLAIRM"],
+                       standard=h["STDNAME"], mjd=h["STDMJD"], selfcheck_rms_pct=h.get("SELFCHK", float("nan")),
+                       source=str(path))

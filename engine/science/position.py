@@ -1,0 +1,106 @@
+"""Where to extract: astrometry, brightest spaxel or a manual centroid; which spaxels to fit.
+
+``SRCPOS`` records the origin: ``astrom`` (guider WCS), ``auto`` (brightest spaxel: standards
+always; science targets when the astrometry failed -> quality 5) or ``manual`` (a console or
+``redex`` centroid, which clears quality 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import RequestError
+from engine.instrument import sedm
+from engine.science.cube import Cube
+
+GUESS_ERR = {"astrom": 3.0, "auto": 5.0, "manual": 2.0}
+"""How far (spaxel units) the PSF fit may move from each kind of starting position."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """The starting position of the PSF fit and the evidence for it."""
+
+    x: float
+    y: float
+    srcpos: str
+    astrom: tuple[float, float] | None
+    brightest: tuple[float, float] | None
+    manual: tuple[float, float] | None
+    astrometry_reason: str = ""
+
+    @property
+    def xy(self) -> tuple[float, float]:
+        """``(x, y)``."""
+        return (self.x, self.y)
+
+    @property
+    def inside(self) -> bool:
+        """Inside the 25-spaxel IFU radius."""
+        return bool(np.hypot(self.x, self.y) <= sedm.MLA_RADIUS_UNITS)
+
+
+def brightest_position(cube: Cube, lo: float = 5000.0, hi: float = 7000.0) -> tuple[float, float]:
+    """Centroid of the spaxels above the 99.5th percentile of the 5000-7000 A image.
+
+    The percentile is lowered in steps of 5 until at least three spaxels remain (pysedm's
+    rule), and the result is the flux-weighted centroid of those spaxels' neighbourhood.
+    """
+    img = cube.slice_mean(lo, hi)
+    finite = np.isfinite(img)
+    pct = 99.5
+    sel = np.zeros_like(finite)
+    while pct > 50:
+        sel = finite & (img >= np.nanpercentile(img, pct))
+        if sel.sum() >= 3:
+            break
+        pct -= 5
+    peak = cube.xy[np.nanargmax(np.where(finite, img, -np.inf))]
+    near = finite & (np.hypot(*(cube.xy - peak).T) < 1.6) & (img > 0)
+    w = img[near]
+    return float(np.sum(w * cube.xy[near, 0]) / w.sum()), float(np.sum(w * cube.xy[near, 1]) / w.sum())
+
+
+def choose_position(kind: str, cube: Cube, *, astrom: tuple[float, float] | None, astrometry_reason: str,
+                    manual: tuple[float, float] | None) -> Position:
+    """The position to start from, by priority: manual, astrometry (science), brightest."""
+    bright = brightest_position(cube)
+    if manual is not None:
+        x, y, src = manual[0], manual[1], "manual"
+    elif kind == "science" and astrom is not None:
+        x, y, src = astrom[0], astrom[1], "astrom"
+    else:
+        x, y, src = bright[0], bright[1], "auto"
+    return Position(x=float(x), y=float(y), srcpos=src, astrom=astrom, brightest=bright, manual=manual,
+                    astrometry_reason=astrometry_reason)
+
+
+def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None, default_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Spaxels to fit and spaxels excluded by the user.
+
+    ``region`` is ``None`` (a circle of ``default_radius``), ``{"radius": r}``,
+    ``{"include": [ids]}`` (exactly those, by trace id) or ``{"exclude": [ids]}`` (the default
+    circle minus those; e.g. a cosmic-ray spaxel). Ids are the calibration's trace indices
+    (``Cube.spaxel_id``).
+
+    Raises
+    ------
+    RequestError
+        The region holds no spaxel of the cube.
+    """
+    region = region or {}
+    dist = np.hypot(*(cube.xy - np.asarray(centre)).T)
+    radius = float(region.get("radius", default_radius))
+    excluded = np.zeros(cube.n_spax, bool)
+    if "include" in region:
+        mask = np.isin(cube.spaxel_id, np.asarray(region["include"], dtype=int))
+    else:
+        mask = dist <= radius
+        if "exclude" in region:
+            excluded = np.isin(cube.spaxel_id, np.asarray(region["exclude"], dtype=int))
+            mask &= ~excluded
+    if mask.sum() == 0:
+        raise RequestError("the extraction region contains no spaxel of the cube")
+    return mask, excluded
