@@ -84,12 +84,17 @@ class CalibrationStage:
             config = view.config.to_dict()
             jobs.append(Job(stage=self.name, key=key, fn=calibrate_night,
                             args=(night, payload, str(night_dir(view, night)), config, key), priority=10,
-                            context={"night": night, "level": level, "counts": cal.counts()}))
-            with view.writer.transaction():
-                view.writer.update_night(night, calib_status="running")
-                view.writer.event("calibration", f"calibration of {night} started ({level} set: {cal.counts()})",
-                                  night=night, payload={"status": "running", "level": level})
+                            context={"night": night, "level": level, "counts": cal.counts(),
+                                     "label": f"calibrating {night}"}))
         return jobs
+
+    def on_submit(self, view: EngineView, job: Job) -> None:
+        """The engine started the calibration."""
+        night, level = job.context["night"], job.context["level"]
+        with view.writer.transaction():
+            view.writer.update_night(night, calib_status="running")
+            view.writer.event("calibration", f"calibration of {night} started ({level} set: {job.context['counts']})",
+                              night=night, payload={"status": "running", "level": level})
 
     def progress(self, view: EngineView, job: Job, stage: str, fraction: float, message: str) -> None:
         night = job.context["night"]

@@ -209,11 +209,17 @@ class Engine:
             jobs.extend(j for j in stage.plan(view) if j.key not in view.running)
         jobs.sort(key=lambda j: j.priority)
         for job in jobs[:capacity]:
-            self._set_activity(f"{job.stage} {job.key.split(':', 1)[-1]}")
-            fut = self.executor.submit(job.fn, *job.args)
-            self.futures[fut] = job
-            view.running.add(job.key)
+            self._submit(job, view)
         return bool(jobs)
+
+    def _submit(self, job: Job, view: EngineView) -> None:
+        self._set_activity(job.context.get("label") or f"{job.stage} {job.key.split(':', 1)[-1]}")
+        hook = getattr(self._stage(job.stage), "on_submit", None)
+        if hook is not None:
+            hook(view, job)
+        fut = self.executor.submit(job.fn, *job.args)
+        self.futures[fut] = job
+        view.running.add(job.key)
 
     def _collect(self, *, block: bool) -> bool:
         self._drain_progress()
@@ -287,23 +293,17 @@ class Engine:
                 self.finish_request(req, error=f"internal error: {exc}")
                 continue
             if isinstance(outcome, Job):
-                fut = self.executor.submit(outcome.fn, *outcome.args)
-                self.futures[fut] = outcome
+                outcome.context.setdefault("label", f"re-extracting {req['target']} (request #{req['id']})")
+                self._submit(outcome, self.view())
             else:
                 self.finish_request(req, result=outcome)
 
     def finish_request(self, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
         """Mark a request done or failed (with an event), in one transaction."""
-        status = "failed" if error else "done"
+        from engine.pipeline.requests_stage import finish_request_in
+
         with self.writer.transaction():
-            self.writer.update("requests", req["id"], {
-                "status": status, "result_json": json.dumps(result or {}, default=str), "error": error,
-                "finished_at": utc_now_iso(),
-            })
-            msg = f"request #{req['id']} {req['kind']} {req['target'] or ''}: " + (error or "done")
-            self.writer.event("request", msg, night=req["night"], obs_id=req["target"],
-                              level="warning" if error else "info",
-                              payload={"request_id": req["id"], "status": status, "kind": req["kind"]})
+            finish_request_in(self.view(), req, result=result, error=error)
 
     # ------------------------------------------------------------------ status
     def _set_activity(self, text: str) -> None:

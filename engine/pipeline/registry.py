@@ -10,6 +10,7 @@ def build_stages(config: Config) -> list[Stage]:
     """Calibration, then science (standards before the science that needs them), then reports."""
     wanted = {s.strip() for s in config.engine.stages.split(",") if s.strip()}
     from engine.pipeline.calibration import CalibrationStage
+    from engine.pipeline.science import ScienceStage
 
-    stages: list[Stage] = [CalibrationStage()]
+    stages: list[Stage] = [CalibrationStage(), ScienceStage()]
     return [s for s in stages if "all" in wanted or s.name in wanted]

@@ -138,7 +138,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     cards.update(s2n)
     if cls is not None:
         cards.update(cls.cards)
-    notfluxcal = sens is None and task["kind"] == "science"
+    notfluxcal = sens is None and task["kind"] == "science" and fp is not None
     spec_fits = names.extraction("spec", task["raw"], inp.object_name, tag=inp.tag, lstep=inp.lstep, notfluxcal=notfluxcal)
     spec_txt = spec_fits[:-5] + ".txt"
     prov = Provenance(schema="sedmtui.spectrum", version=1, config=task["config"],
