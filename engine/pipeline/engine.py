@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -96,6 +97,9 @@ class Engine:
         if workers <= 1:
             self.executor = InlineExecutor()
         else:
+            # One thread of BLAS per worker: the pool is the parallelism (no oversubscription).
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.setdefault(var, "1")
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["engine.pipeline.registry"])
             self.progress_queue = ctx.Queue()

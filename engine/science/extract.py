@@ -60,7 +60,8 @@ def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotome
                   airmass=0.5 * (x0 + x1), parallactic_deg=pa, rotation_deg=inp.rotation_deg,
                   guess_err=GUESS_ERR[inp.position.srcpos])
     centres = fit.adr.position(c.wave, inp.rotation_deg, meteo)
-    fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=inp.lstep)
+    fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=inp.lstep,
+                           companions=fit.companions)
     return fit, fp, meteo
 
 
@@ -204,7 +205,8 @@ def _psf_cards(fit: PsfFit) -> dict:
             "PSFRHO": (round(s.rho, 4), "chromatic width exponent"),
             "PSFADRPA": (round(fit.adr.parallactic_deg, 3), "fitted parallactic angle [deg]"),
             "PSFADRZ": (round(fit.adr.airmass, 4), "fitted ADR airmass"),
-            "PSFADRC2": (round(fit.adr.chi2_dof, 3), "ADR fit chi2/dof"), "PSFCHI2": (round(fit.chi2_dof, 3), "PSF fit chi2/dof")}
+            "PSFADRC2": (round(fit.adr.chi2_dof, 3), "ADR fit chi2/dof"), "PSFCHI2": (round(fit.chi2_dof, 3), "PSF fit chi2/dof"),
+            "NNEIGHB": (int(fit.companions.n), "neighbouring point sources modelled")}
 
 
 def _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fitted, mask, excluded, fp) -> dict:

@@ -22,6 +22,7 @@ from scipy.optimize import least_squares
 from engine.errors import AlgorithmError
 from engine.science.adr import AdrFit, Meteo, fit_adr
 from engine.science.psf import PsfShape, spaxel_fractions
+from engine.science.scene import Companions, find_companions
 
 DEFAULT_SHAPE = PsfShape()
 
@@ -52,16 +53,38 @@ def make_metaslices(wave: np.ndarray, flux: np.ndarray, var: np.ndarray, n: int,
     return Metaslices(wave=np.array(centres), data=np.array(data), var=np.array(err), edges=edges)
 
 
-def _plane_solve(frac: np.ndarray, d: np.ndarray, w: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice weighted LSQ of ``d = A frac + b0 + bx x + by y``; shapes (m,n) -> coef (m,4), model (m,n)."""
-    m, n = frac.shape
-    basis = np.stack([frac, np.ones_like(frac), np.broadcast_to(xy[:, 0], frac.shape),
-                      np.broadcast_to(xy[:, 1], frac.shape)], axis=2)
+def _basis(frac: np.ndarray, xy: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Columns: target PSF, companions (if any), 1, x, y; shape (m, n, p)."""
+    cols = [frac[:, :, None]]
+    if extra is not None and extra.shape[2]:
+        cols.append(extra)
+    cols += [np.ones_like(frac)[:, :, None], np.broadcast_to(xy[:, 0], frac.shape)[:, :, None],
+             np.broadcast_to(xy[:, 1], frac.shape)[:, :, None]]
+    return np.concatenate(cols, axis=2)
+
+
+def _plane_solve(frac: np.ndarray, d: np.ndarray, w: np.ndarray, xy: np.ndarray,
+                 extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice weighted LSQ of ``d = A frac + sum_j C_j extra_j + b0 + bx x + by y``.
+
+    Shapes: ``frac``, ``d``, ``w`` (m, n); ``extra`` (m, n, k). Returns coef (m, 1+k+3), model (m, n).
+    """
+    basis = _basis(frac, xy, extra)
+    p = basis.shape[2]
     bw = basis * w[:, :, None]
-    ata = np.einsum("mnp,mnq->mpq", bw, basis) + np.eye(4)[None] * 1e-12
+    ata = np.einsum("mnp,mnq->mpq", bw, basis) + np.eye(p)[None] * 1e-12 * (1 + np.abs(np.einsum("mnp,mnp->mp", bw, basis)).max())
     atb = np.einsum("mnp,mn->mp", bw, np.nan_to_num(d))
     coef = np.linalg.solve(ata, atb[:, :, None])[:, :, 0]
     return coef, np.einsum("mnp,mp->mn", basis, coef)
+
+
+def companion_basis(xy: np.ndarray, shape: PsfShape, wave: np.ndarray, centres: np.ndarray,
+                    comp: Companions | None) -> np.ndarray | None:
+    """Extra basis columns (m, n, k): one PSF per neighbour, following the target's ADR track."""
+    if comp is None or comp.n == 0:
+        return None
+    mean_c = centres.mean(axis=0)
+    return np.stack([spaxel_fractions(xy, q + (centres - mean_c), shape, wave) for q in comp.points], axis=2)
 
 
 @dataclass
@@ -78,23 +101,26 @@ class PsfFit:
     """Shape ``(n_spax,)`` spaxels used."""
     chi2_dof: float
     clipped: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    companions: Companions = field(default_factory=Companions.none)
+    """Neighbouring point sources (absolute positions), modelled as extra PSFs."""
 
 
-def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, fix_chroma):
+def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, fix_chroma, comp=None):
     m = ms.wave.size
     a, beta, eta, core, ab, theta, rho = params[:7]
     pos = params[7 : 7 + 2 * m].reshape(m, 2)
     shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=0.0 if fix_chroma else rho)
     frac = spaxel_fractions(xy_rel, pos, shape, ms.wave)
     ww = w * mask[None, :]
-    _coef, model = _plane_solve(frac, ms.data, ww, xy_rel)
+    extra = companion_basis(xy_rel, shape, ms.wave, pos, comp)
+    _coef, model = _plane_solve(frac, ms.data, ww, xy_rel, extra)
     return (np.sqrt(ww) * np.nan_to_num(ms.data - model)).ravel()
 
 
 def fit_psf(
     wave: np.ndarray, flux: np.ndarray, var: np.ndarray, xy: np.ndarray, guess: tuple[float, float], *,
     n_meta: int, fit_mask: np.ndarray, meteo: Meteo, airmass: float, parallactic_deg: float, rotation_deg: float,
-    guess_err: float = 3.0,
+    guess_err: float = 3.0, find_others: bool = True,
 ) -> PsfFit:
     """Fit the PSF shape and the ADR of a point source.
 
@@ -149,6 +175,12 @@ def fit_psf(
             break
         mask &= ~bad
         p0 = res.x
+    comp = None
+    if find_others:
+        comp = _companions(res.x, ms_fit, xy_rel, w, mask, m)
+        if comp.n:
+            res = least_squares(_joint_residuals, res.x, bounds=(lo, hi),
+                                args=(ms_fit, xy_rel, w, mask, False, comp), x_scale="jac", max_nfev=200)
     p = res.x
     dof = max(int((w[:, mask] > 0).sum()) - p.size - 4 * m, 1)
     chi2 = float(np.sum(res.fun**2) / dof)
@@ -161,13 +193,33 @@ def fit_psf(
     pos = p[7:].reshape(m, 2) + origin
     pos_err = np.maximum(perr[7:].reshape(m, 2), 1e-3)
     frac = spaxel_fractions(xy_rel, pos - origin, shape, ms.wave)
-    coef, _ = _plane_solve(frac, d, w * mask[None, :], xy_rel)
+    extra = companion_basis(xy_rel, shape, ms.wave, pos - origin, comp)
+    coef, _ = _plane_solve(frac, d, w * mask[None, :], xy_rel, extra)
     adr = fit_adr(ms.wave, pos, pos_err, airmass=airmass, parallactic_deg=parallactic_deg,
                   rotation_deg=rotation_deg, meteo=meteo)
     used = fit_mask.copy()
     used[np.flatnonzero(fit_mask)[~mask]] = False
+    absolute = Companions(points=comp.points + origin) if comp is not None and comp.n else Companions.none()
     return PsfFit(shape=shape, meta_wave=ms.wave, meta_xy=pos, meta_err=pos_err, meta_amp=coef[:, 0], adr=adr,
-                  fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask])
+                  fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask], companions=absolute)
+
+
+def _companions(params, ms: Metaslices, xy_rel, w, mask, m) -> Companions:
+    """Neighbours in the residual of a target-only fit (relative coordinates)."""
+    a, beta, eta, core, ab, theta, rho = params[:7]
+    pos = params[7 : 7 + 2 * m].reshape(m, 2)
+    shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=rho)
+    frac = spaxel_fractions(xy_rel, pos, shape, ms.wave)
+    coef, model = _plane_solve(frac, ms.data, w * mask[None, :], xy_rel)
+    target_model = frac * coef[:, 0:1]
+    plane = model - target_model
+    resid = ms.data - target_model - plane
+    ww = np.where(np.isfinite(resid), w, 0.0)
+    sw = ww.sum(0)
+    broad = np.where(sw > 0, (ww * np.nan_to_num(resid)).sum(0) / np.where(sw > 0, sw, 1.0), np.nan)
+    var = np.where(sw > 0, 1.0 / np.where(sw > 0, sw, 1.0), np.nan)
+    return find_companions(xy_rel, broad, var, pos.mean(axis=0), shape.fwhm_units(), region=np.ones(len(xy_rel), bool),
+                           target_flux=float(np.nanmean(coef[:, 0])))
 
 
 @dataclass(frozen=True)
@@ -199,6 +251,7 @@ class ForcedPhotometry:
 def forced_photometry(
     wave: np.ndarray, flux: np.ndarray, var: np.ndarray, xy: np.ndarray, fit_mask: np.ndarray,
     shape: PsfShape, centres: np.ndarray, *, lstep: int = 1, clip: float = 5.0, n_iter: int = 3,
+    companions: Companions | None = None,
 ) -> ForcedPhotometry:
     """Amplitude and background plane of every slice, the PSF fixed; one batched solve.
 
@@ -213,31 +266,33 @@ def forced_photometry(
     v = np.array([np.nanmean(var[sel][:, g], axis=1) / len(g) for g in groups])
     gc = np.array([centres[g].mean(axis=0) for g in groups])
     frac = spaxel_fractions(xy[sel], gc, shape, gw)
+    extra = companion_basis(xy[sel], shape, gw, gc, companions)
     good = np.isfinite(d) & np.isfinite(v) & (v > 0)
     w = np.where(good, 1.0 / np.where(good, v, 1.0), 0.0)
     clipped = np.zeros_like(good)
     for _ in range(n_iter):
-        coef, model = _plane_solve(frac, d, w * ~clipped, xy[sel])
+        coef, model = _plane_solve(frac, d, w * ~clipped, xy[sel], extra)
         z = np.where(good, (d - model) * np.sqrt(w), 0.0)
         new = clipped | (np.abs(z) > clip)
         if np.array_equal(new, clipped):
             break
         clipped = new
-    coef, model = _plane_solve(frac, d, w * ~clipped, xy[sel])
-    basis = np.stack([frac, np.ones_like(frac), np.broadcast_to(xy[sel, 0], frac.shape),
-                      np.broadcast_to(xy[sel, 1], frac.shape)], axis=2)
+    coef, model = _plane_solve(frac, d, w * ~clipped, xy[sel], extra)
+    basis = _basis(frac, xy[sel], extra)
     ww = w * ~clipped
-    ata = np.einsum("mnp,mnq->mpq", basis * ww[:, :, None], basis) + np.eye(4)[None] * 1e-12
-    cov = np.linalg.inv(ata)
+    ata = np.einsum("mnp,mnq->mpq", basis * ww[:, :, None], basis) + np.eye(basis.shape[2])[None] * 1e-12
+    cov = np.linalg.pinv(ata)
     amp, amp_var = coef[:, 0], cov[:, 0, 0]
     if lstep > 1:
         amp_full = np.interp(wave, gw, amp)
         var_full = np.interp(wave, gw, amp_var) * lstep
-        bkg = np.stack([np.interp(wave, gw, coef[:, k]) for k in (1, 2, 3)], 1)
+        full_coef = np.stack([np.interp(wave, gw, coef[:, k]) for k in range(coef.shape[1])], 1)
+        full_frac = spaxel_fractions(xy[sel], centres, shape, wave)
+        full_extra = companion_basis(xy[sel], shape, wave, centres, companions)
+        full_model = np.einsum("mnp,mp->mn", _basis(full_frac, xy[sel], full_extra), full_coef)
     else:
-        amp_full, var_full, bkg = amp, amp_var, coef[:, 1:]
-    full_frac = spaxel_fractions(xy[sel], centres, shape, wave) if lstep > 1 else frac
-    full_model = full_frac * amp_full[:, None] + bkg[:, 0:1] + bkg[:, 1:2] * xy[sel, 0] + bkg[:, 2:3] * xy[sel, 1]
+        amp_full, var_full, full_model = amp, amp_var, model
+    bkg = coef[:, -3:] if lstep == 1 else np.stack([np.interp(wave, gw, coef[:, k]) for k in range(-3, 0)], 1)
     model_all = np.full(flux.shape, np.nan, dtype=np.float32)
     model_all[sel] = full_model.T
     clipped_all = np.zeros(flux.shape, bool)

@@ -1,0 +1,163 @@
+"""Benchmark the science reduction on a synthetic night against its truth.
+
+    python benchmarks/science.py --night RAW/YYYYMMDD --json OUT.json [--redux DIR] [--workers 2]
+
+1. The whole night end to end with the real engine (``--once``: calibration and every
+   exposure, ``--workers`` processes): ``night_wall_s``, ``peak_rss_mb`` (largest process).
+2. One core: a few science frames re-reduced in this process from the night's calibration:
+   ``wall_s_per_frame`` (median).
+3. Accuracy against ``truth.json``:
+   * ``flux_rms_pct_median``: flux-calibrated spectrum / true SED (seen at the instrument's
+     resolution), over 4000-9000 A in 250-A bins, grey scale removed; median over the science
+     targets with S/N >= 30 (``flux_scale_median``: the grey factor; ``flux_rms_pct_per_sample``:
+     the same without binning, noise included).
+   * ``std_rms_pct``: standard-star self-check (median over the night's standards).
+   * ``centroid_err_spaxel_median``: fitted position at 7000 A vs truth, targets with S/N >= 20.
+   * ``jflex_err_px_max``, ``iflex_err_px_max``: flexure vs truth over every exposure.
+   * ``quality_agreement``: fraction of exposures whose quality flag equals the expected one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.config import load_config  # noqa: E402
+from engine.science.fluxcal import _fine_grid, instrument_view  # noqa: E402
+from engine.science.products import read_spectrum_fits  # noqa: E402
+
+
+def templates_dir() -> str:
+    env = os.environ.get("SEDMTUI_CLASSIFY_TEMPLATES_DIR")
+    cand = Path(env) if env else REPO.parent / "shared" / "snid-templates-2.0"
+    return str(cand) if cand.is_dir() else ""
+
+
+def run_night(raw_root: Path, night: str, redux: Path, workers: int) -> float:
+    from engine.pipeline.engine import Engine
+
+    env = {"SEDMTUI_CLASSIFY_TEMPLATES_DIR": templates_dir(), "SEDMTUI_ENGINE_WORKERS": str(workers)}
+    cfg = load_config(None, env=env, overrides={"paths": {"raw_root": str(raw_root), "redux_root": str(redux)}})
+    t0 = time.perf_counter()
+    Engine(cfg, night=night, once=True).run()
+    return time.perf_counter() - t0
+
+
+def per_frame(raw_root: Path, night: str, redux: Path, n: int = 3) -> float:
+    """Median wall time of re-reducing ``n`` science frames in this process (one core)."""
+    from engine.pipeline.calibration import night_dir  # noqa: F401
+    from engine.science.reduce import reduce_exposure
+
+    db = sqlite3.connect(redux / "sedm.db")
+    db.row_factory = sqlite3.Row
+    rows = db.execute("""SELECT o.obs_id, o.kind, f.path FROM observations o JOIN frames f ON f.id=o.frame_id
+                         WHERE o.night=? AND o.kind='science' AND o.state='done' ORDER BY o.obs_id LIMIT ?""",
+                      [night, n]).fetchall()
+    cfg = load_config(None, env={"SEDMTUI_CLASSIFY_TEMPLATES_DIR": templates_dir()},
+                      overrides={"paths": {"raw_root": str(raw_root), "redux_root": str(redux)}}).to_dict()
+    fluxcal = [{"path": str(p), "mjd": 0.0} for p in sorted((redux / night).glob("fluxcal_*.fits"))][:1]
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in rows:
+            task = {"raw": r["path"], "night": night, "obs_id": r["obs_id"], "kind": r["kind"], "out_dir": tmp,
+                    "cal_dir": str(redux / night), "cal_night": night, "raw_dir": str(Path(r["path"]).parent),
+                    "catalog_dir": str(raw_root / "catalog"), "fluxcal": fluxcal, "config": cfg, "job_key": ""}
+            t0 = time.perf_counter()
+            reduce_exposure(task)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) if times else float("nan")
+
+
+def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
+    truth = json.loads((raw_root / night / "truth.json").read_text())
+    db = sqlite3.connect(redux / "sedm.db")
+    db.row_factory = sqlite3.Row
+    rows = {r["obs_id"]: dict(r) for r in db.execute(
+        """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
+           WHERE e.night=? AND e.status='current'""", [night])}
+    flux_rms, flux_rms_sample, scales, cen, jerr, ierr, agree, std_rms, per_target = [], [], [], [], [], [], [], [], []
+    for e in truth["exposures"]:
+        r = rows.get(e["obs_id"])
+        if r is None:
+            agree.append(False)
+            continue
+        agree.append(r["quality"] == e["expected_quality"])
+        facts = json.loads(r["facts_json"] or "{}")
+        if "jflex_px" in facts:
+            jerr.append(abs(facts["jflex_px"] - e["jflex_px"]))
+            ierr.append(abs(facts["iflex_px"] - e["iflex_px"]))
+        s2n = r["s2n"] or 0.0
+        if r["centroid_x"] is not None and s2n >= 20 and r["quality"] in (0, 1, 2, 5):
+            cen.append(float(np.hypot(r["centroid_x"] - e["position"][0], r["centroid_y"] - e["position"][1])))
+        if r["kind"] == "standard" and r["fluxcal_file"]:
+            from astropy.io import fits
+
+            std_rms.append(fits.getheader(redux / night / r["fluxcal_file"])["SELFCHK"])
+        if r["kind"] == "science" and r["fluxcal"] and s2n >= 30 and r["quality"] <= 2:
+            wave, flux, _var, _h, _t = read_spectrum_fits(redux / night / r["spec_fits"])
+            sed = np.loadtxt(raw_root / night / e["sed"])
+            fine = _fine_grid(wave)
+            true = instrument_view(fine, np.interp(fine, sed[:, 0], sed[:, 1]), wave)
+            sel = (wave >= 4000) & (wave <= 9000) & np.isfinite(flux)
+            ratio = flux[sel] / true[sel]
+            scale = float(np.median(ratio))
+            nb = len(ratio) // 10
+            binned = np.array([np.mean(ratio[i * 10:(i + 1) * 10]) for i in range(nb)]) / scale
+            flux_rms.append(float(100 * np.std(binned - 1)))
+            flux_rms_sample.append(float(100 * np.std(ratio / scale - 1)))
+            scales.append(scale)
+            per_target.append({"obs_id": e["obs_id"], "s2n": round(s2n, 1), "rms_pct": round(flux_rms[-1], 3),
+                               "scale": round(scale, 4)})
+    return {
+        "flux_rms_pct_median": float(np.median(flux_rms)) if flux_rms else None,
+        "flux_rms_pct_per_sample": float(np.median(flux_rms_sample)) if flux_rms_sample else None,
+        "flux_scale_median": float(np.median(scales)) if scales else None,
+        "n_flux_targets": len(flux_rms),
+        "std_rms_pct": float(np.median(std_rms)) if std_rms else None,
+        "centroid_err_spaxel_median": float(np.median(cen)) if cen else None,
+        "centroid_err_spaxel_max": float(np.max(cen)) if cen else None,
+        "jflex_err_px_max": float(np.max(jerr)) if jerr else None,
+        "iflex_err_px_max": float(np.max(ierr)) if ierr else None,
+        "quality_agreement": float(np.mean(agree)) if agree else None,
+        "flux_per_target": per_target,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--night", required=True, help="raw night directory RAW/YYYYMMDD (with truth.json)")
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--redux", help="reduction root (default: a temporary directory)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-night", action="store_true", help="reuse an existing reduction in --redux")
+    args = ap.parse_args(argv)
+    night_dir = Path(args.night)
+    raw_root, night = night_dir.parent, night_dir.name
+    redux = Path(args.redux) if args.redux else Path(tempfile.mkdtemp(prefix="scibench-"))
+    out = {}
+    if not args.skip_night:
+        out["night_wall_s"] = round(run_night(raw_root, night, redux, args.workers), 2)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        out["peak_rss_mb"] = round(max(children, own), 1)
+    out["wall_s_per_frame"] = round(per_frame(raw_root, night, redux), 2)
+    out.update(accuracy(raw_root, night, redux))
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "flux_per_target"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
