@@ -72,3 +72,28 @@ def mini_calibration(tmp_path_factory, mini_raw) -> Path:
         calibrate_night(MINI_NIGHT, select_frames(mini_raw, MINI_NIGHT), str(out), {})
 
     return _once(tmp_path_factory, "mini-cal", build)
+
+
+def engine_config(raw: Path, redux: Path, **env):
+    """A configuration for tests (templates from the shared directory when present)."""
+    from engine.config import load_config
+
+    base = {"SEDMTUI_ENGINE_WORKERS": "1", "SEDMTUI_WATCH_STABLE_S": "0.2"}
+    tdir = templates_dir()
+    if tdir is not None:
+        base["SEDMTUI_CLASSIFY_TEMPLATES_DIR"] = str(tdir)
+    base.update({k: str(v) for k, v in env.items()})
+    return load_config(None, env=base, overrides={"paths": {"raw_root": str(raw), "redux_root": str(redux)}})
+
+
+@pytest.fixture(scope="session")
+def mini_reduced(tmp_path_factory, mini_raw) -> Path:
+    """The mini night reduced end to end by the engine (``--once``); returns the redux root."""
+
+    def build(out: Path) -> None:
+        from engine.pipeline.engine import Engine
+
+        cfg = engine_config(mini_raw, out, SEDMTUI_ENGINE_WORKERS=2)
+        Engine(cfg, night=MINI_NIGHT, once=True).run()
+
+    return _once(tmp_path_factory, "mini-reduced", build)

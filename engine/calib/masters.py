@@ -8,7 +8,6 @@ not cosmic-cleaned frames; min/max rejected above 7 frames), with their inputs' 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from astropy.io import fits
 from engine.ccd.combine import median_combine
 from engine.ccd.debias import debias, master_bias
 from engine.errors import CalibrationNotFoundError, FrameError
-from engine.io.fitsio import read_image
+from engine.io.fitsio import read_image, write_atomic
 from engine.provenance import Provenance
 
 log = logging.getLogger(__name__)
@@ -109,9 +108,7 @@ def combine_master(name: str, paths: list[str], bias_paths: dict[float, Path], o
 
 
 def _write(hdul: fits.HDUList, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    hdul.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    write_atomic(hdul, path)
 
 
 __all__ = ["Master", "bias_name", "make_master_biases", "combine_master", "load_bias", "FrameError"]

@@ -30,6 +30,7 @@ from engine.calib.tracefind import TraceFit
 from engine.calib.wavesol import WaveSolution
 from engine.errors import CalibrationNotFoundError
 from engine.instrument import sedm
+from engine.io.fitsio import write_atomic
 from engine.provenance import Provenance
 
 SCHEMA_VERSION = 1
@@ -158,9 +159,7 @@ class NightCalibration:
             hdu = fits.table_to_hdu(table)
             hdu.name = kind.upper()
             path = product_path(directory, self.night, kind)
-            tmp = path.with_suffix(".fits.part")
-            fits.HDUList([prim, hdu, provenance.hdu()]).writeto(tmp, overwrite=True)
-            os.replace(tmp, path)
+            write_atomic(fits.HDUList([prim, hdu, provenance.hdu()]), path)
             out[kind] = str(path)
         return out
 

@@ -1,4 +1,5 @@
-"""Reading raw FITS frames safely: completeness by FITS size arithmetic, clear errors."""
+"""Reading raw FITS frames safely (completeness by FITS size arithmetic, clear errors) and
+writing products atomically with every card inside 80 characters."""
 
 from __future__ import annotations
 
@@ -153,3 +154,40 @@ def header_value(header, key: str, default=None, *, required: bool = False, cast
         if required:
             raise FrameError(f"{what or 'frame'}: header keyword {key}={value!r} is not a valid {cast.__name__}") from exc
         return default
+
+
+def fit_comments(header: fits.Header) -> fits.Header:
+    """Shorten comments in place so every card fits in 80 characters (values are never cut).
+
+    The room left for a comment is measured on the card as astropy formats it (string
+    values are padded to column 30, numbers right-justified to it); long-string cards that
+    continue over several records keep no comment.
+    """
+    for index, card in enumerate(header.cards):
+        if card.keyword in ("COMMENT", "HISTORY", "") or not card.comment:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", fits.verify.VerifyWarning)
+            probe = fits.Card(card.keyword, card.value, "x").image
+        truncated = any("truncated" in str(w.message) for w in caught)
+        room = 80 - (len(probe.rstrip()) - 1) if len(probe) == 80 and not truncated else 0
+        if len(card.comment) > room:
+            header.comments[index] = card.comment[: max(room, 0)].rstrip()
+    return header
+
+
+def write_atomic(hdul: fits.HDUList | fits.PrimaryHDU, path: str | os.PathLike) -> Path:
+    """Write ``hdul`` to ``path`` through a hidden ``.part`` file and an atomic rename.
+
+    Readers (the console, Fritz uploads) never see a half-written product, and comments
+    that would not fit a card are shortened instead of raising a truncation warning.
+    """
+    if isinstance(hdul, fits.PrimaryHDU):
+        hdul = fits.HDUList([hdul])
+    for hdu in hdul:
+        fit_comments(hdu.header)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
+    os.replace(tmp, path)
+    return path

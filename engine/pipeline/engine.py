@@ -15,7 +15,6 @@ cleanly; a restart resumes: finished work is recorded in the database and is not
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import multiprocessing
 import os
@@ -34,7 +33,7 @@ from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, requeue_stale, validate_shape
 from engine.state.writer import StateWriter
-from engine.timeutil import utc_now, utc_now_iso
+from engine.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -136,19 +136,19 @@ def handle_recover(stage, view: EngineView, req: dict) -> dict:
 def _set_quality_in_products(out: Path, ext: dict, quality: int, reason: str) -> None:
     from astropy.io import fits
 
+    from engine.io.fitsio import write_atomic
+
     path = out / ext["spec_fits"]
     if path.exists():
         with fits.open(path) as hdul:
             hdul[0].header["QUALITY"] = quality
-            hdul[0].header["QUALREAS"] = reason[:68]
-            tmp = path.with_name(f".{path.name}.part")
-            hdul.writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
+            hdul[0].header["QUALREAS"] = reason
+            write_atomic(hdul, path)
     txt = out / ext["spec_txt"] if ext["spec_txt"] else None
     if txt and txt.exists():
         lines = txt.read_text().splitlines()
         lines = [f"# QUALITY: {quality}" if ln.startswith("# QUALITY:") else
-                 (f"# QUALREAS: {reason[:68]}" if ln.startswith("# QUALREAS:") else ln) for ln in lines]
+                 (f"# QUALREAS: {reason}" if ln.startswith("# QUALREAS:") else ln) for ln in lines]
         tmp = txt.with_name(f".{txt.name}.part")
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, txt)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -20,6 +19,7 @@ from engine import refdata
 from engine.calib.background import subtract_scattered_light
 from engine.calib.products import NightCalibration
 from engine.instrument import sedm
+from engine.io.fitsio import write_atomic
 from engine.provenance import Provenance
 from engine.science.flexure import Flexure, measure_ishift, measure_jshift
 
@@ -151,10 +151,7 @@ def write_cube(path: str | os.PathLike, cube: Cube, header: fits.Header, provena
     varh = fits.ImageHDU(cube.var.T.astype(np.float32), name="VARIANCE")
     sp = fits.table_to_hdu(Table({"id": cube.spaxel_id, "x": cube.xy[:, 0], "y": cube.xy[:, 1]}))
     sp.name = "SPAXELS"
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    fits.HDUList([prim, varh, sp, provenance.hdu()]).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    write_atomic(fits.HDUList([prim, varh, sp, provenance.hdu()]), path)
 
 
 def read_cube(path: str | os.PathLike) -> tuple[Cube, fits.Header]:

@@ -211,8 +211,8 @@ def _psf_cards(fit: PsfFit) -> dict:
 
 def _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fitted, mask, excluded, fp) -> dict:
     cards = {
-        "QUALITY": (quality, "0 good 1 recovered 2 minor 3 outside IFU 4 >20% negative 5 no astrometry"),
-        "QUALREAS": (reason[:68], "why"),
+        "QUALITY": (quality, "0 ok 1 recovered 2 minor 3 off-IFU 4 negative 5 no WCS"),
+        "QUALREAS": (reason, "why"),
         "SRCPOS": (pos.srcpos, "position origin: astrom / auto (brightest) / manual"),
         "POSOK": (bool(pos.inside), "target inside the IFU"),
         "XPOS": (round(fitted[0], 4) if fitted else pos.x, "fitted x at LBDAPOS [spaxel]"),
@@ -237,14 +237,14 @@ def _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fi
         cards["PSFFWHM"] = (round(fit.shape.fwhm_units() * sedm.SPAXEL_UNIT_ARCSEC, 3), "PSF FWHM at 7000 A [arcsec]")
         cards.update(_psf_cards(fit))
     if sens is not None:
-        cards["CALSRC"] = (Path(sens.source).name[:68], "sensitivity file")
+        cards["CALSRC"] = (Path(sens.source).name, "sensitivity file")
         dt = abs(float(inp.header.get("MJD_OBS", 0.0) or 0.0) - sens.mjd) * 24.0
         cards["CALDTH"] = (round(dt, 3), "hours between standard and this exposure")
         cards["CALAIRM"] = (round(sens.airmass, 4), "airmass of the standard")
         cards["TELLAO2"] = (round(sens.a_o2, 4), "telluric O2 strength applied")
         cards["TELLAH2O"] = (round(sens.a_h2o, 4), "telluric H2O strength applied")
     elif why_not:
-        cards["FLUXNOTE"] = (why_not[:68], "why not flux calibrated")
+        cards["FLUXNOTE"] = (why_not, "why not flux calibrated")
     if fluxcal_info.get("selfcheck_rms_pct") is not None:
         cards["SELFCHK"] = (round(fluxcal_info["selfcheck_rms_pct"], 4), "standard vs reference rms [%]")
     return cards
@@ -262,8 +262,9 @@ def _verify(inp, path, fit, fp, mask, excluded, wave, flux, fvar, cls, quality, 
         k = int(np.nanargmax(fit.meta_amp))
         lo, hi = 4000 + 4000 / fit.meta_wave.size * k, 4000 + 4000 / fit.meta_wave.size * (k + 1)
         sel = (c.wave >= lo) & (c.wave < hi)
-        data = np.nanmean(c.flux[:, sel], axis=1)
-        model = np.nanmean(fp.model[:, sel], axis=1)
+        with np.errstate(invalid="ignore"):
+            data = np.nansum(c.flux[:, sel], axis=1) / np.maximum(np.isfinite(c.flux[:, sel]).sum(1), 1)
+            model = np.nansum(fp.model[:, sel], axis=1) / np.maximum(np.isfinite(fp.model[:, sel]).sum(1), 1)
         panels = (fit.fit_mask, data, model, 0.5 * (lo + hi))
     tmpl = None
     if cls is not None and cls.template is not None:

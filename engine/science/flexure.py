@@ -18,7 +18,6 @@ import re
 import numpy as np
 
 from engine import refdata
-from engine.calib.linefit import fit_blends
 from engine.calib.products import NightCalibration
 
 SKY_LINE_AIR_AA: tuple[float, ...] = (5577.338,)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -28,6 +27,7 @@ from scipy.optimize import least_squares
 from engine import refdata
 from engine.errors import AlgorithmError
 from engine.instrument import sedm
+from engine.io.fitsio import write_atomic
 from engine.provenance import Provenance
 
 FLUXCAL_SCHEMA = "sedmtui.fluxcal"
@@ -196,10 +196,7 @@ def write_sensitivity(path: str | os.PathLike, cal: Sensitivity, header: fits.He
     hdr["TELLAIRM"] = (round(cal.airmass, 4), "airmass of the standard (mean)")
     hdr["STDMJD"] = (cal.mjd, "MJD of the standard")
     hdr["SELFCHK"] = (round(cal.selfcheck_rms_pct, 4), "rms of calibrated standard / reference - 1 [%]")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    fits.HDUList([fits.PrimaryHDU(cal.sens.astype(np.float64), header=hdr), provenance.hdu()]).writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    write_atomic(fits.HDUList([fits.PrimaryHDU(cal.sens.astype(np.float64), header=hdr), provenance.hdu()]), path)
 
 
 def read_sensitivity(path: str | os.PathLike) -> Sensitivity:

@@ -15,17 +15,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from engine.io.fitsio import write_atomic
 from engine.provenance import Provenance
 
 SPEC_SCHEMA = "sedmtui.spectrum"
 SPEC_VERSION = 1
 PSF_SCHEMA = "sedmtui.psf"
-
-
-def _atomic(hdul: fits.HDUList, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)
 
 
 def spectrum_header(base: fits.Header, cards: dict, wave: np.ndarray) -> fits.Header:
@@ -66,7 +61,7 @@ def write_spectrum(fits_path: str | os.PathLike, txt_path: str | os.PathLike, wa
         t.name = "TEMPLATE"
         hdus.append(t)
     hdus.append(provenance.hdu())
-    _atomic(fits.HDUList(hdus), Path(fits_path))
+    write_atomic(fits.HDUList(hdus), fits_path)
     lines = []
     for card in hdr.cards:
         if card.keyword in ("", "COMMENT", "HISTORY"):
@@ -111,4 +106,4 @@ def write_psf_product(path: str | os.PathLike, *, spaxel_id: np.ndarray, xy: np.
     sp.name = "SPAXELS"
     ms = fits.table_to_hdu(Table({k: np.asarray(v) for k, v in metaslices.items()}))
     ms.name = "METASLICES"
-    _atomic(fits.HDUList([prim, sp, ms, provenance.hdu()]), Path(path))
+    write_atomic(fits.HDUList([prim, sp, ms, provenance.hdu()]), path)

@@ -27,7 +27,7 @@ def recalibrate(task: dict) -> dict:
     resp = np.interp(wave, sens.wave, sens.response(airmass))
     flux, fvar = counts / resp, var / resp**2
     cards = {"FLUXCAL": (True, "flux calibrated"), "BUNIT": ("erg/s/A/cm^2", "flux unit"),
-             "CALSRC": (Path(sens.source).name[:68], "sensitivity file"),
+             "CALSRC": (Path(sens.source).name, "sensitivity file"),
              "CALDTH": (round(abs(float(hdr.get("MJD_OBS", 0.0)) - sens.mjd) * 24.0, 3), "hours to the standard"),
              "CALAIRM": (round(sens.airmass, 4), "airmass of the standard"),
              "TELLAO2": (round(sens.a_o2, 4), "telluric O2 strength"), "TELLAH2O": (round(sens.a_h2o, 4), "telluric H2O strength")}

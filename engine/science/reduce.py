@@ -28,7 +28,7 @@ from engine.ccd.debias import debias
 from engine.errors import AlgorithmError, EngineError
 from engine.instrument import sedm
 from engine.io import names
-from engine.io.fitsio import header_value, read_image
+from engine.io.fitsio import header_value, read_image, write_atomic
 from engine.pipeline.jobs import report
 from engine.provenance import Provenance
 from engine.science.cube import Cube, build_cube, read_cube, write_cube
@@ -74,11 +74,11 @@ def preprocess(raw_path: Path, cal_dir: Path, out_dir: Path, *, write_debiased: 
     for key, value in d.cards.items():
         hdr[key] = value
     if write_debiased:
-        fits.PrimaryHDU(d.image, header=hdr).writeto(out_dir / names.debiased(raw_path.name), overwrite=True)
+        write_atomic(fits.PrimaryHDU(d.image, header=hdr), out_dir / names.debiased(raw_path.name))
     hdr["CRRSUB"] = (not cr.skipped, "L.A.Cosmic (astroscrappy, SEDM parameters)")
     hdr["NCRPIX"] = (int(cr.mask.sum()), "cosmic-ray pixels replaced")
-    fits.HDUList([fits.PrimaryHDU(cr.image, header=hdr), fits.ImageHDU(cr.mask.astype(np.uint8), name="CRMASK")]
-                 ).writeto(out_dir / names.cleaned(raw_path.name), overwrite=True)
+    write_atomic(fits.HDUList([fits.PrimaryHDU(cr.image, header=hdr), fits.ImageHDU(cr.mask.astype(np.uint8), name="CRMASK")]),
+                 out_dir / names.cleaned(raw_path.name))
     return cr.image, d.variance, hdr, int(cr.mask.sum())
 
 
@@ -112,6 +112,8 @@ def reduce_exposure(task: dict) -> dict:
         prov.extra["CALFALLB"] = (True, f"calibration of {task['cal_night']} used (fallback)")
     cube_name = names.cube(raw_path.name, name)
     write_cube(out_dir / cube_name, cube, header, prov)
+    for card, value in cube.cards.items():
+        header[card] = value
     timing["cube_s"] = time.perf_counter() - t1
     report(key, "target position", 0.55)
     t1 = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 from astropy.io import fits
 
 from engine.errors import FrameError
-from engine.io.fitsio import check_complete, expected_fits_size, header_value, read_header, read_image
+from engine.io.fitsio import check_complete, expected_fits_size, header_value, read_header, read_image, write_atomic
 
 
 def write(path, shape=(64, 80)):
@@ -49,3 +49,20 @@ def test_missing_keyword_message():
 def test_read_image(tmp_path):
     data, header = read_image(write(tmp_path / "a.fits"))
     assert data.dtype == np.float32 and data.shape == (64, 80) and header["OBJECT"] == "x"
+
+
+def test_write_atomic_keeps_values_and_fits_comments(tmp_path, recwarn):
+    """Long comments are shortened, long values continue, nothing is lost or warned about."""
+    header = fits.Header()
+    header["CALSRC"] = ("fluxcal_auto_robot_lstep1__crr_b_ifu20261124_05_41_30_STD-G191B2B.fits", "sensitivity file")
+    header["OBJECT"] = ("ZTF26abcdefg [A]", "target name " + "x" * 80)
+    header["AIRMASS"] = (1.23456789, "airmass at mid-exposure " + "y" * 80)
+    header["HIERARCH SEDM LONG NAME"] = (2.5, "z" * 90)
+    path = write_atomic(fits.PrimaryHDU(np.arange(4.0), header=header), tmp_path / "spec.fits")
+    assert not [w for w in recwarn if issubclass(w.category, fits.verify.VerifyWarning) and "truncated" in str(w.message)]
+    assert not list(tmp_path.glob(".*.part"))
+    back = fits.getheader(path)
+    assert back["CALSRC"] == header["CALSRC"]
+    assert back["OBJECT"] == "ZTF26abcdefg [A]" and back.comments["OBJECT"].startswith("target name x")
+    assert back["AIRMASS"] == 1.23456789
+    assert all(len(card.image) == 80 for card in back.cards if card.keyword != "CALSRC")

@@ -1,6 +1,5 @@
 """The synthetic instrument: complete truth, physically consistent frames, determinism."""
 
-import json
 
 import numpy as np
 import pytest

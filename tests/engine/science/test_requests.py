@@ -1,0 +1,138 @@
+"""Console/CLI requests served by the engine: re-extract, accept, reject, recover, report,
+and bad requests refused with a message (nothing else changes)."""
+
+import json
+import shutil
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from engine.pipeline.engine import Engine
+from engine.state.requests import submit_request
+from tests.conftest import MINI_NIGHT, engine_config
+
+
+@pytest.fixture
+def live(mini_reduced, mini_raw, tmp_path):
+    redux = tmp_path / "redux"
+    shutil.copytree(mini_reduced, redux, ignore=shutil.ignore_patterns("b_ifu*", "crr_b_ifu*", ".done"))
+    cfg = engine_config(mini_raw, redux)
+    engine = Engine(cfg, night=MINI_NIGHT, once=False)
+    engine.start()
+    conn = sqlite3.connect(cfg.paths.db_path)
+    conn.row_factory = sqlite3.Row
+    yield engine, conn, redux / MINI_NIGHT
+    conn.close()
+    engine.close()
+
+
+def serve(engine, conn, rid, timeout=60.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        engine.step()
+        row = conn.execute("SELECT * FROM requests WHERE id=?", [rid]).fetchone()
+        if row["status"] in ("done", "failed"):
+            return dict(row)
+    raise AssertionError("request not served")
+
+
+def current(conn, obs_id):
+    return dict(conn.execute("""SELECT e.* FROM extractions e JOIN observations o ON o.current_extraction_id = e.id
+                                WHERE o.obs_id=?""", [obs_id]).fetchone())
+
+
+def test_reextract_accept_and_reject(live, mini_truth):
+    engine, conn, night = live
+    e = next(x for x in mini_truth["exposures"] if x["trick"] == "normal")
+    before = current(conn, e["obs_id"])
+    centroid = [e["position"][0] + 0.25, e["position"][1] - 0.25]
+    rid = submit_request(conn, "reextract", night=MINI_NIGHT, target=e["obs_id"],
+                         params={"centroid": centroid, "lstep": 1}, user="tester")
+    req = serve(engine, conn, rid)
+    assert req["status"] == "done", req["error"]
+    res = json.loads(req["result_json"])
+    cand = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [res["extraction_id"]]).fetchone())
+    assert cand["status"] == "candidate" and cand["tag"].startswith("redo") and cand["srcpos"] == "manual"
+    assert cand["spec_fits"].startswith("spec_auto_redo") and (night / cand["spec_fits"]).exists()
+    h = fits.getheader(night / cand["spec_fits"])
+    assert h["SRCPOS"] == "manual" and h["REDUCER"] == "tester"
+    assert current(conn, e["obs_id"])["id"] == before["id"]  # nothing changes until accepted
+    rid = submit_request(conn, "accept", night=MINI_NIGHT, target=e["obs_id"], params={"extraction_id": cand["id"]})
+    assert serve(engine, conn, rid)["status"] == "done"
+    assert current(conn, e["obs_id"])["id"] == cand["id"]
+    old = conn.execute("SELECT status FROM extractions WHERE id=?", [before["id"]]).fetchone()[0]
+    assert old == "superseded" and (night / before["spec_fits"]).exists()
+    # A second re-extraction, excluding a spaxel, then rejected: its files go, the current stays.
+    rid = submit_request(conn, "reextract", night=MINI_NIGHT, target=e["obs_id"], params={"region": {"exclude": [0]}})
+    res = json.loads(serve(engine, conn, rid)["result_json"])
+    cand2 = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [res["extraction_id"]]).fetchone())
+    rid = submit_request(conn, "reject", night=MINI_NIGHT, target=e["obs_id"], params={"extraction_id": cand2["id"]})
+    assert serve(engine, conn, rid)["status"] == "done"
+    assert not (night / cand2["spec_fits"]).exists()
+    assert current(conn, e["obs_id"])["id"] == cand["id"]
+
+
+def test_recover_quality_5(live, mini_truth):
+    engine, conn, night = live
+    e = next(x for x in mini_truth["exposures"] if x["expected_quality"] == 5)
+    rid = submit_request(conn, "recover", night=MINI_NIGHT, target=e["obs_id"], user="obs")
+    assert serve(engine, conn, rid)["status"] == "done"
+    cur = current(conn, e["obs_id"])
+    assert cur["quality"] == 1 and "recovered" in cur["quality_reason"]
+    assert fits.getheader(night / cur["spec_fits"])["QUALITY"] == 1
+    assert "# QUALITY: 1" in (night / cur["spec_txt"]).read_text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "params", "message"),
+    [
+        ("reextract", "23_59_59", {}, "no exposure 23_59_59"),
+        ("reextract", "normal", {"centroid": [30.0, 5.0]}, "outside the IFU"),
+        ("reextract", "normal", {"region": {"include": [999999]}}, "contains no spaxel"),
+        ("recover", "normal", {}, "is not quality 5"),
+        ("accept", "normal", {"extraction_id": "current"}, "not candidate"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_message(live, mini_truth, kind, target, params, message):
+    engine, conn, _night = live
+    if target == "normal":
+        target = next(x for x in mini_truth["exposures"] if x["trick"] == "normal")["obs_id"]
+    if params.get("extraction_id") == "current":
+        params = {"extraction_id": current(conn, target)["id"]}
+    before = conn.execute("SELECT count(*), max(updated) FROM extractions").fetchone()
+    rid = submit_request(conn, kind, night=MINI_NIGHT, target=target, params=params)
+    req = serve(engine, conn, rid)
+    assert req["status"] == "failed" and message in req["error"]
+    if kind != "reextract" or "include" not in params:
+        assert conn.execute("SELECT count(*), max(updated) FROM extractions").fetchone() == before
+
+
+def test_report(live):
+    engine, conn, night = live
+    rid = submit_request(conn, "final_report", night=MINI_NIGHT, params={"comment": "clear night, all good"})
+    assert serve(engine, conn, rid)["status"] == "done"
+    text = (night / "report_final.txt").read_text()
+    assert "clear night, all good" in text and "UTStart" in text and "Reason" in text
+    assert "QUALITY_3" in text and "target outside the IFU" in text
+    assert (night / "report.txt").exists()
+    assert conn.execute("SELECT final_report_at FROM nights WHERE night=?", [MINI_NIGHT]).fetchone()[0]
+
+
+def test_reduction_is_deterministic(mini_reduced, mini_raw, tmp_path):
+    from engine.science.reduce import reduce_exposure
+
+    cfg = engine_config(mini_raw, mini_reduced).to_dict()
+    e = json.loads((mini_raw / MINI_NIGHT / "truth.json").read_text())["exposures"][1]
+    outs = []
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        task = {"raw": str(mini_raw / MINI_NIGHT / e["file"]), "night": MINI_NIGHT, "obs_id": e["obs_id"],
+                "kind": e["kind"], "out_dir": str(tmp_path / sub), "cal_dir": str(mini_reduced / MINI_NIGHT),
+                "cal_night": MINI_NIGHT, "raw_dir": str(mini_raw / MINI_NIGHT), "catalog_dir": str(mini_raw / "catalog"),
+                "fluxcal": [], "config": cfg, "job_key": ""}
+        res = reduce_exposure(task)
+        outs.append(fits.getdata(tmp_path / sub / res["extraction"]["spec_fits"]))
+    assert np.array_equal(outs[0], outs[1], equal_nan=True)
