@@ -9,7 +9,7 @@
     sedmtui synth OUT [--night D] [--mini] [--seed N] [--camera pixis|andor]
     sedmtui classify SPECTRUM...   classify spectra with the built-in SNID
     sedmtui report [--final] [--comment TEXT]
-    sedmtui redex HH_MM_SS [X Y] [--recover] [--lstep N]
+    sedmtui redex HH_MM_SS [X Y] [--recover] [--lstep N] | --accept | --reject
     sedmtui status                 engine status and the night's targets, as text
 """
 
@@ -51,6 +51,8 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="frames reduced concurrently (default 2)")
     p.add_argument("--demo", action="store_true", help="synthesise a night, reduce it live, open the console")
     p.add_argument("--demo-dir", default="demo-night", help="working directory of --demo (default ./demo-night)")
+    p.add_argument("--demo-full", action="store_true",
+                   help="with --demo: a full synthetic night (~25 targets) instead of the mini one")
     p.add_argument("--readonly", action="store_true", help="console: never write anything (not even requests)")
     p.add_argument("--no-mouse", action="store_true", help="console: do not capture the mouse")
     p.add_argument("--colors", choices=["auto", "truecolor", "256", "16"], default="auto", help="console colour depth")
@@ -87,6 +89,12 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--local", action="store_true", help="accepted for compatibility (nothing is uploaded)")
         p.add_argument("--user", default=None, help="reducer name (default $SEDM_USER or login)")
         p.add_argument("--no-wait", action="store_true", help="file the request and return at once")
+        review = p.add_mutually_exclusive_group()
+        review.add_argument("--accept", action="store_true", help="accept the newest re-extraction")
+        review.add_argument("--reject", action="store_true", help="reject (delete) the newest re-extraction")
+        p.add_argument("--extraction", type=int, default=None,
+                       help="with --accept/--reject: the extraction id (default: the newest waiting one)")
+        p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the engine")
     elif command == "status":
         _common(p)
     return p

@@ -212,6 +212,37 @@ def _env_name(section: str, name: str) -> str:
     return f"SEDMTUI_{name.upper()}" if section == "paths" else f"SEDMTUI_{section.upper()}_{name.upper()}"
 
 
+FOREIGN_TABLES = ("console",)
+"""Tables of the configuration file that belong to the console (its keymap), not the engine."""
+
+
+def config_file_path(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file in use: ``path``, else ``$SEDMTUI_CONFIG``, else ``./sedmtui.toml`` if it exists."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("SEDMTUI_CONFIG") or ("sedmtui.toml" if Path("sedmtui.toml").is_file() else None)
+    return None if path is None else Path(path)
+
+
+def read_config_file(path: str | os.PathLike | None) -> dict[str, dict[str, Any]]:
+    """The tables of a TOML configuration file (``{}`` for ``None``).
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist or is not valid TOML.
+    """
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     *,
@@ -236,17 +267,8 @@ def load_config(
         Unreadable file, unknown table or key, or a value of the wrong type.
     """
     env = os.environ if env is None else env
-    if path is None:
-        path = env.get("SEDMTUI_CONFIG") or ("sedmtui.toml" if Path("sedmtui.toml").is_file() else None)
-    data: dict[str, dict[str, Any]] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"configuration file {path} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    path = config_file_path(path, env)
+    data = {k: v for k, v in read_config_file(path).items() if k not in FOREIGN_TABLES}
     unknown = set(data) - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)} in {path}; known: {sorted(_SECTIONS)}")

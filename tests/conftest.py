@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,19 @@ def mini_reduced(tmp_path_factory, mini_raw) -> Path:
         Engine(cfg, night=MINI_NIGHT, once=True).run()
 
     return _once(tmp_path_factory, "mini-reduced", build)
+
+
+def copy_reduced(src: Path, dst: Path, ignore: tuple[str, ...] = (), link: bool = False) -> Path:
+    """A private copy of a shared reduction root.
+
+    The database is copied with SQLite's backup API (never file by file: another test may hold
+    the shared database open, so its ``-wal``/``-shm`` files come and go); products are copied,
+    or hard-linked with ``link`` when the test only reads them.
+    """
+    shutil.copytree(src, dst, copy_function=os.link if link else shutil.copy2,
+                    ignore=shutil.ignore_patterns("sedm.db*", ".done", *ignore))
+    with sqlite3.connect(src / "sedm.db") as s, sqlite3.connect(dst / "sedm.db") as d:
+        s.backup(d)
+    s.close()
+    d.close()
+    return dst

@@ -28,6 +28,15 @@ def test_errors(tmp_path):
         load_config(tmp_path / "missing.toml", env={})
     with pytest.raises(ConfigError, match="force_polling"):
         load_config(None, env={"SEDMTUI_WATCH_FORCE_POLLING": "sometimes"})
+    bad.write_text("[pathz]\nraw_root = 'x'\n")
+    with pytest.raises(ConfigError, match="unknown table.*pathz"):
+        load_config(bad, env={})
+
+
+def test_console_table_is_left_to_the_console(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text('[paths]\nraw_root = "/file/raw"\n[console]\nkeys = {accept = "A"}\n')
+    assert load_config(toml, env={}).paths.raw_root == "/file/raw"
 
 
 def test_every_setting_is_documented():

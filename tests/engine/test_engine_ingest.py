@@ -36,6 +36,14 @@ def frames(db):
         return {r[0]: r[1:] for r in c.execute("SELECT file, kind, state, error, lamp FROM frames")}
 
 
+def ingested_count(db):
+    """Frames ingested so far (0 while the engine is still creating the database)."""
+    try:
+        return len([v for v in frames(db).values() if v[1] == "ingested"]) if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_once_classifies_every_frame_as_the_truth_says(mini_raw, mini_truth, tmp_path):
     cfg = make_config(mini_raw, tmp_path / "redux")
     assert Engine(cfg, night=MINI_NIGHT, once=True).run() == 0
@@ -87,7 +95,7 @@ def test_killed_engine_restarts_without_losing_or_repeating(mini_raw, tmp_path):
     expected = len(list(raw.glob("*/*.fits")))
     deadline = time.time() + 60
     while time.time() < deadline:
-        if db.exists() and len([v for v in frames(db).values() if v[1] == "ingested"]) == expected:
+        if ingested_count(db) == expected:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)

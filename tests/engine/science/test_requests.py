@@ -2,7 +2,6 @@
 and bad requests refused with a message (nothing else changes)."""
 
 import json
-import shutil
 import sqlite3
 import time
 
@@ -12,13 +11,13 @@ from astropy.io import fits
 
 from engine.pipeline.engine import Engine
 from engine.state.requests import submit_request
-from tests.conftest import MINI_NIGHT, engine_config
+from tests.conftest import MINI_NIGHT, copy_reduced, engine_config
 
 
 @pytest.fixture
 def live(mini_reduced, mini_raw, tmp_path):
     redux = tmp_path / "redux"
-    shutil.copytree(mini_reduced, redux, ignore=shutil.ignore_patterns("b_ifu*", "crr_b_ifu*", ".done"))
+    copy_reduced(mini_reduced, redux, ignore=("b_ifu*", "crr_b_ifu*"))
     cfg = engine_config(mini_raw, redux)
     engine = Engine(cfg, night=MINI_NIGHT, once=False)
     engine.start()

@@ -1,0 +1,51 @@
+"""The command palette (``:`` or ``ctrl+p``): go to a target, report, pause."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from sedmtui.state import clean_object, quality_severity
+
+
+def target_label(row: dict) -> str:
+    """``04_21_30 ZTF26rugnhyk  Q5 Ia-norm`` for the palette."""
+    q = row.get("quality")
+    parts = [row["obs_id"], clean_object(row.get("object"))]
+    if q is not None:
+        parts.append(f"Q{q}")
+    if row.get("snid_type"):
+        parts.append(row.get("snid_subtype") or row["snid_type"])
+    return "  ".join(parts)
+
+
+class TargetProvider(Provider):
+    """"Go to <target>" for every exposure of the night, plus a few console commands."""
+
+    def _commands(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        out = []
+        for obs_id, row in sorted(app.targets.items()):
+            sev = quality_severity(row.get("quality"))
+            help_ = (row.get("quality_reason") or row.get("state") or "") if sev != "ok" else (row.get("state") or "")
+            out.append((f"go to {target_label(row)}", partial(app.open_target, obs_id), help_))
+        out.append(("night report: ask the engine and show it", partial(app.open_report, request=True),
+                    "report.txt; add a comment and send the final report there"))
+        out.append(("pause / resume live updates", app.action_toggle_pause, "the tail keeps reading; a badge counts"))
+        out.append(("help: keys that work here", app.action_help, "also ?"))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, callback, help_ in self._commands():
+            yield DiscoveryHit(title, callback, help=help_)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help_ in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_)
+
+
+__all__ = ["TargetProvider", "target_label"]

@@ -1,0 +1,408 @@
+"""Reading an extraction's products for the console (Textual-free; astropy imported lazily).
+
+:func:`load_target` gathers, for one exposure, the cube (spaxel values), the PSF product, the
+spectrum (with its template), the guider cut-out and the header facts of the current
+extraction and of the newest re-extraction waiting for accept/reject. It runs in a thread
+worker; results are cached by file path and modification time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.instrument import sedm
+from sedmtui.maprender import SpaxelLayout
+
+DEFAULT_RANGE: tuple[float, float] = (5000.0, 7000.0)
+"""Wavelength range of the spaxel map by default (as the verification figure) [Angstrom]."""
+
+TELLURIC_BANDS_AA: tuple[tuple[float, float], ...] = (
+    (6860.0, 6960.0), (7590.0, 7700.0), (8100.0, 8350.0), (8950.0, 9250.0))
+"""Telluric bands marked on spectra (the verification figure's, ``engine.science.verify``)."""
+
+
+@dataclass
+class CubeData:
+    """The spaxel spectra of an exposure."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    """``(n_spax, n_wave)``."""
+    spaxel_id: np.ndarray
+    layout: SpaxelLayout
+
+    @property
+    def xy(self) -> np.ndarray:
+        """``(n_spax, 2)`` positions [spaxel unit]."""
+        return self.layout.xy
+
+    def slice_mean(self, lo: float, hi: float) -> np.ndarray:
+        """Mean flux of every spaxel over ``[lo, hi]`` [Angstrom]."""
+        sel = (self.wave >= lo) & (self.wave <= hi)
+        with np.errstate(invalid="ignore"), _quiet():
+            return np.nanmean(self.flux[:, sel], axis=1)
+
+
+@dataclass
+class PsfData:
+    """The PSF product of an extraction."""
+
+    model: np.ndarray
+    """``(n_spax, n_wave)``, NaN outside the fit."""
+    fitted: np.ndarray
+    excluded: np.ndarray
+    metaslices: dict[str, np.ndarray]
+    cards: dict
+
+
+@dataclass
+class SpectrumData:
+    """A delivered spectrum."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    err: np.ndarray
+    header: dict
+    template: dict | None
+    unit: str = ""
+
+
+@dataclass
+class GuiderData:
+    """A cut-out of the guider stack around the IFU."""
+
+    image: np.ndarray
+    ifu: tuple[float, float]
+    """IFU centre in cut-out pixels ``(x, y)`` (0-based, x = column)."""
+    target: tuple[float, float] | None
+    ifu_radius_px: float
+    ok: bool
+    file: str
+
+
+@dataclass
+class ExtractionData:
+    """One extraction attempt and its products."""
+
+    row: dict
+    classification: dict | None
+    spectrum: SpectrumData | None
+    psf: PsfData | None
+
+
+@dataclass
+class TargetData:
+    """Everything the target screen shows for one exposure."""
+
+    target: dict
+    observation: dict
+    cube: CubeData | None
+    current: ExtractionData | None
+    candidate: ExtractionData | None
+    guider: GuiderData | None
+    errors: list[str] = field(default_factory=list)
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+class ProductCache:
+    """A small LRU of products keyed by ``(path, mtime)``."""
+
+    def __init__(self, size: int = 24) -> None:
+        import threading
+
+        self.size = size
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, loader):
+        """The product at ``path``, loaded with ``loader(path)`` when not cached or changed.
+
+        Thread-safe: loads run in thread workers.
+        """
+        key = (str(path), os.stat(path).st_mtime_ns)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        value = loader(path)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+# --------------------------------------------------------------------------------------------- readers
+def read_cube_data(path: Path) -> CubeData:
+    """An ``e3d_`` cube."""
+    from engine.science.cube import read_cube
+
+    cube, _hdr = read_cube(path)
+    return CubeData(wave=np.asarray(cube.wave, float), flux=cube.flux, spaxel_id=np.asarray(cube.spaxel_id),
+                    layout=SpaxelLayout(cube.xy))
+
+
+def read_psf(path: Path) -> PsfData:
+    """A ``psf_`` product."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        model = np.asarray(hdul[0].data, dtype=np.float32).T
+        sp = hdul["SPAXELS"].data
+        ms = hdul["METASLICES"].data
+        cards = {k: hdul[0].header[k] for k in hdul[0].header if k.startswith(("PSF",))}
+        return PsfData(model=model, fitted=np.asarray(sp["fitted"], bool), excluded=np.asarray(sp["excluded"], bool),
+                       metaslices={c: np.asarray(ms[c], float) for c in ms.columns.names}, cards=cards)
+
+
+def read_spectrum(path: Path) -> SpectrumData:
+    """A ``spec_`` FITS spectrum (flux, 1-sigma error, template, header cards)."""
+    from engine.science.products import read_spectrum_fits
+
+    wave, flux, var, hdr, tmpl = read_spectrum_fits(path)
+    err = np.sqrt(np.where(var > 0, var, np.nan))
+    header = {k: hdr[k] for k in hdr if k and k not in ("COMMENT", "HISTORY")}
+    return SpectrumData(wave=wave, flux=flux, err=err, header=header, template=tmpl, unit=str(hdr.get("BUNIT", "")))
+
+
+def read_guider(path: Path, half: int = 72) -> GuiderData:
+    """The guider stack cut to ``2*half`` pixels around the IFU centre."""
+    from engine.astrometry.product import read_guider_view
+
+    g = read_guider_view(path)
+    img = g["image"]
+    cx, cy = g["ifu"]
+    x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+    xs0, ys0 = max(0, x0), max(0, y0)
+    xs1, ys1 = min(img.shape[1], x0 + 2 * half), min(img.shape[0], y0 + 2 * half)
+    cut = np.full((2 * half, 2 * half), np.nan, dtype=np.float32)
+    cut[ys0 - y0:ys1 - y0, xs0 - x0:xs1 - x0] = img[ys0:ys1, xs0:xs1]
+    target = (g["target"][0] - x0, g["target"][1] - y0) if g["target"] is not None else None
+    radius = sedm.MLA_RADIUS_UNITS * sedm.SPAXEL_UNIT_ARCSEC / sedm.GUIDER_SCALE_ARCSEC
+    return GuiderData(image=cut, ifu=(cx - x0, cy - y0), target=target, ifu_radius_px=radius, ok=bool(g["ok"]),
+                      file=g["file"])
+
+
+# --------------------------------------------------------------------------------------------- assembly
+def _extraction(reader, night_dir: Path, row: dict | None, cache: ProductCache, errors: list[str]) -> ExtractionData | None:
+    if row is None:
+        return None
+    spectrum = psf = None
+    if row.get("spec_fits"):
+        try:
+            spectrum = cache.get(night_dir / row["spec_fits"], read_spectrum)
+        except (OSError, KeyError, ValueError) as exc:
+            errors.append(f"{row['spec_fits']}: {exc}")
+    if row.get("psf_file"):
+        try:
+            psf = cache.get(night_dir / row["psf_file"], read_psf)
+        except (OSError, KeyError, ValueError) as exc:
+            errors.append(f"{row['psf_file']}: {exc}")
+    return ExtractionData(row=row, classification=reader.classification(row["id"]), spectrum=spectrum, psf=psf)
+
+
+def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: ProductCache,
+                *, with_guider: bool = True) -> TargetData | None:
+    """Read one exposure's state rows and products.
+
+    Parameters
+    ----------
+    reader : engine.state.reader.StateReader
+        A reader owned by the calling thread.
+    redux_root : Path
+        Reduction root (products are in ``<redux_root>/<night>/``).
+    night, obs_id : str
+        The exposure.
+    cache : ProductCache
+        Product cache shared by the console's loads.
+    """
+    target = reader.target(night, obs_id)
+    obs = reader.observation(night, obs_id)
+    if target is None or obs is None:
+        return None
+    night_dir = Path(redux_root) / night
+    errors: list[str] = []
+    cube = None
+    if obs.get("cube_file"):
+        try:
+            cube = cache.get(night_dir / obs["cube_file"], read_cube_data)
+        except (OSError, KeyError, ValueError) as exc:
+            errors.append(f"{obs['cube_file']}: {exc}")
+    rows = reader.extractions(night, obs_id)
+    current = next((r for r in rows if r["id"] == obs.get("current_extraction_id")), None)
+    cand_row = next((r for r in reversed(rows) if r["status"] == "candidate"), None)
+    guider = None
+    gfile = guider_file(rows, obs)
+    if with_guider and gfile and (night_dir / gfile).exists():
+        try:
+            guider = cache.get(night_dir / gfile, read_guider)
+        except (OSError, KeyError, ValueError) as exc:
+            errors.append(f"{gfile}: {exc}")
+    return TargetData(target=target, observation=obs, cube=cube,
+                      current=_extraction(reader, night_dir, current, cache, errors),
+                      candidate=_extraction(reader, night_dir, cand_row, cache, errors), guider=guider, errors=errors)
+
+
+def guider_file(rows: list[dict], obs: dict) -> str | None:
+    """The exposure's guider stack: named in the robot extraction's facts (re-extractions do not
+    repeat it), else the SEDM name ``guider_crr_b_<raw file>``."""
+    for r in rows:
+        name = json.loads(r.get("facts_json") or "{}").get("guider_file")
+        if name:
+            return name
+    return f"guider_crr_b_{obs['file']}" if obs.get("file") else None
+
+
+# --------------------------------------------------------------------------------------------- derived
+def wavelength_ranges(psf: PsfData | None) -> list[tuple[str, float, float]]:
+    """Map wavelength ranges: 5000-7000 Å, the whole range, then each PSF metaslice."""
+    out = [("5000–7000 Å", *DEFAULT_RANGE), ("3800–9200 Å", 3800.0, 9200.0)]
+    if psf is not None and "wave" in psf.metaslices:
+        w = np.asarray(psf.metaslices["wave"])
+        if w.size > 1:
+            half = 0.5 * float(np.median(np.diff(w)))
+            out += [(f"{c - half:.0f}–{c + half:.0f} Å", float(c - half), float(c + half)) for c in w]
+    return out
+
+
+def psf_panels(cube: CubeData, psf: PsfData, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Data, model and residual of the fitted spaxels over ``[lo, hi]`` (NaN elsewhere)."""
+    sel = (cube.wave >= lo) & (cube.wave <= hi)
+    with np.errstate(invalid="ignore"), _quiet():
+        data = np.nanmean(cube.flux[:, sel], axis=1)
+        model = np.nanmean(psf.model[:, sel], axis=1)
+    data = np.where(psf.fitted, data, np.nan)
+    model = np.where(psf.fitted, model, np.nan)
+    return data, model, data - model
+
+
+def brightest_range(psf: PsfData | None) -> tuple[float, float]:
+    """The metaslice with the largest PSF amplitude (the verify figure's PSF panel)."""
+    if psf is None or "amplitude" not in psf.metaslices or psf.metaslices["wave"].size < 2:
+        return DEFAULT_RANGE
+    w = psf.metaslices["wave"]
+    k = int(np.nanargmax(psf.metaslices["amplitude"]))
+    half = 0.5 * float(np.median(np.diff(w)))
+    return float(w[k] - half), float(w[k] + half)
+
+
+def fitted_bounds(cube: CubeData, fitted: np.ndarray, pad: float = 1.5) -> tuple[float, float, float]:
+    """``(cx, cy, half_width)`` of a view framing the fitted spaxels [spaxel unit]."""
+    if fitted is None or not fitted.any():
+        return 0.0, 0.0, 12.0
+    xy = cube.xy[fitted]
+    lo, hi = xy.min(0), xy.max(0)
+    c = 0.5 * (lo + hi)
+    return float(c[0]), float(c[1]), float(max(hi - lo) / 2 + pad)
+
+
+def markers_of(row: dict | None) -> dict[str, tuple[float, float]]:
+    """The extraction's positions: astrometry, brightest spaxel, manual guess, fitted centroid."""
+    if row is None:
+        return {}
+    out = {}
+    for key, (cx, cy) in {"astrom": ("astrom_x", "astrom_y"), "brightest": ("bright_x", "bright_y"),
+                          "fitted": ("centroid_x", "centroid_y")}.items():
+        if row.get(cx) is not None and row.get(cy) is not None:
+            out[key] = (float(row[cx]), float(row[cy]))
+    if row.get("srcpos") == "manual" and row.get("guess_x") is not None:
+        out["manual"] = (float(row["guess_x"]), float(row["guess_y"]))
+    return out
+
+
+def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str, str, str | None]]:
+    """``(label, value, severity)`` lines of the facts panel."""
+    ext = ext or data.current
+    obs, t = data.observation, data.target
+    out: list[tuple[str, str, str | None]] = []
+    if ext is None:
+        out.append(("state", f"{obs.get('state')} · {obs.get('stage') or ''}", "dim"))
+        if obs.get("error"):
+            out.append(("error", str(obs["error"]), "bad"))
+        return out
+    r = ext.row
+    h = ext.spectrum.header if ext.spectrum else {}
+    q = r.get("quality")
+    sev = None if q is None else ("ok" if q <= 2 else ("warn" if q == 5 else "bad"))
+    out.append(("quality", f"Q{q} {r.get('quality_reason') or ''}", sev))
+    out.append(("SRCPOS", {"astrom": "astrom (guider WCS)", "auto": "auto (brightest spaxel)",
+                           "manual": "manual (observer)"}.get(r.get("srcpos") or "", str(r.get("srcpos"))), None))
+    if r.get("centroid_x") is not None:
+        out.append(("centroid", f"({r['centroid_x']:+.2f}, {r['centroid_y']:+.2f}) fitted at 7000 Å", None))
+    if r.get("psf_fwhm_arcsec") is not None:
+        out.append(("PSF FWHM", f"{r['psf_fwhm_arcsec']:.2f}″  ell {r.get('psf_ell') or 0:.2f}", None))
+    if r.get("adr_pa") is not None:
+        chi2 = r.get("adr_chi2")
+        out.append(("ADR", f"PA {r['adr_pa']:.0f}°  X {r.get('adr_airmass') or 0:.2f}  χ² {chi2:.2f}",
+                    "warn" if chi2 and chi2 > 5 else None))
+    if r.get("fluxcal"):
+        dt = r.get("calsrc_dt_h")
+        std = standard_of(r.get("calsrc") or "")
+        out.append(("fluxcal", f"{std}  Δt {dt:.1f} h" if dt is not None else std, None))
+    else:
+        note = json.loads(r.get("facts_json") or "{}").get("fluxcal_note") or h.get("FLUXNOTE", "")
+        out.append(("fluxcal", f"none: {note}" if note else "none", "warn"))
+    cls = ext.classification
+    if cls and cls.get("type"):
+        out.append(("SNID", f"{type_label(cls)}  z {cls['z']:.3f}  rlap {cls['rlap']:.1f}  {cls.get('template') or ''}",
+                    None))
+    if r.get("s2n") is not None:
+        out.append(("S/N", f"{r['s2n']:.0f}", None))
+    out.append(("airmass", f"{t.get('airmass') or 0:.2f}  exp {t.get('exptime') or 0:.0f} s", None))
+    out.append(("extraction", f"{r.get('tag')} ({r.get('status')}) by {r.get('reducer') or 'auto'}", None))
+    return out
+
+
+def standard_of(calsrc: str) -> str:
+    """``STD-BD+25d4655 03:02:00 (20261124)`` from a sensitivity file name."""
+    import re
+
+    m = re.search(r"ifu(\d{8})_(\d\d)_(\d\d)_(\d\d)_(.+?)(?:\.fits)?$", calsrc)
+    if m is None:
+        return calsrc or "?"
+    return f"{m.group(5)} {m.group(2)}:{m.group(3)}:{m.group(4)} ({m.group(1)})"
+
+
+def type_label(cls: dict) -> str:
+    """``Ia-norm`` from a classification row."""
+    t, sub = cls.get("type") or "", cls.get("subtype") or ""
+    return f"{t}-{sub}" if sub and not sub.startswith(t) else (sub or t)
+
+
+__all__ = [
+    "DEFAULT_RANGE",
+    "TELLURIC_BANDS_AA",
+    "CubeData",
+    "ExtractionData",
+    "GuiderData",
+    "ProductCache",
+    "PsfData",
+    "SpectrumData",
+    "TargetData",
+    "brightest_range",
+    "facts",
+    "fitted_bounds",
+    "load_target",
+    "markers_of",
+    "psf_panels",
+    "type_label",
+    "wavelength_ranges",
+]

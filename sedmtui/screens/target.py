@@ -1,0 +1,288 @@
+"""The target screen: spaxel map, PSF data/model/residual, guider view, facts, spectrum; and
+the edits (centroid, region, lstep) that become a re-extraction request."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static
+
+from sedmtui.data import TargetData, facts
+from sedmtui.edits import EditState
+from sedmtui.maprender import Overlay, View
+from sedmtui.messages import TargetLoaded
+from sedmtui.review import (
+    extraction_summary,
+    marker_positions,
+    reextract_text,
+    request_status,
+    shown_extraction,
+)
+from sedmtui.screens.base import ConsoleScreen
+from sedmtui.screens.target_actions import TargetActions
+from sedmtui.screens.target_panels import TargetPanels
+from sedmtui.state import Delta, clean_object, quality_severity
+from sedmtui.widgets.facts import FactsPanel
+from sedmtui.widgets.guider import GuiderView
+from sedmtui.widgets.header import SEVERITY_STYLES, NightHeader
+from sedmtui.widgets.preview import legend, marker_list
+from sedmtui.widgets.spaxel_map import ZOOMS, SpaxelMap
+from sedmtui.widgets.spectrum import SpectrumPlot
+
+
+class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
+    """One exposure: judge it, fix it, accept or reject the fix."""
+
+    BINDINGS = [
+        Binding("left,h", "nudge('left')", "move", id="target.nudge_left", key_display="hjkl"),
+        Binding("right,l", "nudge('right')", show=False, id="target.nudge_right"),
+        Binding("up,k", "nudge('up')", show=False, id="target.nudge_up"),
+        Binding("down,j", "nudge('down')", show=False, id="target.nudge_down"),
+        Binding("shift+left,H", "nudge('left', True)", "move ¼", id="target.fine_left", key_display="HJKL"),
+        Binding("shift+right,L", "nudge('right', True)", show=False, id="target.fine_right"),
+        Binding("shift+up,K", "nudge('up', True)", show=False, id="target.fine_up"),
+        Binding("shift+down,J", "nudge('down', True)", show=False, id="target.fine_down"),
+        Binding("enter", "reextract", "re-extract", id="target.reextract"),
+        Binding("a", "accept", "accept", id="target.accept"),
+        Binding("x", "reject", "reject", id="target.reject"),
+        Binding("r", "recover", "recover Q5", id="target.recover"),
+        Binding("m", "region_mode", "region", id="target.region_mode"),
+        Binding("space", "toggle_spaxel", "in/out", id="target.toggle"),
+        Binding("left_square_bracket", "grow(-1)", "shrink", id="target.shrink", key_display="["),
+        Binding("right_square_bracket", "grow(1)", "grow", id="target.grow", key_display="]"),
+        Binding("t", "lstep", "lstep", show=False, id="target.lstep"),
+        Binding("w", "wave(1)", "λ range", show=False, id="target.wave"),
+        Binding("W", "wave(-1)", "λ range back", show=False, id="target.wave_back"),
+        Binding("z", "zoom(1)", "zoom in", show=False, id="target.zoom_in"),
+        Binding("Z", "zoom(-1)", "zoom out", show=False, id="target.zoom_out"),
+        Binding("v", "cycle_panel", "PSF/guider", show=False, id="target.panel"),
+        Binding("y", "copy", "copy path", show=False, id="target.copy"),
+        Binding("period", "step_target(1)", "next exposure", show=False, id="target.next"),
+        Binding("comma", "step_target(-1)", "previous exposure", show=False, id="target.previous"),
+        Binding("escape", "escape", "reset/back", id="target.escape"),
+        Binding("q,backspace", "back", "back", show=False, id="target.back"),
+    ]
+
+    def __init__(self, obs_id: str) -> None:
+        super().__init__()
+        self.obs_id = obs_id
+        self.data: TargetData | None = None
+        self.edit: EditState | None = None
+        self.region_mode = False
+        self.cursor: int | None = None
+        self.range_index = 0
+        self.panel = 0
+        self.request: dict | None = None
+        self.timings: dict[int, dict[str, float]] = {}
+        self._load_seq = 0
+        self._overlay_cache: tuple = (None, None)
+
+    def compose(self) -> ComposeResult:
+        yield NightHeader(id="header")
+        yield Static(id="title")
+        with Horizontal(id="top"):
+            with Vertical(id="map-pane"):
+                yield SpaxelMap(id="map")
+                yield Static(legend(), id="legend")
+            with Vertical(id="side"):
+                with Horizontal(id="panels"):
+                    with Horizontal(id="psf-pane"):
+                        yield SpaxelMap(id="psf-data", nan_outside=True)
+                        yield SpaxelMap(id="psf-model", nan_outside=True)
+                        yield SpaxelMap(id="psf-resid", table="diverging", nan_outside=True)
+                    yield GuiderView(id="guider")
+                yield FactsPanel(id="facts")
+        yield SpectrumPlot(id="spectrum")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Static).update(Text(f" {self.obs_id} loading…", style="bold"))
+        self.query_one("#map", SpaxelMap).focus()
+        self._set_panel()
+        self.reload()
+
+    # ------------------------------------------------------------------ loading
+    def reload(self) -> None:
+        """Read the exposure's rows and products again (thread worker)."""
+        self._load_seq = self.app.load_products(self.obs_id, "target")
+
+    def target_loaded(self, message: TargetLoaded) -> None:
+        if message.purpose != "target" or message.obs_id != self.obs_id or message.seq != self._load_seq:
+            return
+        self.data = data = message.data
+        self._overlay_cache = (None, None)
+        if data is None:
+            self.query_one("#title", Static).update(Text(f" {self.obs_id}: no such exposure", style="bold red"))
+            return
+        cur = data.current.row if data.current else {}
+        guess = (cur.get("guess_x") or 0.0, cur.get("guess_y") or 0.0)
+        if self.edit is None or (not self.edit.dirty and self.edit.guess != guess):
+            self.edit = EditState(guess=guess, default_radius=self.app.fit_radius)
+        if self.cursor is None and data.cube is not None and data.cube.layout is not None:
+            self.cursor = data.cube.layout.nearest(*self.edit.position)
+        self._show_all()
+        self._mark_shown()
+        self.refresh_bindings()
+
+    def _mark_shown(self) -> None:
+        if self.request and self.request.get("kind") == "reextract" and self.request.get("status") == "done":
+            t = self.timings.setdefault(self.request["id"], {})
+            t.setdefault("shown", time.perf_counter())
+
+    # ------------------------------------------------------------------ painting
+    def _show_all(self) -> None:
+        with self.app.batch_update():
+            self._show_title()
+            self._show_map()
+            self._show_psf()
+            self._show_spectrum()
+            self.query_one("#guider", GuiderView).set_guider(self.data.guider if self.data else None)
+            self.query_one(FactsPanel).show(facts(self.data, shown_extraction(self.data)) if self.data else [])
+            self._show_status()
+
+    def _show_title(self) -> None:
+        d = self.data
+        if d is None:
+            return
+        t = d.target
+        q = t.get("quality")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" {clean_object(t.get('object'))} ", style="bold")
+        text.append(f"· {self.obs_id} · {t.get('exptime') or 0:.0f} s · X {t.get('airmass') or 0:.2f} ")
+        text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
+        text.append(" · ")
+        if q is not None:
+            text.append(f"Q{q} {t.get('quality_reason') or ''}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
+        else:
+            text.append(f"{t.get('state')} {t.get('stage') or ''}", style="grey62")
+        self.query_one("#title", Static).update(text)
+
+    def _overlay(self) -> Overlay:
+        """The map overlay; the same object while nothing it shows changed (cheap nudges)."""
+        edit = self.edit
+        psf = self._shown_psf()
+        key = (self.region_mode, self.cursor if self.region_mode else None, id(psf), id(self.data.cube),
+               None if edit is None else (edit.position if edit.region_changed or self.region_mode else None,
+                                          edit.radius, edit.excluded, edit.added))
+        if self._overlay_cache[0] != key:
+            self._overlay_cache = (key, self._make_overlay(psf))
+        return self._overlay_cache[1]
+
+    def _make_overlay(self, psf) -> Overlay:
+        cube = self.data.cube
+        cursor = self.cursor if self.region_mode else None
+        # the pending region is drawn once the region is edited (or in region mode); a centroid
+        # nudge only moves the marker, so it repaints a couple of rows (a few kB over SSH)
+        if self.edit is not None and (self.edit.region_changed or self.region_mode or psf is None):
+            return Overlay(region=self.edit.region_mask(cube.xy, cube.spaxel_id),
+                           excluded=self.edit.excluded_mask(cube.spaxel_id), cursor=cursor)
+        return Overlay(region=psf.fitted, excluded=psf.excluded, cursor=cursor)
+
+    def _show_map(self) -> None:
+        m = self.query_one("#map", SpaxelMap)
+        pane = self.query_one("#map-pane")
+        if self.data is None or self.data.cube is None:
+            m.set_data(None, None)
+            pane.border_title = "spaxels: no cube yet"
+            return
+        label, values = self._map_values()
+        if not getattr(self, "_zoomed", False) and 0 < m.size.height < 16 and self.edit is not None:
+            m.set_view(View(*self.edit.position, 14.0))
+        self._zoomed = True
+        m.set_data(self.data.cube.layout, values)
+        self._refresh_overlays()
+        pane.border_title = f"spaxels {label} · zoom {ZOOMS[0] / m.view.half_width:.1f}×"
+
+    def _refresh_overlays(self) -> None:
+        """Markers and region only (a nudge repaints the rows that changed)."""
+        if self.data is None or self.data.cube is None:
+            return
+        m = self.query_one("#map", SpaxelMap)
+        m.set_overlay_and_markers(self._overlay(), marker_list(marker_positions(self.data, self.edit)))
+
+    def _show_status(self, text: str | None = None, severity: str | None = None) -> None:
+        if text is None:
+            text, severity = self._status_text()
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(" " + text, style=SEVERITY_STYLES.get(severity or "", ""))
+        self.query_one("#status", Static).update(out)
+
+    def _status_text(self) -> tuple[str, str | None]:
+        if self.request is not None and self.request.get("status") in ("pending", "running", "failed"):
+            return self.request["text"], self.request["severity"]
+        d = self.data
+        if d is not None and d.candidate is not None:
+            if self.app.readonly:
+                return f"{extraction_summary(d.candidate)} waiting for accept/reject (read-only console)", "warn"
+            return f"{extraction_summary(d.candidate)} ready: a accept · x reject · enter re-extract again", "warn"
+        if self.request is not None and self.request.get("kind") != "reextract":
+            return self.request["text"], self.request["severity"]
+        if self.edit is not None and self.edit.dirty:
+            if self.app.readonly:
+                return reextract_text(self.edit) + "  (read-only console: a preview only; esc resets)", "dim"
+            return reextract_text(self.edit) + "  (enter files it, esc resets)", "busy"
+        if self.request is not None:
+            return self.request["text"], self.request["severity"]
+        mode = "region mode: arrows move the spaxel cursor, space toggles it" if self.region_mode else \
+            "move the centroid with the arrows (⇧ for ¼), m for region mode, enter to re-extract"
+        return mode, "dim"
+
+    def on_resize(self) -> None:
+        """Keep the spaxel map about square (a half-block pixel is square)."""
+        w, h = self.size
+        top_rows = int((h - 4) * 3 / 5)
+        width = min(2 * max(6, top_rows - 3) + 2, int(w * (0.42 if w >= 120 else 0.5)))
+        self.query_one("#map-pane").styles.width = width
+        self._set_panel()
+
+    def _set_panel(self) -> None:
+        """``v`` cycles the side panels: PSF + guider (wide) or one of them (narrow)."""
+        wide = self.size.width >= 120
+        psf, guider = self.query_one("#psf-pane"), self.query_one("#guider", GuiderView)
+        choice = self.panel % 3
+        psf.display = choice in (0, 1) if wide else choice == 1
+        guider.display = choice in (0, 2) if wide else choice == 2
+        guider.border_title = "guider: IFU · target ×"
+
+    # ------------------------------------------------------------------ live updates
+    def apply_delta(self, delta: Delta) -> None:
+        if self.request is not None and self.request["id"] in delta.requests:
+            self._request_update(delta.requests[self.request["id"]])
+        if any(e.obs_id == self.obs_id and e.kind in ("extraction", "observation") for e in delta.events) or self.obs_id in delta.targets and self.data is not None and self.data.current is None:
+            self.reload()
+        if self.request and self.request.get("status") == "running":
+            for e in delta.events:
+                if e.kind == "engine" and self.obs_id in (e.message or ""):
+                    self.request["text"], self.request["severity"] = request_status(
+                        self.request["kind"], {"id": self.request["id"], "status": "running"}, e.message)
+                    self._show_status()
+
+    def track(self, request_id: int, kind: str) -> None:
+        """Follow a request filed for this exposure."""
+        self.request = {"id": request_id, "kind": kind, "status": "pending"}
+        self.timings[request_id] = {"filed": time.perf_counter()}
+        self.request["text"], self.request["severity"] = request_status(kind, {"id": request_id, "status": "pending"})
+        self._show_status()
+
+    def _request_update(self, row: dict) -> None:
+        req = self.request
+        req["status"] = row["status"]
+        req["text"], req["severity"] = request_status(req["kind"], row, self.app.engine.get("activity"))
+        if row["status"] in ("done", "failed"):
+            self.timings.setdefault(req["id"], {})["finished"] = time.perf_counter()
+        if row["status"] == "failed":
+            self.notify(req["text"], severity="error", timeout=10)
+        elif row["status"] == "done":
+            if req["kind"] in ("accept", "recover"):
+                self.edit = None
+            self.reload()
+        self._show_status()
+        self.refresh_bindings()
+
+
+__all__ = ["TargetScreen"]

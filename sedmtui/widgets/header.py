@@ -1,0 +1,89 @@
+"""The night header: UT night and clock, engine status, calibration health, pause badge."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+SEVERITY_STYLES = {"ok": "green", "warn": "bold #ffaf00", "bad": "bold red", "dim": "grey50", "busy": "yellow"}
+"""Rich styles of the severity tags used across the console."""
+
+
+def header_text(night: str, clock: str, engine: dict, calibration: dict, *, paused: bool = False,
+                pending: int = 0, readonly: bool = False) -> Text:
+    """The header line as Rich text (pure: tested without an app)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" SEDM ", style="bold reverse")
+    t.append(f" {night[:4]}-{night[4:6]}-{night[6:]} · UT {clock} · ")
+    if engine.get("alive"):
+        t.append("engine ● ", style="bold green")
+        t.append(engine.get("activity") or "idle")
+    elif engine.get("status") == "stopped":
+        t.append("engine ○ stopped", style="grey50")
+    elif engine.get("status") in (None, "absent"):
+        t.append("engine ○ none", style="grey50")
+    else:
+        t.append("engine ✖ STALE", style="bold red")
+        if engine.get("activity"):
+            t.append(f" (last: {engine['activity']})", style="grey50")
+    t.append(f" · queue {engine.get('queue', 0)} · ")
+    _calibration(t, calibration)
+    if readonly:
+        t.append("  [read-only]", style="bold cyan")
+    if paused:
+        t.append(f"  ⏸ paused · {pending} new", style="bold reverse #ffaf00")
+    return t
+
+
+def _calibration(t: Text, cal: dict) -> None:
+    status = cal.get("status")
+    if status in (None, "waiting"):
+        t.append("calibration: waiting", style="grey50")
+        return
+    if status == "running":
+        t.append("calibrating…", style="yellow")
+        return
+    if status in ("failed", "error"):
+        t.append("calibration FAILED", style="bold red")
+        return
+    rms = cal.get("wave_rms")
+    if rms is not None:
+        t.append(f"λ {rms:.2f} Å ", style=None)
+        t.append("✓" if rms < 1.0 else "!", style="green" if rms < 1.0 else SEVERITY_STYLES["warn"])
+    if cal.get("nspax"):
+        t.append(f" · {cal['nspax']} spx")
+    if cal.get("flat_std") is not None:
+        ok = cal["flat_std"] < 0.10
+        t.append(f" · flat {100 * cal['flat_std']:.1f}% ")
+        t.append("✓" if ok else "!", style="green" if ok else SEVERITY_STYLES["warn"])
+    if cal.get("fallback"):
+        t.append(f" · fallback {cal.get('source_night')}", style=SEVERITY_STYLES["warn"])
+    std = cal.get("standard")
+    if std:
+        other = f" ({std['night']})" if std.get("night") and std["night"] != cal.get("night", std["night"]) else ""
+        t.append(f" · std {std['object'].replace('STD-', '')} {std['obs_id'][:5].replace('_', ':')}{other}")
+    else:
+        t.append(" · no standard yet", style=SEVERITY_STYLES["warn"])
+
+
+class NightHeader(Static):
+    """One line; repainted only when its text changes."""
+
+    DEFAULT_CSS = """
+    NightHeader {
+        height: 1;
+        width: 1fr;
+        background: $panel;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._plain: str | None = None
+
+    def show(self, text: Text) -> None:
+        """Update the header if the text changed."""
+        key = text.plain + repr(text.spans)
+        if key != self._plain:
+            self._plain = key
+            self.update(text)
