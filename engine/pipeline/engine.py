@@ -28,7 +28,7 @@ from engine.config import Config
 from engine.errors import EngineError, RequestError
 from engine.ingest.watcher import EventWatcher, resolve_polling, scan_raw
 from engine.pipeline.ingest import Ingestor, nights_to_scan
-from engine.pipeline.jobs import InlineExecutor, Job, init_worker
+from engine.pipeline.jobs import InlineExecutor, Job, init_worker, start_worker
 from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, requeue_stale, validate_shape
@@ -100,11 +100,15 @@ class Engine:
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ.setdefault(var, "1")
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["engine.pipeline.registry"])
+            ctx.set_forkserver_preload(["engine.pipeline.registry", "engine.pipeline.preload"])
             self.progress_queue = ctx.Queue()
             self.executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(self.progress_queue,)
+                max_workers=workers, mp_context=ctx, initializer=init_worker,
+                initargs=(self.progress_queue, self.config.classify.templates_dir),
             )
+            # Spawn every worker now (imports and templates loaded) rather than on the first job.
+            for _ in range(workers):
+                self.executor.submit(start_worker)
         self.ingestor = Ingestor(self.writer, self.config.watch)
         if not self.once:
             polling = resolve_polling(self.config.watch.force_polling, self.raw_root)

@@ -49,10 +49,19 @@ class Job:
     context: dict = field(default_factory=dict)
 
 
-def init_worker(progress_queue) -> None:
-    """Pool initializer: remember the progress queue in this worker process."""
+def init_worker(progress_queue, templates_dir: str = "") -> None:
+    """Pool initializer: remember the progress queue and load the SNID templates in this worker."""
     global _progress_queue  # noqa: PLW0603 - per-process channel set once at start-up
     _progress_queue = progress_queue
+    if templates_dir:
+        from engine.science.classification import warm_template_library
+
+        warm_template_library(templates_dir)
+
+
+def start_worker() -> int:
+    """A no-op job: submitting one per worker at engine start spawns (and warms) the pool."""
+    return os.getpid()
 
 
 def report(key: str, stage: str, fraction: float, message: str = "") -> None:

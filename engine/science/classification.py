@@ -19,6 +19,19 @@ def _library(templates_dir: str):
     return load_template_library(templates_dir)
 
 
+def warm_template_library(templates_dir: str) -> None:
+    """Load the template library into this process now (a worker's start-up), if configured.
+
+    A library that cannot be read is left for :func:`classify` to report on the spectrum.
+    """
+    if not templates_dir:
+        return
+    try:
+        _library(templates_dir)
+    except Exception as exc:  # noqa: BLE001 - reported per spectrum by classify()
+        log.warning("SNID templates in %s not preloaded: %s", templates_dir, exc)
+
+
 @dataclass
 class ClassifyOutcome:
     """What classification produced for one spectrum."""
