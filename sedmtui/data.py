@@ -364,6 +364,9 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
     if cls and cls.get("type"):
         out.append(("SNID", f"{type_label(cls)}  z {cls['z']:.3f}  rlap {cls['rlap']:.1f}  {cls.get('template') or ''}",
                     None))
+    else:
+        why = json.loads(r.get("facts_json") or "{}").get("classification") or "not classified"
+        out.append(("SNID", f"none: {why}", "warn" if "template" in why or "failed" in why else None))
     if r.get("s2n") is not None:
         out.append(("S/N", f"{r['s2n']:.0f}", None))
     out.append(("airmass", f"{t.get('airmass') or 0:.2f}  exp {t.get('exptime') or 0:.0f} s", None))

@@ -199,6 +199,9 @@ def run_demo(ns: argparse.Namespace) -> int:
     source = ensure_source(demo_dir, night, bool(getattr(ns, "demo_full", False)), echo)
     raw, redux = prepare(demo_dir, source)
     env = demo_environment()
+    if not env.get("SEDMTUI_CLASSIFY_TEMPLATES_DIR"):
+        echo("note: no SNID templates (../shared/snid-templates-2.0 not found, SEDMTUI_CLASSIFY_TEMPLATES_DIR "
+             "not set): the spectra will not be classified")
     log = demo_dir / "engine.log"
     log.write_text("")
     os.environ.pop("SEDMTUI_CONFIG", None)
