@@ -148,10 +148,21 @@ class Engine:
                     self.writer.event("engine", f"night {self.night} reduced", night=self.night)
                     break
                 if not worked:
-                    self.stop_event.wait(self.config.engine.idle_poll_s)
+                    self._idle_wait(self.config.engine.idle_poll_s)
         finally:
             self.close()
         return 0
+
+    def _idle_wait(self, timeout_s: float, slice_s: float = 0.05) -> None:
+        """Sleep up to ``timeout_s``, waking within ``slice_s`` when a job finishes or another
+        process commits (a console request): checking costs one ``PRAGMA data_version``."""
+        deadline = time.monotonic() + timeout_s
+        version = self.writer.data_version()
+        while not self.stop_event.wait(min(slice_s, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or any(f.done() for f in self.futures):
+                return
+            if self.writer.data_version() != version:
+                return
 
     # ------------------------------------------------------------------ one iteration
     def step(self) -> bool:

@@ -49,6 +49,10 @@ class StateWriter:
         with self.db.atomic():
             yield self.db
 
+    def data_version(self) -> int:
+        """``PRAGMA data_version``: changes when another connection commits (a request)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     # ------------------------------------------------------------------ lease
     def acquire_lease(self, timeout_s: float) -> None:
         """Take the writer lease, or raise if another live engine holds it.

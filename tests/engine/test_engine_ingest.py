@@ -124,3 +124,33 @@ def test_second_engine_refuses_to_start(mini_raw, tmp_path):
             Engine(cfg, night=MINI_NIGHT, once=True).start()
     finally:
         e1.close()
+
+
+def test_idle_engine_wakes_when_a_request_is_filed(tmp_path):
+    """An idle engine sleeps ``idle_poll_s`` between iterations, but a request filed by another
+    process (the console) wakes it at once: the wait watches ``PRAGMA data_version``."""
+    import threading
+
+    from engine.state.requests import submit_request
+
+    (tmp_path / "raw").mkdir()
+    cfg = make_config(tmp_path / "raw", tmp_path / "redux", idle_poll_s=60)
+    engine = Engine(cfg, night=MINI_NIGHT, once=False)
+    engine.start()
+
+    def file_request():
+        time.sleep(0.3)
+        with sqlite3.connect(cfg.paths.db_path) as conn:
+            submit_request(conn, "report", night=MINI_NIGHT, user="test")
+        conn.close()
+
+    try:
+        t = threading.Thread(target=file_request)
+        t.start()
+        t0 = time.monotonic()
+        engine._idle_wait(cfg.engine.idle_poll_s)
+        waited = time.monotonic() - t0
+        t.join()
+    finally:
+        engine.close()
+    assert 0.3 <= waited < cfg.engine.idle_poll_s / 2  # woken by the commit, not by the timeout
