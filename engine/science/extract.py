@@ -58,10 +58,10 @@ def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotome
     c = inp.cube
     fit = fit_psf(c.wave, c.flux, c.var, c.xy, inp.position.xy, n_meta=n_meta, fit_mask=mask, meteo=meteo,
                   airmass=0.5 * (x0 + x1), parallactic_deg=pa, rotation_deg=inp.rotation_deg,
-                  guess_err=GUESS_ERR[inp.position.srcpos])
+                  guess_err=GUESS_ERR[inp.position.srcpos], find_host=inp.task["kind"] == "science")
     centres = fit.adr.position(c.wave, inp.rotation_deg, meteo)
     fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=inp.lstep,
-                           companions=fit.companions)
+                           companions=fit.companions, host=fit.host)
     return fit, fp, meteo
 
 
@@ -176,7 +176,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
         "fluxcal_file": fluxcal_info.get("file"),
         "facts_json": {"fluxcal_note": why_not, "notes": notes, "n_fit_spaxels": int(mask.sum()),
                        "excluded": [int(i) for i in c.spaxel_id[excluded]],
-                       "classification": cls.skipped if cls else "not classified"},
+                       "classification": cls.skipped if cls else "not classified", "host": _host_facts(fit)},
     }
     return {"extraction": row, "classification": cls.row if cls and cls.row else None, "fluxcal": fluxcal_info or None,
             "timing": {"psf_s": t_fit, "extract_total_s": t_all}}
@@ -206,7 +206,33 @@ def _psf_cards(fit: PsfFit) -> dict:
             "PSFADRPA": (round(fit.adr.parallactic_deg, 3), "fitted parallactic angle [deg]"),
             "PSFADRZ": (round(fit.adr.airmass, 4), "fitted ADR airmass"),
             "PSFADRC2": (round(fit.adr.chi2_dof, 3), "ADR fit chi2/dof"), "PSFCHI2": (round(fit.chi2_dof, 3), "PSF fit chi2/dof"),
-            "NNEIGHB": (int(fit.companions.n), "neighbouring point sources modelled")}
+            "NNEIGHB": (int(fit.companions.n), "neighbouring point sources modelled"),
+            **_host_cards(fit)}
+
+
+def _host_cards(fit: PsfFit) -> dict:
+    """``HOSTMOD`` (and the disk's geometry when a host galaxy is modelled)."""
+    cards = {"HOSTMOD": (fit.host is not None, "host galaxy modelled (exponential disk)")}
+    if fit.host_test is not None:
+        cards["HOSTDBIC"] = (round(fit.host_test.delta_bic, 1), "BIC gain of the host component (> 0 kept)")
+    if fit.host is not None:
+        h = fit.host
+        cards.update({"HOSTX": (round(h.x, 3), "host centre x at LBDAPOS [spaxel]"),
+                      "HOSTY": (round(h.y, 3), "host centre y at LBDAPOS [spaxel]"),
+                      "HOSTSCL": (round(h.scale, 3), "host exponential scale length [spaxel]"),
+                      "HOSTAB": (round(h.ab, 3), "host axis ratio"), "HOSTPA": (round(h.theta, 3), "host major axis angle [rad]"),
+                      "HOSTFRAC": (round(fit.host_test.host_fraction, 3), "host / point-source flux, 4000-8000 A")})
+    return cards
+
+
+def _host_facts(fit: PsfFit | None) -> dict | None:
+    """The host model of ``facts_json``: geometry (if kept) and the selection test (if tried)."""
+    if fit is None or fit.host_test is None:
+        return None
+    out = {"modelled": fit.host is not None, "test": fit.host_test.as_dict()}
+    if fit.host is not None:
+        out.update({k: round(float(v), 4) for k, v in fit.host.__dict__.items()})
+    return out
 
 
 def _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fitted, mask, excluded, fp) -> dict:

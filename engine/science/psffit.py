@@ -21,7 +21,8 @@ from scipy.optimize import least_squares
 
 from engine.errors import AlgorithmError
 from engine.science.adr import AdrFit, Meteo, fit_adr
-from engine.science.psf import PsfShape, spaxel_fractions
+from engine.science.host import MAX_SCALE_UNITS, MIN_SCALE_UNITS, HostShape, HostTest, host_fractions, host_warranted, seed_host
+from engine.science.psf import REF_WAVE_AA, PsfShape, spaxel_fractions
 from engine.science.scene import Companions, find_companions
 
 DEFAULT_SHAPE = PsfShape()
@@ -79,12 +80,20 @@ def _plane_solve(frac: np.ndarray, d: np.ndarray, w: np.ndarray, xy: np.ndarray,
 
 
 def companion_basis(xy: np.ndarray, shape: PsfShape, wave: np.ndarray, centres: np.ndarray,
-                    comp: Companions | None) -> np.ndarray | None:
-    """Extra basis columns (m, n, k): one PSF per neighbour, following the target's ADR track."""
-    if comp is None or comp.n == 0:
-        return None
-    mean_c = centres.mean(axis=0)
-    return np.stack([spaxel_fractions(xy, q + (centres - mean_c), shape, wave) for q in comp.points], axis=2)
+                    comp: Companions | None, host: HostShape | None = None) -> np.ndarray | None:
+    """Extra basis columns (m, n, k): one PSF per neighbour, then the host galaxy (if any).
+
+    Every component follows the target's ADR track ``centres`` (m, 2): the neighbours relative
+    to the track's mean, the host relative to the track at 7000 A (``host`` is its centre there).
+    """
+    cols = []
+    if comp is not None and comp.n:
+        mean_c = centres.mean(axis=0)
+        cols += [spaxel_fractions(xy, q + (centres - mean_c), shape, wave) for q in comp.points]
+    if host is not None:
+        at_ref = np.array([np.interp(REF_WAVE_AA, wave, centres[:, i]) for i in (0, 1)])
+        cols.append(host_fractions(xy, host, shape, wave, shifts=centres - at_ref))
+    return np.stack(cols, axis=2) if cols else None
 
 
 @dataclass
@@ -103,24 +112,40 @@ class PsfFit:
     clipped: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     companions: Companions = field(default_factory=Companions.none)
     """Neighbouring point sources (absolute positions), modelled as extra PSFs."""
+    host: HostShape | None = None
+    """The host galaxy (absolute centre) when the model selection kept it."""
+    host_test: HostTest | None = None
+    """The model-selection test of the host (``None`` when no host was tried)."""
 
 
-def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, fix_chroma, comp=None):
-    m = ms.wave.size
+def _unpack(params, m: int) -> tuple[PsfShape, np.ndarray, HostShape | None]:
+    """Parameter vector -> PSF shape, metaslice positions (m, 2), host (when 5 more values follow)."""
     a, beta, eta, core, ab, theta, rho = params[:7]
-    pos = params[7 : 7 + 2 * m].reshape(m, 2)
-    shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=0.0 if fix_chroma else rho)
+    shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=rho)
+    pos = np.asarray(params[7 : 7 + 2 * m]).reshape(m, 2)
+    host = HostShape(*params[7 + 2 * m : 12 + 2 * m]) if len(params) >= 12 + 2 * m else None
+    return shape, pos, host
+
+
+def _scene_model(params, ms: Metaslices, xy_rel, w, comp=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Target PSF fractions (m, n), linear coefficients (m, p) and model (m, n) of the scene."""
+    shape, pos, host = _unpack(params, ms.wave.size)
     frac = spaxel_fractions(xy_rel, pos, shape, ms.wave)
+    extra = companion_basis(xy_rel, shape, ms.wave, pos, comp, host)
+    coef, model = _plane_solve(frac, ms.data, w, xy_rel, extra)
+    return frac, coef, model
+
+
+def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, comp=None):
     ww = w * mask[None, :]
-    extra = companion_basis(xy_rel, shape, ms.wave, pos, comp)
-    _coef, model = _plane_solve(frac, ms.data, ww, xy_rel, extra)
+    _frac, _coef, model = _scene_model(params, ms, xy_rel, ww, comp)
     return (np.sqrt(ww) * np.nan_to_num(ms.data - model)).ravel()
 
 
 def fit_psf(
     wave: np.ndarray, flux: np.ndarray, var: np.ndarray, xy: np.ndarray, guess: tuple[float, float], *,
     n_meta: int, fit_mask: np.ndarray, meteo: Meteo, airmass: float, parallactic_deg: float, rotation_deg: float,
-    guess_err: float = 3.0, find_others: bool = True,
+    guess_err: float = 3.0, find_others: bool = True, find_host: bool = False,
 ) -> PsfFit:
     """Fit the PSF shape and the ADR of a point source.
 
@@ -132,6 +157,11 @@ def fit_psf(
         Starting position [spaxel unit]; the fit stays within ``guess_err`` of it.
     fit_mask : numpy.ndarray
         Shape ``(n_spax,)`` spaxels to fit.
+    find_others : bool
+        Look for neighbouring point sources in the residual and model them.
+    find_host : bool
+        Try a host-galaxy component (:mod:`engine.science.host`) and keep it when the model
+        selection warrants it (science targets; never standards).
 
     Raises
     ------
@@ -167,10 +197,9 @@ def fit_psf(
     mask = np.ones(xy_rel.shape[0], bool)
     res = None
     for _ in range(2):
-        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms_fit, xy_rel, w, mask, False),
+        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms_fit, xy_rel, w, mask),
                             x_scale="jac", max_nfev=200)
-        r = res.fun.reshape(m, -1)
-        bad = np.any(np.abs(r) > 5.0 * max(1.4826 * np.median(np.abs(r[:, mask])), 1.0), axis=0)
+        bad = _outliers(res.fun.reshape(m, -1), mask)
         if not (bad & mask).any():
             break
         mask &= ~bad
@@ -180,46 +209,124 @@ def fit_psf(
         comp = _companions(res.x, ms_fit, xy_rel, w, mask, m)
         if comp.n:
             res = least_squares(_joint_residuals, res.x, bounds=(lo, hi),
-                                args=(ms_fit, xy_rel, w, mask, False, comp), x_scale="jac", max_nfev=200)
+                                args=(ms_fit, xy_rel, w, mask, comp), x_scale="jac", max_nfev=200)
+    host = host_test = None
+    if find_host:
+        res, mask, host, host_test = _host_stage(res, ms_fit, xy_rel, w, mask, comp, lo, hi)
     p = res.x
-    dof = max(int((w[:, mask] > 0).sum()) - p.size - 4 * m, 1)
+    n_lin = 4 + (comp.n if comp is not None else 0) + (host is not None)
+    dof = max(int((w[:, mask] > 0).sum()) - p.size - n_lin * m, 1)
     chi2 = float(np.sum(res.fun**2) / dof)
     try:
         cov = np.linalg.inv(res.jac.T @ res.jac) * max(chi2, 1.0)
         perr = np.sqrt(np.clip(np.diag(cov), 0, None))
     except np.linalg.LinAlgError:
         perr = np.full(p.size, 0.1)
-    shape = PsfShape(alpha=p[0], beta=p[1], eta=p[2], core=p[3], ab=p[4], theta=p[5], rho=p[6])
-    pos = p[7:].reshape(m, 2) + origin
-    pos_err = np.maximum(perr[7:].reshape(m, 2), 1e-3)
-    frac = spaxel_fractions(xy_rel, pos - origin, shape, ms.wave)
-    extra = companion_basis(xy_rel, shape, ms.wave, pos - origin, comp)
-    coef, _ = _plane_solve(frac, d, w * mask[None, :], xy_rel, extra)
+    shape, pos_rel, _ = _unpack(p, m)
+    pos = pos_rel + origin
+    pos_err = np.maximum(perr[7 : 7 + 2 * m].reshape(m, 2), 1e-3)
+    _frac, coef, _ = _scene_model(p, ms_fit, xy_rel, w * mask[None, :], comp)
     adr = fit_adr(ms.wave, pos, pos_err, airmass=airmass, parallactic_deg=parallactic_deg,
                   rotation_deg=rotation_deg, meteo=meteo)
     used = fit_mask.copy()
     used[np.flatnonzero(fit_mask)[~mask]] = False
     absolute = Companions(points=comp.points + origin) if comp is not None and comp.n else Companions.none()
     return PsfFit(shape=shape, meta_wave=ms.wave, meta_xy=pos, meta_err=pos_err, meta_amp=coef[:, 0], adr=adr,
-                  fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask], companions=absolute)
+                  fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask], companions=absolute,
+                  host=host.shifted(*origin) if host is not None else None, host_test=host_test)
 
 
-def _companions(params, ms: Metaslices, xy_rel, w, mask, m) -> Companions:
-    """Neighbours in the residual of a target-only fit (relative coordinates)."""
-    a, beta, eta, core, ab, theta, rho = params[:7]
-    pos = params[7 : 7 + 2 * m].reshape(m, 2)
-    shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=rho)
-    frac = spaxel_fractions(xy_rel, pos, shape, ms.wave)
-    coef, model = _plane_solve(frac, ms.data, w * mask[None, :], xy_rel)
-    target_model = frac * coef[:, 0:1]
-    plane = model - target_model
-    resid = ms.data - target_model - plane
+def _broadband_residual(params, ms: Metaslices, xy_rel, w, mask, comp=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Data minus the scene model averaged over the metaslices: residual (n,), variance (n,), coef (m, p)."""
+    _frac, coef, model = _scene_model(params, ms, xy_rel, w * mask[None, :], comp)
+    resid = ms.data - model
     ww = np.where(np.isfinite(resid), w, 0.0)
     sw = ww.sum(0)
     broad = np.where(sw > 0, (ww * np.nan_to_num(resid)).sum(0) / np.where(sw > 0, sw, 1.0), np.nan)
     var = np.where(sw > 0, 1.0 / np.where(sw > 0, sw, 1.0), np.nan)
+    return broad, var, coef
+
+
+def _companions(params, ms: Metaslices, xy_rel, w, mask, m) -> Companions:
+    """Neighbours in the residual of a target-only fit (relative coordinates)."""
+    shape, pos, _ = _unpack(params, m)
+    broad, var, coef = _broadband_residual(params, ms, xy_rel, w, mask)
     return find_companions(xy_rel, broad, var, pos.mean(axis=0), shape.fwhm_units(), region=np.ones(len(xy_rel), bool),
                            target_flux=float(np.nanmean(coef[:, 0])))
+
+
+HOST_LO = [-12.0, -12.0, MIN_SCALE_UNITS, 0.3, -np.pi]
+HOST_HI = [12.0, 12.0, MAX_SCALE_UNITS, 1.0, np.pi]
+"""Bounds of the host parameters: centre (relative to the start) [spaxel unit], scale length
+[spaxel unit], axis ratio, angle [rad] (a wide range so that the angle never sticks at a bound)."""
+
+
+def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi):
+    """Try a host galaxy in the scene; keep it if :func:`engine.science.host.host_warranted`.
+
+    1. Start: :func:`engine.science.host.seed_host` on the residual of the point-source fit.
+    2. The disk alone (PSF and positions fixed) on all spaxels. If this already fails the
+       test by too small a chi2 gain or by sitting on a neighbour, stop (the joint fit below
+       can only lower the chi2 a little more; an unresolved disk is not final yet: the PSF
+       still holds the host's core).
+    3. Everything jointly on all spaxels, with one 5-sigma clipping pass; both models' chi2
+       on the spaxels neither rejected; :func:`engine.science.host.host_warranted` decides.
+
+    Returns the least-squares result, the spaxel mask, the host (relative) or ``None``, the test.
+    """
+    m = ms.wave.size
+    shape, _pos, _ = _unpack(res.x, m)
+    broad, var, _coef = _broadband_residual(res.x, ms, xy_rel, w, mask, comp)
+    seed = seed_host(xy_rel, broad, var, shape.fwhm_units(), region_radius=float(np.max(np.hypot(*xy_rel.T))))
+    if seed is None:
+        return res, mask, None, None
+    base = np.asarray(res.x)
+
+    def host_only(hp):
+        return _joint_residuals(np.concatenate([base, hp]), ms, xy_rel, w, np.ones_like(mask), comp)
+
+    pre = least_squares(host_only, [seed.x, seed.y, seed.scale, seed.ab, seed.theta], bounds=(HOST_LO, HOST_HI),
+                        x_scale=[0.5, 0.5, 0.5, 0.1, 0.3], max_nfev=60)
+    p0 = np.concatenate([base, pre.x])
+    test = _host_test(base, p0, ms, xy_rel, w, mask, comp, shape)
+    if test.reason.startswith(("BIC", "centred on a neighbour")):
+        return res, mask, None, test
+    hmask = np.ones_like(mask)
+    lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
+    p0 = np.clip(p0, np.array(lo_h) + 1e-6, np.array(hi_h) - 1e-6)
+    for _ in range(2):
+        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, comp),
+                             x_scale="jac", max_nfev=200)
+        bad = _outliers(hres.fun.reshape(m, -1), hmask)
+        if not (bad & hmask).any():
+            break
+        hmask &= ~bad
+        p0 = hres.x
+    test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, comp, shape)
+    if not test.kept:
+        return res, mask, None, test
+    host = _unpack(hres.x, m)[2]
+    return hres, hmask, HostShape(host.x, host.y, host.scale, host.ab, float(host.theta % np.pi)), test
+
+
+def _outliers(r: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Spaxels (n,) with a normalised residual ``r`` (m, n) beyond 5 robust sigma in any metaslice."""
+    return np.any(np.abs(r) > 5.0 * max(1.4826 * np.median(np.abs(r[:, mask])), 1.0), axis=0)
+
+
+def _host_test(p_point, p_host, ms: Metaslices, xy_rel, w, common, comp, shape: PsfShape) -> HostTest:
+    """:func:`engine.science.host.host_warranted` for two parameter vectors on the spaxels ``common``."""
+    m = ms.wave.size
+    chi2_point = float(np.sum(_joint_residuals(p_point, ms, xy_rel, w, common, comp) ** 2))
+    chi2_host = float(np.sum(_joint_residuals(p_host, ms, xy_rel, w, common, comp) ** 2))
+    n_data = int((w[:, common] > 0).sum())
+    n_comp = comp.n if comp is not None else 0
+    _f, hcoef, _ = _scene_model(p_host, ms, xy_rel, w * common[None, :], comp)
+    host_frac = float(np.sum(hcoef[:, 1 + n_comp]) / max(np.sum(hcoef[:, 0]), 1e-30))
+    return host_warranted(chi2_point, chi2_host, n_extra=5 + m, n_data=n_data,
+                          dof_host=n_data - len(p_host) - (5 + n_comp) * m, host_fraction=host_frac,
+                          host=_unpack(p_host, m)[2], fwhm_units=shape.fwhm_units(),
+                          neighbours=comp.points if comp is not None else None)
 
 
 @dataclass(frozen=True)
@@ -238,6 +345,8 @@ class ForcedPhotometry:
         Shape ``(n_spax, n_wave)`` bool: samples rejected as outliers.
     centres : numpy.ndarray
         Shape ``(n_wave, 2)`` source position used at each wavelength.
+    host_flux : numpy.ndarray or None
+        Shape ``(n_wave,)`` total flux of the host galaxy (cube units), when one is modelled.
     """
 
     flux: np.ndarray
@@ -246,17 +355,19 @@ class ForcedPhotometry:
     background: np.ndarray
     clipped: np.ndarray
     centres: np.ndarray
+    host_flux: np.ndarray | None = None
 
 
 def forced_photometry(
     wave: np.ndarray, flux: np.ndarray, var: np.ndarray, xy: np.ndarray, fit_mask: np.ndarray,
     shape: PsfShape, centres: np.ndarray, *, lstep: int = 1, clip: float = 5.0, n_iter: int = 3,
-    companions: Companions | None = None,
+    companions: Companions | None = None, host: HostShape | None = None,
 ) -> ForcedPhotometry:
     """Amplitude and background plane of every slice, the PSF fixed; one batched solve.
 
     ``lstep > 1`` averages that many adjacent slices before the fit and interpolates the
-    spectrum back to every slice (for faint sources).
+    spectrum back to every slice (for faint sources). ``companions`` and ``host`` (absolute
+    positions, from :func:`fit_psf`) add one free amplitude each per slice.
     """
     sel = np.flatnonzero(fit_mask)
     n_wave = wave.size
@@ -266,7 +377,7 @@ def forced_photometry(
     v = np.array([np.nanmean(var[sel][:, g], axis=1) / len(g) for g in groups])
     gc = np.array([centres[g].mean(axis=0) for g in groups])
     frac = spaxel_fractions(xy[sel], gc, shape, gw)
-    extra = companion_basis(xy[sel], shape, gw, gc, companions)
+    extra = companion_basis(xy[sel], shape, gw, gc, companions, host)
     good = np.isfinite(d) & np.isfinite(v) & (v > 0)
     w = np.where(good, 1.0 / np.where(good, v, 1.0), 0.0)
     clipped = np.zeros_like(good)
@@ -288,7 +399,7 @@ def forced_photometry(
         var_full = np.interp(wave, gw, amp_var) * lstep
         full_coef = np.stack([np.interp(wave, gw, coef[:, k]) for k in range(coef.shape[1])], 1)
         full_frac = spaxel_fractions(xy[sel], centres, shape, wave)
-        full_extra = companion_basis(xy[sel], shape, wave, centres, companions)
+        full_extra = companion_basis(xy[sel], shape, wave, centres, companions, host)
         full_model = np.einsum("mnp,mp->mn", _basis(full_frac, xy[sel], full_extra), full_coef)
     else:
         amp_full, var_full, full_model = amp, amp_var, model
@@ -298,5 +409,9 @@ def forced_photometry(
     clipped_all = np.zeros(flux.shape, bool)
     if lstep == 1:
         clipped_all[sel] = clipped.T
+    host_flux = None
+    if host is not None:
+        k = 1 + (companions.n if companions is not None else 0)
+        host_flux = coef[:, k] if lstep == 1 else np.interp(wave, gw, coef[:, k])
     return ForcedPhotometry(flux=amp_full, var=var_full, model=model_all, background=bkg, clipped=clipped_all,
-                            centres=centres)
+                            centres=centres, host_flux=host_flux)

@@ -5,8 +5,8 @@ minus target model minus background plane) is lightly smoothed; local maxima mor
 20 sigma, at least two FWHM from the target and holding at least 5 % of the target's flux are
 neighbours. Each enters the metaslice fit and the forced photometry as another PSF (same
 shape, same ADR track) with its own free spectrum, so its wings are not attributed to the
-target. An extended host galaxy is *not* modelled (only the tilted background plane absorbs
-its gradient): its light under the transient still contaminates the spectrum, as in pysedm.
+target. An extended host galaxy is a different component (:mod:`engine.science.host`), tried
+after the neighbours.
 """
 
 from __future__ import annotations
