@@ -38,7 +38,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("kind", "kind", 4),
     Column("exp", "exp", 4),
     Column("air", "air", 4),
-    Column("state", "state", 11, 0),
+    Column("state", "state", 12, 0),
     Column("q", "Q", 1, 0),
     Column("type", "type", 8, 0),
     Column("z", "z", 5, 0),
@@ -71,7 +71,8 @@ def state_cell(row: dict) -> Cell:
         return "done", None
     if state == "reducing":
         pct = row.get("progress") or 0.0
-        text = stage.replace("debias and cosmic rays", "debias+CR").replace("target position", "position")
+        text = stage.replace("debias and cosmic rays", "debias").replace("target position", "position")
+        text = text.replace("classification", "classify")
         return f"{text} {100 * pct:.0f}%" if pct else text, "busy"
     if state == "failed":
         return "failed", "bad"

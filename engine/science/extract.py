@@ -14,11 +14,18 @@ from engine import refdata
 from engine.errors import AlgorithmError, CalibrationNotFoundError
 from engine.instrument import sedm
 from engine.io import names
+from engine.pipeline.jobs import report
 from engine.provenance import Provenance
 from engine.science.adr import Meteo
 from engine.science.classification import classify, s2n_cards
 from engine.science.cube import Cube
-from engine.science.fluxcal import Sensitivity, apply_sensitivity, fit_sensitivity, read_sensitivity, write_sensitivity
+from engine.science.fluxcal import (
+    Sensitivity,
+    apply_sensitivity,
+    fit_sensitivity,
+    read_sensitivity,
+    write_sensitivity,
+)
 from engine.science.position import GUESS_ERR, Position, fit_region
 from engine.science.products import spectrum_header, write_psf_product, write_spectrum
 from engine.science.psffit import ForcedPhotometry, PsfFit, fit_psf, forced_photometry
@@ -101,7 +108,9 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     out_dir = Path(task["out_dir"])
     notes = []
     fit = fp = None
+    key = task.get("job_key", "")
     if pos.inside:
+        report(key, "PSF fit", 0.6)
         mask, excluded = fit_region(c, pos.xy, inp.region, task["config"]["science"]["fit_radius"])
         try:
             fit, fp, _meteo = _fit(inp, mask)
@@ -133,12 +142,14 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     s2n, s2n_value = s2n_cards(wave, flux, fvar) if fp is not None else ({}, float("nan"))
     cls = None
     if fp is not None and sens is not None and task["kind"] == "science":
+        report(key, "classification", 0.85)
         cls = classify(wave, flux, fvar, object_name=inp.object_name, header=inp.header, quality=quality,
                        classify_config=task["config"]["classify"])
     cards = _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fitted, mask, excluded, fp)
     cards.update(s2n)
     if cls is not None:
         cards.update(cls.cards)
+    report(key, "products", 0.92)
     notfluxcal = sens is None and task["kind"] == "science" and fp is not None
     spec_fits = names.extraction("spec", task["raw"], inp.object_name, tag=inp.tag, lstep=inp.lstep, notfluxcal=notfluxcal)
     spec_txt = spec_fits[:-5] + ".txt"

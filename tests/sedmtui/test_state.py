@@ -30,7 +30,7 @@ def test_format_target_cells():
            "extraction": "robot", "delivered": 0}
     c = format_target(row, candidates=1)
     assert set(c) == {col.key for col in COLUMNS}
-    assert c["object"] == ("ZTF26x", None) and c["state"] == ("debias+CR 5%", "busy")
+    assert c["object"] == ("ZTF26x", None) and c["state"] == ("debias 5%", "busy")
     assert c["type"] == ("Ia-norm", None) and c["z"] == ("0.046", None) and c["ext"] == ("robot+1", "warn")
     assert c["q"] == ("·", None) and c["dlv"] == ("·", "dim")
     std = format_target({**row, "kind": "standard", "state": "done", "quality": 0, "delivered": 1})
