@@ -20,8 +20,8 @@ setup: $(STAMP)
 system-deps:
 	@command -v tmux >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux >/dev/null; \
-	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null; \
-	  else echo "tmux not found and cannot be installed: the tmux end-to-end test will be skipped"; fi; }
+	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq tmux >/dev/null; \
+	  else false; fi; } || echo "tmux could not be installed: the tmux end-to-end test will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/sedmtui --demo
