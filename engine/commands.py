@@ -92,7 +92,9 @@ def engine_line(status: dict) -> str:
     age = status.get("age_s")
     age_s = f"{age:.0f} s ago" if age is not None else "never"
     state = "alive" if status.get("alive") else ("stopped" if status.get("status") == "stopped" else "STALE")
-    return (f"engine: {state} · {status.get('activity') or '-'} · queue {status.get('queue_len') or 0} · "
+    activity = status.get("activity") or "-"
+    doing = "" if activity == state else f" · {activity}"
+    return (f"engine: {state}{doing} · queue {status.get('queue_len') or 0} · "
             f"heartbeat {age_s} ({status.get('owner') or '?'}, {status.get('version') or '?'})")
 
 
