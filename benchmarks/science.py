@@ -10,7 +10,8 @@
    * ``flux_rms_pct_median``: flux-calibrated spectrum / true SED (seen at the instrument's
      resolution), over 4000-9000 A in 250-A bins, grey scale removed; median over the science
      targets with S/N >= 30 (``flux_scale_median``: the grey factor; ``flux_rms_pct_per_sample``:
-     the same without binning, noise included).
+     the same without binning, noise included; ``flux_noise_rms_pct_median``: the rms that the
+     spectra's own variance predicts for the same bins, i.e. the noise floor of the figure).
    * ``std_rms_pct``: standard-star self-check (median over the night's standards).
    * ``centroid_err_spaxel_median``: fitted position at 7000 A vs truth, targets with S/N >= 20.
    * ``jflex_err_px_max``, ``iflex_err_px_max``: flexure vs truth over every exposure.
@@ -88,6 +89,7 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
         """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
            WHERE e.night=? AND e.status='current'""", [night])}
     flux_rms, flux_rms_sample, scales, cen, jerr, ierr, agree, std_rms, per_target = [], [], [], [], [], [], [], [], []
+    flux_noise: list[float] = []
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])
         if r is None:
@@ -106,7 +108,7 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
 
             std_rms.append(fits.getheader(redux / night / r["fluxcal_file"])["SELFCHK"])
         if r["kind"] == "science" and r["fluxcal"] and s2n >= 30 and r["quality"] <= 2:
-            wave, flux, _var, _h, _t = read_spectrum_fits(redux / night / r["spec_fits"])
+            wave, flux, var, _h, _t = read_spectrum_fits(redux / night / r["spec_fits"])
             sed = np.loadtxt(raw_root / night / e["sed"])
             fine = _fine_grid(wave)
             true = instrument_view(fine, np.interp(fine, sed[:, 0], sed[:, 1]), wave)
@@ -115,14 +117,22 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
             scale = float(np.median(ratio))
             nb = len(ratio) // 10
             binned = np.array([np.mean(ratio[i * 10:(i + 1) * 10]) for i in range(nb)]) / scale
+            # the rms that the pipeline's own variance predicts for the same bins (the noise floor)
+            vs, ts = var[sel], true[sel] * scale
+            noise = np.array([np.sqrt(np.sum(vs[i * 10:(i + 1) * 10])) / np.sum(ts[i * 10:(i + 1) * 10])
+                              for i in range(nb)])
             flux_rms.append(float(100 * np.std(binned - 1)))
+            flux_noise.append(float(100 * np.sqrt(np.mean(noise**2))))
             flux_rms_sample.append(float(100 * np.std(ratio / scale - 1)))
             scales.append(scale)
+            dev = binned - 1 - np.mean(binned - 1)
             per_target.append({"obs_id": e["obs_id"], "s2n": round(s2n, 1), "rms_pct": round(flux_rms[-1], 3),
-                               "scale": round(scale, 4)})
+                               "noise_rms_pct": round(flux_noise[-1], 3), "scale": round(scale, 4),
+                               "chi2_binned": round(float(np.mean(dev**2 / noise**2)), 2), "host": bool(e.get("host"))})
     return {
         "flux_rms_pct_median": float(np.median(flux_rms)) if flux_rms else None,
         "flux_rms_pct_per_sample": float(np.median(flux_rms_sample)) if flux_rms_sample else None,
+        "flux_noise_rms_pct_median": float(np.median(flux_noise)) if flux_noise else None,
         "flux_scale_median": float(np.median(scales)) if scales else None,
         "n_flux_targets": len(flux_rms),
         "std_rms_pct": float(np.median(std_rms)) if std_rms else None,
