@@ -43,7 +43,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("type", "type", 8, 0),
     Column("z", "z", 5, 0),
     Column("rlap", "rlap", 4, 1),
-    Column("s2n", "S/N", 4, 1),
+    Column("s2n", "S/N", 4, 0),
     Column("ext", "ext", 10, 1),
     Column("dlv", "dlv", 3, 1),
 )

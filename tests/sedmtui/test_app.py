@@ -282,7 +282,7 @@ async def test_narrow_terminal_drops_preview_and_columns(make_app):
         await pilot.pause()
         s = night_screen(app)
         assert not s.query_one("#preview").display
-        assert [c.key for c in s.query_one(TargetTable).columns_shown] == ["ut", "object", "state", "q", "type", "z"]
+        assert [c.key for c in s.query_one(TargetTable).columns_shown] == ["ut", "object", "state", "q", "type", "z", "s2n"]
 
 
 async def test_mouse_click_sets_centroid(make_app):
