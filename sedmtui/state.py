@@ -268,7 +268,10 @@ class Tail:
         self.reader = reader
         self.night = night
         self.last_id = last_event_id
-        self.version = reader.data_version()
+        # None: the first poll reads unconditionally. The snapshot behind ``last_event_id`` was
+        # read on another connection, before this one existed: a commit in between would not
+        # change this connection's data_version, and would be missed until the next one.
+        self.version: int | None = None
         self.engine = engine or {}
         self.engine_check_s = engine_check_s
         self._last_engine_check = time.monotonic()

@@ -84,6 +84,25 @@ def test_snapshot_and_tail_see_commits_of_another_connection(night):
     reader.close()
 
 
+def test_tail_started_after_a_commit_still_sees_it(night):
+    """The snapshot and the tail use different connections: a commit between the two must not
+    be lost (the tail's first poll reads unconditionally)."""
+    snap_reader = StateReader(night.db)
+    snap = load_snapshot(snap_reader, night.night)
+    conn = sqlite3.connect(night.db)
+    with conn:
+        conn.execute("INSERT INTO events (ts, night, kind, obs_id, message) VALUES ('t', '20261124', 'observation', "
+                     "'04_51_30', 'done')")
+    conn.close()
+    reader = StateReader(night.db)
+    tail = Tail(reader, night.night, snap.last_event_id, snap.engine)
+    d = tail.poll()
+    assert d is not None and [e.obs_id for e in d.events] == ["04_51_30"]
+    assert tail.poll() is None
+    reader.close()
+    snap_reader.close()
+
+
 def test_tail_notices_a_dead_engine_without_commits(night):
     reader = StateReader(night.db)
     conn = sqlite3.connect(night.db)
