@@ -222,16 +222,23 @@ def antisym_rms(cft: np.ndarray, center: np.ndarray, band: BandPass) -> np.ndarr
     return band_antisym_rms(cft[:, band.k1:band.k4 + 1], center, band)
 
 
-def band_antisym_rms(cband: np.ndarray, center: np.ndarray, band: BandPass) -> np.ndarray:
-    """:func:`antisym_rms` from the cross-power restricted to ``k1..k4``, shape ``(n, nk)``."""
+def band_antisym_rms(cband: np.ndarray, center: np.ndarray, band: BandPass,
+                     weights: np.ndarray | None = None) -> np.ndarray:
+    """:func:`antisym_rms` from the cross-power restricted to ``k1..k4``, shape ``(n, nk)``.
+
+    ``weights`` is :meth:`BandPass.antisym_weights` (shape ``(nk,)``), computed when omitted
+    (pass it to save the work on repeated calls).
+    """
     sub = np.asarray(cband)
     rtype = np.float32 if sub.dtype == np.complex64 else np.float64
+    if weights is None:
+        weights = band.antisym_weights()
     k = np.arange(band.k1, band.k4 + 1)
     ang = np.outer(2.0 * np.pi / band.nw * np.asarray(center, dtype=float), k).astype(rtype)
     im = sub.imag * np.cos(ang)
     im += sub.real * np.sin(ang)
     im *= im
-    return np.sqrt(im @ band.antisym_weights().astype(rtype)).astype(float) / band.nw
+    return np.sqrt(im @ weights.astype(rtype, copy=False)).astype(float) / band.nw
 
 
 def lag_segments(allowed: np.ndarray) -> list[tuple[int, int]]:

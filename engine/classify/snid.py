@@ -65,6 +65,7 @@ class _Context:
     dhi: int
     nw: int
     precision: type
+    aweights: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def _make_context(wave: np.ndarray, flux: np.ndarray, library: TemplateLibrary,
     return _Context(prep=prep, lib=library, use=use, band=band, filt=band.factor(),
                     allowed=allowed_lags(nw, lz1, lz2), dwlog=dwlog, dlo=int(nz[0]),
                     dhi=int(nz[-1]), nw=nw,
-                    precision=np.float32 if opts.single_precision else np.float64)
+                    precision=np.float32 if opts.single_precision else np.float64,
+                    aweights=band.antisym_weights())
 
 
 def _wrap(center: np.ndarray, nw: int) -> np.ndarray:
@@ -153,12 +155,14 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
             coarse = even_lag_correlations(ch.cfilt, ctx.nw)
             c, h = quick_peaks(coarse, even)
             c *= 2.0
-            rlq = _r_value(h, band_antisym_rms(ch.cband, c, ctx.band)) * lap[ch.sl] * ctx.dwlog
+            arms = band_antisym_rms(ch.cband, c, ctx.band, ctx.aweights)
+            rlq = _r_value(h, arms) * lap[ch.sl] * ctx.dwlog
             maybe = np.flatnonzero((rlq < screen) & (rlq >= RESCUE * screen) & (h > 0))
             if maybe.size:
                 c2 = 2.0 * half_max_center(coarse[maybe], np.rint(c[maybe] / 2).astype(np.int64),
                                            h[maybe])
-                r2 = _r_value(h[maybe], band_antisym_rms(ch.cband[maybe], c2, ctx.band))
+                r2 = _r_value(h[maybe], band_antisym_rms(ch.cband[maybe], c2, ctx.band,
+                                                         ctx.aweights))
                 rlq[maybe] = np.maximum(rlq[maybe], r2 * lap[ch.sl][maybe] * ctx.dwlog)
             center[ch.sl], valid[ch.sl] = c, h > 0
             r[ch.sl] = rlq / (lap[ch.sl] * ctx.dwlog)
@@ -170,9 +174,10 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
         keep_band.append(ch.cband[sel])
     idx = np.concatenate(keep_idx)
     if idx.size:
-        cfn = correlation_functions(np.concatenate(keep_filt).astype(complex), ctx.nw)
+        cfn = correlation_functions(np.concatenate(keep_filt), ctx.nw)
         fit = fit_peaks(cfn, ctx.allowed)
-        arms = band_antisym_rms(np.concatenate(keep_band).astype(complex), fit.center, ctx.band)
+        arms = band_antisym_rms(np.concatenate(keep_band).astype(complex), fit.center, ctx.band,
+                                ctx.aweights)
         center[idx], width[idx], valid[idx] = fit.center, fit.width, fit.valid
         r[idx] = _r_value(fit.height, arms)
     return _finish(ctx, rows, shift, center, r, width, valid)

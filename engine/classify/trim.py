@@ -21,9 +21,41 @@ CHUNK = 384
 """Rows per batch: small enough that each batch's arrays stay in the CPU cache."""
 
 
+def taper_profile(nw: int, dtype: type = np.float64,
+                  percent: float = APODIZE_PERCENT) -> np.ndarray:
+    """One-sided window profile ``p[j + nw]`` for ``j = -nw..nw``: 0 for ``j <= 0``, SNID's
+    cosine bell for ``0 < j < kmax``, 1 beyond (``kmax`` the full taper length).
+
+    Parameters
+    ----------
+    nw : int
+        Row length [bins].
+    dtype : type
+        Element type (the bell is rounded to it exactly as :func:`apply_windows` does).
+    percent : float
+        Taper length, percent of ``nw``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(2 nw + 1,)``.
+    """
+    kmax = apodize_length(nw, 0, 10 * nw, percent)
+    prof = np.ones(2 * nw + 1, dtype=dtype)
+    prof[:nw + 1] = 0.0
+    if kmax > 1:
+        prof[nw + 1:nw + kmax] = cosine_bell(kmax).astype(dtype)[1:]
+    return prof
+
+
 def apply_windows(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                   percent: float = APODIZE_PERCENT) -> np.ndarray:
     """Zero ``x`` outside ``lo < i < hi`` and taper both ends with SNID's cosine bell, in place.
+
+    Rows whose window holds both full tapers (the usual case) are multiplied by two shifted
+    copies of :func:`taper_profile` (rising from ``lo``, falling to ``hi``); each factor is 0,
+    1 or a bell value, so the result equals the general path bit for bit. Shorter windows take
+    the general path (SNID shortens the taper to half the window).
 
     Parameters
     ----------
@@ -39,6 +71,41 @@ def apply_windows(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     numpy.ndarray
         ``x``.
     """
+    n, nw = x.shape
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    kmax = apodize_length(nw, 0, 10 * nw, percent)
+    short = np.trunc((hi - lo) / 2.0) < kmax
+    if short.all():
+        return _apply_windows_general(x, lo, hi, percent)
+    rise, fall = _profile_rows(taper_profile(nw, x.dtype.type, percent), nw)
+    if short.any():
+        full = np.flatnonzero(~short)
+        sub = x[full]
+        sub *= rise[nw - lo[full]]
+        sub *= fall[nw - hi[full]]
+        x[full] = sub
+        part = np.flatnonzero(short)
+        x[part] = _apply_windows_general(x[part], lo[part], hi[part], percent)
+        return x
+    x *= rise[nw - lo]
+    x *= fall[nw - hi]
+    return x
+
+
+def _profile_rows(prof: np.ndarray, nw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(nw + 1, nw)`` views of all shifted copies of a :func:`taper_profile`:
+    ``rise[nw - lo, i] = p(i - lo)`` and ``fall[nw - hi, i] = p(hi - i)``."""
+    rev = np.ascontiguousarray(prof[::-1])
+    step = prof.strides[0]
+    strided = np.lib.stride_tricks.as_strided
+    return (strided(prof, shape=(nw + 1, nw), strides=(step, step), writeable=False),
+            strided(rev, shape=(nw + 1, nw), strides=(step, step), writeable=False))
+
+
+def _apply_windows_general(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                           percent: float) -> np.ndarray:
+    """:func:`apply_windows` for any window length (tapers limited to half the window)."""
     n, nw = x.shape
     lo = np.asarray(lo, dtype=np.int64)
     hi = np.asarray(hi, dtype=np.int64)
@@ -132,9 +199,12 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
     dft *= filt[:band.k4 + 1].astype(dtype)
     for s in range(0, rows.size, chunk):
         sl = slice(s, min(s + chunk, rows.size))
-        tw = flux[rows[sl]].astype(dtype, copy=True)
+        tw = flux[rows[sl]]
+        if tw.dtype != dtype:
+            tw = tw.astype(dtype)
         apply_windows(tw, t1[sl], t2[sl])
-        tft = np.conjugate(sfft.rfft(tw, axis=1)[:, :band.k4 + 1])
+        tft = sfft.rfft(tw, axis=1)[:, :band.k4 + 1]
+        np.conjugate(tft, out=tft)
         yield TrimmedChunk(sl=sl, cfilt=dft[inv[sl]] * tft, cband=dband[inv[sl]] * tft[:, kb])
 
 

@@ -90,3 +90,13 @@ def test_overlap_windows_and_trim_weights_agree():
     hi = np.minimum(lo + rng.integers(20, 600, 50), NW - 1)
     x = rng.random((50, NW))
     assert np.array_equal(apply_windows(x.copy(), lo, hi), x * window_weights(lo, hi, NW))
+
+
+@pytest.mark.parametrize("span", [(20, 100), (102, 600), (20, 600)])
+def test_apply_windows_single_precision_matches_weights(span):
+    rng = np.random.default_rng(3)
+    lo = rng.integers(0, 400, 64)
+    hi = np.minimum(lo + rng.integers(*span, 64), NW - 1)
+    x = rng.standard_normal((64, NW)).astype(np.float32)
+    want = x * window_weights(lo, hi, NW, dtype=np.float32)
+    assert np.array_equal(apply_windows(x.copy(), lo, hi), want)
