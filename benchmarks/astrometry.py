@@ -38,20 +38,12 @@ sys.path.insert(0, str(REPO))
 from engine.astrometry import guider_candidates, load_catalog, locate_target, select_guider_frames
 from engine.instrument.sedm import SPAXEL_UNIT_ARCSEC, ifu_centre_for
 from engine.instrument.sky import sky_to_standard, standard_to_spaxel
+from engine.synth.guider import wcs_from_truth
 
 
 def truth_wcs(entry: dict) -> WCS:
     """The jitter-free guider WCS of a truth exposure entry."""
-    g = entry["guider_wcs"]
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = entry["ifu_centre_radec"]
-    w.wcs.crpix = [g["crpix"][0] + 1.0, g["crpix"][1] + 1.0]
-    s, rho = g["scale_arcsec"] / 3600.0, math.radians(g["rotation_deg"])
-    w.wcs.cd = np.array(
-        [[-s * math.cos(rho), s * math.sin(rho)], [s * math.sin(rho), s * math.cos(rho)]]
-    )
-    return w
+    return wcs_from_truth(entry["ifu_centre_radec"], entry["guider_wcs"])
 
 
 def compare(entry: dict, loc, night: str) -> dict:

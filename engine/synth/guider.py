@@ -70,14 +70,28 @@ def guider_wcs(ifu_ra: float, ifu_dec: float, night: str, rng: np.random.Generat
     cx = epoch.x_px + rng.normal(0.0, 0.3)
     cy = epoch.y_px + rng.normal(0.0, 0.3)
     scale = sedm.GUIDER_SCALE_ARCSEC * (1.0 + rng.normal(0.0, 0.002))
-    rho = math.radians(0.4 + rng.normal(0.0, 0.05))
+    rho_deg = 0.4 + rng.normal(0.0, 0.05)
+    truth = {"crpix": [cx, cy], "scale_arcsec": scale, "rotation_deg": rho_deg}
+    return wcs_from_truth((ifu_ra, ifu_dec), truth), truth
+
+
+def wcs_from_truth(crval: tuple[float, float], truth: dict) -> WCS:
+    """The guider WCS described by a truth ``guider_wcs`` entry.
+
+    Parameters
+    ----------
+    crval : tuple of float
+        RA, Dec of the reference pixel (the IFU centre) [degree].
+    truth : dict
+        ``crpix`` (0-based) [pixel], ``scale_arcsec`` [arcsec/pixel], ``rotation_deg`` [degree].
+    """
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ifu_ra, ifu_dec]
-    w.wcs.crpix = [cx + 1.0, cy + 1.0]
-    s = scale / 3600.0
+    w.wcs.crval = [float(crval[0]), float(crval[1])]
+    w.wcs.crpix = [truth["crpix"][0] + 1.0, truth["crpix"][1] + 1.0]
+    s, rho = truth["scale_arcsec"] / 3600.0, math.radians(truth["rotation_deg"])
     w.wcs.cd = np.array([[-s * math.cos(rho), s * math.sin(rho)], [s * math.sin(rho), s * math.cos(rho)]])
-    return w, {"crpix": [cx, cy], "scale_arcsec": scale, "rotation_deg": math.degrees(rho)}
+    return w
 
 
 def render_guider_frame(

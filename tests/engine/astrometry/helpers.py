@@ -35,16 +35,7 @@ JITTER_PX = 0.15
 
 def truth_wcs(entry: dict) -> WCS:
     """The true (jitter-free) guider WCS of a truth.json exposure entry."""
-    g = entry["guider_wcs"]
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = entry["ifu_centre_radec"]
-    w.wcs.crpix = [g["crpix"][0] + 1.0, g["crpix"][1] + 1.0]
-    s, rho = g["scale_arcsec"] / 3600.0, math.radians(g["rotation_deg"])
-    w.wcs.cd = np.array(
-        [[-s * math.cos(rho), s * math.sin(rho)], [s * math.sin(rho), s * math.cos(rho)]]
-    )
-    return w
+    return gd.wcs_from_truth(entry["ifu_centre_radec"], entry["guider_wcs"])
 
 
 def recoverable_reference(entry: dict, night: str) -> tuple[np.ndarray, tuple[float, float]]:
