@@ -11,7 +11,11 @@
      resolution), over 4000-9000 A in 250-A bins, grey scale removed; median over the science
      targets with S/N >= 30 (``flux_scale_median``: the grey factor; ``flux_rms_pct_per_sample``:
      the same without binning, noise included; ``flux_noise_rms_pct_median``: the rms that the
-     spectra's own variance predicts for the same bins, i.e. the noise floor of the figure).
+     spectra's own variance predicts for the same bins if samples were independent).
+   * with ``--twin`` (the same night synthesised with another ``--noise-seed``): the figure
+     split into its noise part, ``flux_rms_pct_noise_twin_median`` (the figure a pipeline
+     without any systematic error would get; sample-to-sample noise correlations included),
+     and its systematic part, ``flux_rms_pct_systematic_median`` (see :func:`noise_split`).
    * ``std_rms_pct``: standard-star self-check (median over the night's standards).
    * ``centroid_err_spaxel_median``: fitted position at 7000 A vs truth, targets with S/N >= 20.
    * ``jflex_err_px_max``, ``iflex_err_px_max``: flexure vs truth over every exposure.
@@ -81,6 +85,63 @@ def per_frame(raw_root: Path, night: str, redux: Path, n: int = 3) -> float:
     return float(np.median(times)) if times else float("nan")
 
 
+def binned_flux_ratios(raw_root: Path, night: str, redux: Path) -> dict[str, dict]:
+    """Flux-calibrated spectrum / true SED in 10-sample (~250 A) bins, per science target.
+
+    Targets: science, flux-calibrated, quality <= 2, S/N >= 30. For each: ``binned`` (grey scale
+    removed), ``noise`` (what the spectrum's own variance predicts per bin, samples taken as
+    independent), ``scale``, ``per_sample_rms`` [%], ``s2n``, ``host``.
+    """
+    truth = json.loads((raw_root / night / "truth.json").read_text())
+    db = sqlite3.connect(redux / "sedm.db")
+    db.row_factory = sqlite3.Row
+    rows = {r["obs_id"]: dict(r) for r in db.execute(
+        """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
+           WHERE e.night=? AND e.status='current'""", [night])}
+    out = {}
+    for e in truth["exposures"]:
+        r = rows.get(e["obs_id"])
+        if r is None or r["kind"] != "science" or not r["fluxcal"] or (r["s2n"] or 0.0) < 30 or r["quality"] > 2:
+            continue
+        wave, flux, var, _h, _t = read_spectrum_fits(redux / night / r["spec_fits"])
+        sed = np.loadtxt(raw_root / night / e["sed"])
+        fine = _fine_grid(wave)
+        true = instrument_view(fine, np.interp(fine, sed[:, 0], sed[:, 1]), wave)
+        sel = (wave >= 4000) & (wave <= 9000) & np.isfinite(flux)
+        ratio = flux[sel] / true[sel]
+        scale = float(np.median(ratio))
+        nb = len(ratio) // 10
+        binned = np.array([np.mean(ratio[i * 10:(i + 1) * 10]) for i in range(nb)]) / scale
+        vs, ts = var[sel], true[sel] * scale
+        noise = np.array([np.sqrt(np.sum(vs[i * 10:(i + 1) * 10])) / np.sum(ts[i * 10:(i + 1) * 10]) for i in range(nb)])
+        out[e["obs_id"]] = {"binned": binned, "noise": noise, "scale": scale, "s2n": float(r["s2n"]),
+                            "per_sample_rms": float(100 * np.std(ratio / scale - 1)), "host": bool(e.get("host"))}
+    return out
+
+
+def noise_split(main: dict[str, dict], twin: dict[str, dict]) -> dict:
+    """Split the flux figure into noise and systematics with a twin night (same scene, new noise).
+
+    Per target, ``d = binned_main - binned_twin`` holds only noise (photon, read, cosmic rays and
+    whatever the fits make of them, correlations between samples included): the noise part of
+    the figure is ``std(d) / sqrt(2)``; the systematic part is what the mean of the two leaves
+    after its own noise, ``sqrt(max(0, var((a + b) / 2) - var(d) / 4))``.
+    """
+    noise, syst, per = [], [], []
+    for oid in sorted(set(main) & set(twin)):
+        a, b = main[oid]["binned"], twin[oid]["binned"]
+        n = min(a.size, b.size)
+        d = a[:n] - b[:n]
+        nz = float(100 * np.std(d) / np.sqrt(2))
+        sy = float(100 * np.sqrt(max(0.0, np.var((a[:n] + b[:n]) / 2) - np.var(d) / 4)))
+        noise.append(nz)
+        syst.append(sy)
+        per.append({"obs_id": oid, "noise_pct": round(nz, 3), "systematic_pct": round(sy, 3)})
+    return {"flux_rms_pct_noise_twin_median": float(np.median(noise)) if noise else None,
+            "flux_rms_pct_systematic_median": float(np.median(syst)) if syst else None,
+            "flux_twin_per_target": per}
+
+
 def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
     truth = json.loads((raw_root / night / "truth.json").read_text())
     db = sqlite3.connect(redux / "sedm.db")
@@ -88,8 +149,7 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
     rows = {r["obs_id"]: dict(r) for r in db.execute(
         """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
            WHERE e.night=? AND e.status='current'""", [night])}
-    flux_rms, flux_rms_sample, scales, cen, jerr, ierr, agree, std_rms, per_target = [], [], [], [], [], [], [], [], []
-    flux_noise: list[float] = []
+    cen, jerr, ierr, agree, std_rms = [], [], [], [], []
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])
         if r is None:
@@ -107,36 +167,26 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
             from astropy.io import fits
 
             std_rms.append(fits.getheader(redux / night / r["fluxcal_file"])["SELFCHK"])
-        if r["kind"] == "science" and r["fluxcal"] and s2n >= 30 and r["quality"] <= 2:
-            wave, flux, var, _h, _t = read_spectrum_fits(redux / night / r["spec_fits"])
-            sed = np.loadtxt(raw_root / night / e["sed"])
-            fine = _fine_grid(wave)
-            true = instrument_view(fine, np.interp(fine, sed[:, 0], sed[:, 1]), wave)
-            sel = (wave >= 4000) & (wave <= 9000) & np.isfinite(flux)
-            ratio = flux[sel] / true[sel]
-            scale = float(np.median(ratio))
-            nb = len(ratio) // 10
-            binned = np.array([np.mean(ratio[i * 10:(i + 1) * 10]) for i in range(nb)]) / scale
-            # the rms that the pipeline's own variance predicts for the same bins (the noise floor)
-            vs, ts = var[sel], true[sel] * scale
-            noise = np.array([np.sqrt(np.sum(vs[i * 10:(i + 1) * 10])) / np.sum(ts[i * 10:(i + 1) * 10])
-                              for i in range(nb)])
-            flux_rms.append(float(100 * np.std(binned - 1)))
-            flux_noise.append(float(100 * np.sqrt(np.mean(noise**2))))
-            flux_rms_sample.append(float(100 * np.std(ratio / scale - 1)))
-            scales.append(scale)
-            dev = binned - 1 - np.mean(binned - 1)
-            per_target.append({"obs_id": e["obs_id"], "s2n": round(s2n, 1), "rms_pct": round(flux_rms[-1], 3),
-                               "noise_rms_pct": round(flux_noise[-1], 3), "scale": round(scale, 4),
-                               "chi2_binned": round(float(np.mean(dev**2 / noise**2)), 2), "host": bool(e.get("host"))})
+    flux = binned_flux_ratios(raw_root, night, redux)
+    per_target = []
+    for oid, f in flux.items():
+        dev = f["binned"] - 1 - np.mean(f["binned"] - 1)
+        per_target.append({"obs_id": oid, "s2n": round(f["s2n"], 1), "rms_pct": round(float(100 * np.std(f["binned"] - 1)), 3),
+                           "noise_rms_pct": round(float(100 * np.sqrt(np.mean(f["noise"] ** 2))), 3),
+                           "scale": round(f["scale"], 4), "chi2_binned": round(float(np.mean(dev**2 / f["noise"] ** 2)), 2),
+                           "host": f["host"]})
+
+    def med(values):
+        return float(np.median(values)) if len(values) else None
+
     return {
-        "flux_rms_pct_median": float(np.median(flux_rms)) if flux_rms else None,
-        "flux_rms_pct_per_sample": float(np.median(flux_rms_sample)) if flux_rms_sample else None,
-        "flux_noise_rms_pct_median": float(np.median(flux_noise)) if flux_noise else None,
-        "flux_scale_median": float(np.median(scales)) if scales else None,
-        "n_flux_targets": len(flux_rms),
-        "std_rms_pct": float(np.median(std_rms)) if std_rms else None,
-        "centroid_err_spaxel_median": float(np.median(cen)) if cen else None,
+        "flux_rms_pct_median": med([t["rms_pct"] for t in per_target]),
+        "flux_rms_pct_per_sample": med([f["per_sample_rms"] for f in flux.values()]),
+        "flux_noise_rms_pct_median": med([t["noise_rms_pct"] for t in per_target]),
+        "flux_scale_median": med([f["scale"] for f in flux.values()]),
+        "n_flux_targets": len(per_target),
+        "std_rms_pct": med(std_rms),
+        "centroid_err_spaxel_median": med(cen),
         "centroid_err_spaxel_max": float(np.max(cen)) if cen else None,
         "jflex_err_px_max": float(np.max(jerr)) if jerr else None,
         "iflex_err_px_max": float(np.max(ierr)) if ierr else None,
@@ -152,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redux", help="reduction root (default: a temporary directory)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-night", action="store_true", help="reuse an existing reduction in --redux")
+    ap.add_argument("--twin", help="raw night directory of the same night with other noise (sedmtui synth --noise-seed)")
+    ap.add_argument("--twin-redux", help="its reduction root (reduced here unless --skip-night)")
     args = ap.parse_args(argv)
     night_dir = Path(args.night)
     raw_root, night = night_dir.parent, night_dir.name
@@ -164,8 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         out["peak_rss_mb"] = round(max(children, own), 1)
     out["wall_s_per_frame"] = round(per_frame(raw_root, night, redux), 2)
     out.update(accuracy(raw_root, night, redux))
+    if args.twin:
+        twin_dir = Path(args.twin)
+        twin_redux = Path(args.twin_redux) if args.twin_redux else Path(tempfile.mkdtemp(prefix="scibench-twin-"))
+        if not args.skip_night:
+            run_night(twin_dir.parent, twin_dir.name, twin_redux, args.workers)
+        out.update(noise_split(binned_flux_ratios(raw_root, night, redux),
+                               binned_flux_ratios(twin_dir.parent, twin_dir.name, twin_redux)))
     Path(args.json).write_text(json.dumps(out, indent=1))
-    print(json.dumps({k: v for k, v in out.items() if k != "flux_per_target"}, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("flux_per_target", "flux_twin_per_target")}, indent=1))
     return 0
 
 

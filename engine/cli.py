@@ -73,6 +73,8 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--night", default=None, help="UT night YYYYMMDD (default today)")
         p.add_argument("--mini", action="store_true", help="a small but complete night for tests")
         p.add_argument("--seed", type=int, default=1)
+        p.add_argument("--noise-seed", type=int, default=None,
+                       help="redraw only the detector noise: the same night seen again (noise-floor benchmarks)")
         p.add_argument("--camera", choices=["pixis", "andor"], default=None)
         p.add_argument("--workers", type=int, default=None)
     elif command == "report":
@@ -144,7 +146,8 @@ def run_synth(ns: argparse.Namespace) -> int:
 
     night = ns.night or night_of(utc_now())
     t0 = time.perf_counter()
-    path = write_night(ns.out, night, mini=ns.mini, seed=ns.seed, camera=ns.camera, workers=ns.workers)
+    path = write_night(ns.out, night, mini=ns.mini, seed=ns.seed, camera=ns.camera, workers=ns.workers,
+                       noise_seed=ns.noise_seed)
     print(f"wrote {path.parent} ({'mini' if ns.mini else 'full'} night, seed {ns.seed}) in {time.perf_counter() - t0:.1f} s")
     print(f"truth: {path}")
     return 0

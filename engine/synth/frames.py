@@ -142,12 +142,11 @@ def _scene_electrons(ctx: NightContext, exp: Exposure, exptime: float) -> tuple[
     if exp.host:
         h = exp.host
         host_sed = sp.scale_to_r_mag(g.wave, sp.galaxy_flam(g.wave, h["redshift"]), h["mag_r"])
-        seeing_units = exp.seeing_fwhm / sedm.SPAXEL_UNIT_ARCSEC
-        centre = np.asarray(exp.position) + np.asarray(h["offset"])
-        f_host = extended_source_fractions(
-            ins.sky_xy, centre, h["scale_arcsec"] / sedm.SPAXEL_UNIT_ARCSEC, h["ab"], h["theta"], seeing_units
-        )
-        photons += f_host[:, None] * (sp.photons_per_aa(host_sed, g.wave) * atm * to_e)[None, :]
+        host_centres = np.asarray(exp.position) + np.asarray(h["offset"]) + adr
+        f_host = _coarse_to_fine(extended_source_fractions(
+            ins.sky_xy, host_centres, h["scale_arcsec"] / sedm.SPAXEL_UNIT_ARCSEC, h["ab"], h["theta"], psf, COARSE_WAVE
+        ), g.wave)
+        photons += f_host * (sp.photons_per_aa(host_sed, g.wave) * atm * to_e)[None, :]
     sky = sp.sky_flam_per_arcsec2(g.wave, exp.sky_brightness) * sp.SPAXEL_AREA_ARCSEC2
     photons += (sp.photons_per_aa(sky, g.wave) * to_e)[None, :]
     return photons * _lenslet_response(ctx), sed

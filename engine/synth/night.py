@@ -41,8 +41,13 @@ def _context(night: str, camera: str, seed: int, raw_root: str) -> NightContext:
     return NightContext.build(night, camera, seed, Path(raw_root))
 
 
-def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: str) -> dict:
-    """Render and write one IFU frame (and its guider frames); return its truth entries."""
+def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: str,
+                 noise_seed: int | None = None) -> dict:
+    """Render and write one IFU frame (and its guider frames); return its truth entries.
+
+    ``noise_seed`` redraws only the detector's randomness (photon and read noise, cosmic rays,
+    dark sky): the same scene, seen again.
+    """
     ctx = _context(night, camera, seed, raw_root)
     rng = np.random.default_rng(plan.seed)
     entry: dict = {"file": plan.file, "dir": plan.dir_night, "kind": plan.kind, "object": plan.obj,
@@ -74,7 +79,8 @@ def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: 
         result["exposure"] = truth_mod.exposure_entry(ctx, plan, sed, centre, wcs_truth, names, extras)
     elif plan.kind == "skip" and plan.exptime > 0:
         electrons = np.zeros((2048, 2048), dtype=np.float32)
-    raw = finish_ifu(ctx, plan, electrons, rng)
+    noise_rng = rng if noise_seed is None else np.random.default_rng([plan.seed, noise_seed])
+    raw = finish_ifu(ctx, plan, electrons, noise_rng)
     header = frame_header(ctx, plan, pointing)
     path = Path(raw_root) / plan.dir_night / plan.file
     fits.PrimaryHDU(data=raw, header=header).writeto(path, overwrite=True)
@@ -90,6 +96,7 @@ def write_night(
     camera: str | None = None,
     workers: int | None = None,
     progress=None,
+    noise_seed: int | None = None,
 ) -> Path:
     """Synthesise a night; return the path of its ``truth.json``.
 
@@ -109,6 +116,10 @@ def write_night(
         Render processes (default: the number of CPUs, at most 2 for ``mini``).
     progress : callable, optional
         Called with a one-line message per finished frame.
+    noise_seed : int, optional
+        Redraw the detector noise of every frame (photon and read noise, cosmic rays) from this
+        seed, all else equal: a twin of the ``seed`` night whose difference from it is pure
+        noise (the benchmarks use it to measure the noise floor of accuracy figures).
     """
     t0 = time.perf_counter()
     camera = camera or ("andor" if night >= "20230407" else "pixis")
@@ -118,7 +129,7 @@ def write_night(
         (out / d).mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 2 if mini else 4)
     results: list[dict] = []
-    args = [(p, night, camera, seed, str(out)) for p in plans]
+    args = [(p, night, camera, seed, str(out), noise_seed) for p in plans]
     if workers <= 1:
         for a in args:
             results.append(render_frame(*a))
@@ -140,7 +151,7 @@ def write_night(
         cat.meta["COMMENT"] = "reference stars (r-band AB) around the night's fields"
         cat.write(cat_dir / f"refcat_{night}.fits", overwrite=True)
     truth_path = truth_mod.write_truth(
-        out, night, ctx, results, mini=mini, seed=seed, camera=camera,
+        out, night, ctx, results, mini=mini, seed=seed, camera=camera, noise_seed=noise_seed,
         elapsed_s=time.perf_counter() - t0, version=__version__,
     )
     return truth_path

@@ -121,7 +121,7 @@ def _trace_table(ctx: NightContext) -> fits.BinTableHDU:
 
 def write_truth(
     out: Path, night: str, ctx: NightContext, results: list[dict], *, mini: bool, seed: int, camera: str,
-    elapsed_s: float, version: str,
+    elapsed_s: float, version: str, noise_seed: int | None = None,
 ) -> Path:
     """Write ``truth.json`` and ``truth/traces.fits``; return the JSON path."""
     tdir = out / night / "truth"
@@ -139,6 +139,7 @@ def write_truth(
         "doc": DOC,
         "night": night,
         "seed": seed,
+        "noise_seed": noise_seed,
         "mini": mini,
         "camera": camera,
         "generator": f"sedmtui {version} engine.synth",

@@ -139,3 +139,61 @@ def test_plans_cover_the_night(mini):
         assert 20 <= kinds.count("science") <= 30 and 2 <= kinds.count("standard") <= 3
     starts = [p.start for p in plans]
     assert starts == sorted(starts) and len({p.file for p in plans}) == len(plans)
+
+
+def _ifu_xy():
+    q, r = np.meshgrid(np.arange(-23, 24), np.arange(-23, 24))
+    xy = sedm.hex_to_spaxel_xy(q.ravel(), r.ravel())
+    return xy[np.hypot(*xy.T) < 26]
+
+
+def test_host_light_goes_through_the_psf_and_the_refraction_track():
+    """A galaxy's light is refracted and blurred like a point source's: its flux centroid follows
+    the ADR track, its spread grows with the PSF towards the blue, and the numerical convolution
+    has converged (grid 0.15 vs 0.08 spaxel units)."""
+    from engine.synth.scene import Psf, extended_source_fractions, point_source_fractions
+
+    xy = _ifu_xy()
+    psf = Psf(fwhm_arcsec=1.6)
+    wave = np.array([3800.0, 6000.0, 9200.0])
+    track = np.array([[1.3, -0.7]]) + np.array([[-0.9, 0.6], [0.0, 0.0], [0.4, -0.3]])
+    frac = extended_source_fractions(xy, track, 2.7, 0.7, 0.4, psf, wave)
+    fine = extended_source_fractions(xy, track, 2.7, 0.7, 0.4, psf, wave, step=0.08)
+    assert np.abs(fine - frac).max() / fine.max() < 0.005
+    centroid = (frac[:, :, None] * xy[:, None, :]).sum(0) / frac.sum(0)[:, None]
+    assert np.abs(centroid - track).max() < 0.02  # the IFU edge clips a little light
+    assert np.all((frac.sum(0) > 0.97) & (frac.sum(0) < 1.0))
+    spread = [np.sum(frac[:, j] * np.sum((xy - track[j]) ** 2, 1)) / frac[:, j].sum() for j in range(3)]
+    assert spread[0] > spread[1] > spread[2]
+    # the blur is the PSF's: second moments add, so the excess over a point source's is the disk's
+    # own (to 10 %: the IFU edge and the PSF kernel's +-9 unit truncation cut the Moffat wings)
+    point = point_source_fractions(xy, track, psf, wave)
+    point_spread = [np.sum(point[:, j] * np.sum((xy - track[j]) ** 2, 1)) / point[:, j].sum() for j in range(3)]
+    assert np.ptp(np.array(spread) - np.array(point_spread)) < 0.1 * (spread[1] - point_spread[1])
+
+
+def test_a_noise_twin_is_the_same_scene_with_new_noise(tmp_path):
+    """``noise_seed`` redraws only the detector noise: same truth, same guider frames, a raw frame
+    whose difference from the original is zero-mean noise of the expected size."""
+    plans = plan_night(MINI_NIGHT, mini=True, seed=7, camera="pixis")
+    sci = next(p for p in plans if p.kind == "science" and p.exposure is not None and p.exposure.guider != "none")
+    runs = {}
+    for sub, noise_seed in (("a", None), ("b", 11)):
+        (tmp_path / sub / sci.dir_night).mkdir(parents=True, exist_ok=True)
+        runs[sub] = render_frame(sci, MINI_NIGHT, "pixis", 7, str(tmp_path / sub), noise_seed)
+    assert runs["a"]["exposure"] == runs["b"]["exposure"]
+    for g in runs["a"]["guider_frames"]:
+        assert np.array_equal(fits.getdata(tmp_path / "a" / g["dir"] / g["file"]),
+                              fits.getdata(tmp_path / "b" / g["dir"] / g["file"]))
+    a = fits.getdata(tmp_path / "a" / sci.dir_night / sci.file).astype(float)
+    b = fits.getdata(tmp_path / "b" / sci.dir_night / sci.file).astype(float)
+    d = (a - b)[192:1792, 192:1792]
+    d = d - np.median(d)  # the bias level is drawn per read too
+    assert not np.array_equal(a, b)
+    clipped = np.where(np.abs(d) < 5 * np.std(d), d, 0.0)  # the cosmic rays move
+    # no change of the scene: 64 x 64 block means of the difference are pure noise
+    blocks = clipped.reshape(25, 64, 25, 64).mean(axis=(1, 3))
+    assert np.abs(blocks).max() < 6 * np.std(clipped) / 64
+    good = clipped != 0
+    # noise of a difference of two reads: sqrt(2) x (read noise and photon noise) >= sqrt(2) x read noise
+    assert np.std(d[good]) > np.sqrt(2) * 2.0
