@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from engine.science.fluxcal import (
 )
 from engine.science.position import GUESS_ERR, Position, fit_region
 from engine.science.products import spectrum_header, write_psf_product, write_spectrum
-from engine.science.psffit import ForcedPhotometry, PsfFit, fit_psf, forced_photometry
+from engine.science.psf import PsfShape
+from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, fit_psf, forced_photometry
 from engine.science.quality import assess_quality
 from engine.timeutil import utc_now_iso
 
@@ -54,6 +56,31 @@ class ExtractionInputs:
     rotation_deg: float
 
 
+PRIOR_CARDS = ("PSFBETA", "PSFETA", "PSFCORE", "PSFRHO")
+"""The PSF profile-family cards a standard's ``fluxcal_`` file carries for the science frames."""
+
+
+def shape_prior_for(task: dict, mjd: float) -> ShapePrior | None:
+    """The profile-family prior of a science frame: the nearest standard's fitted PSF.
+
+    ``None`` for standards, when no sensitivity exists yet, or when its file lacks the PSF
+    cards (written before they existed) or cannot be read: the PSF is then fitted freely.
+    """
+    candidates = task.get("fluxcal") or []
+    if task["kind"] != "science" or not candidates:
+        return None
+    best = min(candidates, key=lambda c: abs(c["mjd"] - mjd))
+    try:
+        h = fits.getheader(best["path"])
+    except OSError:
+        return None
+    if not all(k in h for k in PRIOR_CARDS):
+        return None
+    shape = PsfShape(beta=float(h["PSFBETA"]), eta=float(h["PSFETA"]), core=float(h["PSFCORE"]), rho=float(h["PSFRHO"]))
+    when = re.search(r"ifu\d{8}_(\d\d_\d\d_\d\d)", Path(best["path"]).name)
+    return ShapePrior(shape=shape, source=f"{h.get('STDNAME', 'standard')} {when.group(1) if when else ''}".strip())
+
+
 def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotometry, Meteo]:
     h = inp.header
     meteo = Meteo.from_header(h)
@@ -65,15 +92,16 @@ def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotome
     c = inp.cube
     fit = fit_psf(c.wave, c.flux, c.var, c.xy, inp.position.xy, n_meta=n_meta, fit_mask=mask, meteo=meteo,
                   airmass=0.5 * (x0 + x1), parallactic_deg=pa, rotation_deg=inp.rotation_deg,
-                  guess_err=GUESS_ERR[inp.position.srcpos], find_host=inp.task["kind"] == "science")
+                  guess_err=GUESS_ERR[inp.position.srcpos], find_host=inp.task["kind"] == "science",
+                  shape_prior=shape_prior_for(inp.task, float(h.get("MJD_OBS", 0.0) or 0.0)))
     centres = fit.adr.position(c.wave, inp.rotation_deg, meteo)
     fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=inp.lstep,
                            companions=fit.companions, host=fit.host)
     return fit, fp, meteo
 
 
-def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit_ok) -> tuple[Sensitivity | None, str, dict]:
-    """Standards: fit (and write) a sensitivity. Science: pick the nearest one."""
+def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None) -> tuple[Sensitivity | None, str, dict]:
+    """Standards: fit (and write, with the PSF's profile family) a sensitivity. Science: pick the nearest one."""
     task, h = inp.task, inp.header
     mjd = float(h.get("MJD_OBS", 0.0) or 0.0)
     airmass = 0.5 * (float(h.get("AIRMASS", 1.1) or 1.1) + float(h.get("ENDAIR", h.get("AIRMASS", 1.1)) or 1.1))
@@ -81,13 +109,17 @@ def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit_ok) -> tuple[S
         std = refdata.standard_name(inp.object_name)
         if std is None:
             return None, f"unknown standard {inp.object_name}: no reference spectrum ({', '.join(refdata.known_standards())})", {}
-        if quality != 0 or not fit_ok:
+        if quality != 0 or fit is None:
             return None, f"standard not used for flux calibration (quality {quality})", {}
         sens = fit_sensitivity(inp.cube.wave, counts, var, std, airmass, mjd)
         path = Path(task["out_dir"]) / names.extraction("fluxcal", task["raw"], inp.object_name, tag=inp.tag, lstep=inp.lstep)
         prov = Provenance(schema="sedmtui.fluxcal", version=1, config=task["config"], steps={"fluxcal": "COMPLETE"})
         prov.add_input(Path(task["out_dir"]) / inp.cube_name)
-        write_sensitivity(path, sens, h, prov)
+        hdr = h.copy()
+        for key, card in _psf_cards(fit).items():
+            if key in PRIOR_CARDS:
+                hdr[key] = card
+        write_sensitivity(path, sens, hdr, prov)
         return Sensitivity(**{**sens.__dict__, "source": str(path)}), "", {"file": path.name, "mjd": mjd, "airmass": airmass,
                                                                               "selfcheck_rms_pct": sens.selfcheck_rms_pct,
                                                                               "standard": std}
@@ -130,7 +162,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     )
     if notes and quality in (0, 2):
         quality, reason = 4, notes[0]
-    sens, why_not, fluxcal_info = _sensitivity(inp, counts, var, quality, fit is not None) if fp is not None else (None, "not extracted", {})
+    sens, why_not, fluxcal_info = _sensitivity(inp, counts, var, quality, fit) if fp is not None else (None, "not extracted", {})
     x_mean = 0.5 * (float(inp.header.get("AIRMASS", 1.1) or 1.1) + float(inp.header.get("ENDAIR", inp.header.get("AIRMASS", 1.1)) or 1.1))
     if sens is not None:
         flux, fvar = apply_sensitivity(counts, var, sens, x_mean)
@@ -218,6 +250,7 @@ def _psf_cards(fit: PsfFit) -> dict:
             "PSFADRZ": (round(fit.adr.airmass, 4), "fitted ADR airmass"),
             "PSFADRC2": (round(fit.adr.chi2_dof, 3), "ADR fit chi2/dof"), "PSFCHI2": (round(fit.chi2_dof, 3), "PSF fit chi2/dof"),
             "NNEIGHB": (int(fit.companions.n), "neighbouring point sources modelled"),
+            "PSFPRIOR": (fit.prior_source or "none", "PSF profile-family prior (standard, UT)"),
             **_host_cards(fit)}
 
 

@@ -29,6 +29,38 @@ DEFAULT_SHAPE = PsfShape()
 
 
 @dataclass(frozen=True)
+class ShapePrior:
+    """A Gaussian prior on the PSF's profile family, from a bright star of the same night.
+
+    The seeing sets the width (``alpha``) and the telescope the ellipticity of each exposure,
+    but the profile's family (Moffat ``beta``, Gaussian-core ``eta`` and ``core``, chromatic
+    exponent ``rho``) changes slowly through a night. On a faint target those four are poorly
+    constrained and trade with each other and with the background plane, moving light between
+    the PSF's core and its wings differently at each wavelength; the standard star's values,
+    measured at high S/N, pin them (bright targets still move them: the prior is soft).
+
+    Attributes
+    ----------
+    shape : PsfShape
+        The standard's fitted shape (only ``beta``, ``eta``, ``core``, ``rho`` are used).
+    sigma : tuple of float
+        Prior widths of ``beta``, ``eta``, ``core``, ``rho``.
+    source : str
+        Where the values come from (recorded in the products).
+    """
+
+    shape: PsfShape
+    sigma: tuple[float, float, float, float] = (0.3, 0.15, 0.05, 0.03)
+    source: str = ""
+
+    def residuals(self, params) -> np.ndarray:
+        """Normalised deviations of ``params[1:4]`` and ``params[6]`` from the prior; shape ``(4,)``."""
+        s = self.shape
+        return np.array([(params[1] - s.beta) / self.sigma[0], (params[2] - s.eta) / self.sigma[1],
+                         (params[3] - s.core) / self.sigma[2], (params[6] - s.rho) / self.sigma[3]])
+
+
+@dataclass(frozen=True)
 class Metaslices:
     """Cube averaged over wavelength bins: ``wave`` (m,), ``data``/``var`` (m, n)."""
 
@@ -116,6 +148,8 @@ class PsfFit:
     """The host galaxy (absolute centre) when the model selection kept it."""
     host_test: HostTest | None = None
     """The model-selection test of the host (``None`` when no host was tried)."""
+    prior_source: str = ""
+    """Where the profile-family prior came from (empty: fitted freely)."""
 
 
 def _unpack(params, m: int) -> tuple[PsfShape, np.ndarray, HostShape | None]:
@@ -136,16 +170,19 @@ def _scene_model(params, ms: Metaslices, xy_rel, w, comp=None) -> tuple[np.ndarr
     return frac, coef, model
 
 
-def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, comp=None):
+def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, comp=None, prior: ShapePrior | None = None):
+    """Normalised residuals of the scene model, ``(m * n,)``, then the prior's (4,) if any."""
     ww = w * mask[None, :]
     _frac, _coef, model = _scene_model(params, ms, xy_rel, ww, comp)
-    return (np.sqrt(ww) * np.nan_to_num(ms.data - model)).ravel()
+    r = (np.sqrt(ww) * np.nan_to_num(ms.data - model)).ravel()
+    return r if prior is None else np.concatenate([r, prior.residuals(params)])
 
 
 def fit_psf(
     wave: np.ndarray, flux: np.ndarray, var: np.ndarray, xy: np.ndarray, guess: tuple[float, float], *,
     n_meta: int, fit_mask: np.ndarray, meteo: Meteo, airmass: float, parallactic_deg: float, rotation_deg: float,
     guess_err: float = 3.0, find_others: bool = True, find_host: bool = False,
+    shape_prior: ShapePrior | None = None,
 ) -> PsfFit:
     """Fit the PSF shape and the ADR of a point source.
 
@@ -162,6 +199,8 @@ def fit_psf(
     find_host : bool
         Try a host-galaxy component (:mod:`engine.science.host`) and keep it when the model
         selection warrants it (science targets; never standards).
+    shape_prior : ShapePrior, optional
+        Soft prior on the profile family (science targets: from the night's nearest standard).
 
     Raises
     ------
@@ -190,16 +229,17 @@ def fit_psf(
         res = least_squares(r1, [0.0, 0.0, 3.0], bounds=([-b, -b, 0.8], [b, b, 12.0]), x_scale=[0.3, 0.3, 0.5])
         starts.append(res.x)
     starts = np.array(starts)
-    p0 = [float(np.median(starts[:, 2])), 2.5, 0.5, 0.6, 0.95, 0.0, -0.2] + list(starts[:, :2].ravel())
+    fam = shape_prior.shape if shape_prior is not None else PsfShape(beta=2.5, eta=0.5, core=0.6, rho=-0.2)
+    p0 = [float(np.median(starts[:, 2])), fam.beta, fam.eta, fam.core, 0.95, 0.0, fam.rho] + list(starts[:, :2].ravel())
     lo = [0.8, 1.3, 0.0, 0.2, 0.6, -np.pi / 2, -1.0] + [-guess_err - 1] * (2 * m)
     hi = [15.0, 8.0, 5.0, 1.5, 1.0, np.pi / 2, 0.5] + [guess_err + 1] * (2 * m)
     p0 = np.clip(p0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
     mask = np.ones(xy_rel.shape[0], bool)
     res = None
     for _ in range(2):
-        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms_fit, xy_rel, w, mask),
+        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms_fit, xy_rel, w, mask, None, shape_prior),
                             x_scale="jac", max_nfev=200)
-        bad = _outliers(res.fun.reshape(m, -1), mask)
+        bad = _outliers(res.fun[:d.size].reshape(m, -1), mask)
         if not (bad & mask).any():
             break
         mask &= ~bad
@@ -209,14 +249,14 @@ def fit_psf(
         comp = _companions(res.x, ms_fit, xy_rel, w, mask, m)
         if comp.n:
             res = least_squares(_joint_residuals, res.x, bounds=(lo, hi),
-                                args=(ms_fit, xy_rel, w, mask, comp), x_scale="jac", max_nfev=200)
+                                args=(ms_fit, xy_rel, w, mask, comp, shape_prior), x_scale="jac", max_nfev=200)
     host = host_test = None
     if find_host:
-        res, mask, host, host_test = _host_stage(res, ms_fit, xy_rel, w, mask, comp, lo, hi)
+        res, mask, host, host_test = _host_stage(res, ms_fit, xy_rel, w, mask, comp, lo, hi, shape_prior)
     p = res.x
     n_lin = 4 + (comp.n if comp is not None else 0) + (host is not None)
     dof = max(int((w[:, mask] > 0).sum()) - p.size - n_lin * m, 1)
-    chi2 = float(np.sum(res.fun**2) / dof)
+    chi2 = float(np.sum(res.fun[:d.size] ** 2) / dof)
     try:
         cov = np.linalg.inv(res.jac.T @ res.jac) * max(chi2, 1.0)
         perr = np.sqrt(np.clip(np.diag(cov), 0, None))
@@ -233,7 +273,8 @@ def fit_psf(
     absolute = Companions(points=comp.points + origin) if comp is not None and comp.n else Companions.none()
     return PsfFit(shape=shape, meta_wave=ms.wave, meta_xy=pos, meta_err=pos_err, meta_amp=coef[:, 0], adr=adr,
                   fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask], companions=absolute,
-                  host=host.shifted(*origin) if host is not None else None, host_test=host_test)
+                  host=host.shifted(*origin) if host is not None else None, host_test=host_test,
+                  prior_source=shape_prior.source if shape_prior is not None else "")
 
 
 def _broadband_residual(params, ms: Metaslices, xy_rel, w, mask, comp=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,7 +302,7 @@ HOST_HI = [12.0, 12.0, MAX_SCALE_UNITS, 1.0, np.pi]
 [spaxel unit], axis ratio, angle [rad] (a wide range so that the angle never sticks at a bound)."""
 
 
-def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi):
+def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi, prior: ShapePrior | None = None):
     """Try a host galaxy in the scene; keep it if :func:`engine.science.host.host_warranted`.
 
     1. Start: :func:`engine.science.host.seed_host` on the residual of the point-source fit.
@@ -295,9 +336,9 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi):
     lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
     p0 = np.clip(p0, np.array(lo_h) + 1e-6, np.array(hi_h) - 1e-6)
     for _ in range(2):
-        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, comp),
+        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, comp, prior),
                              x_scale="jac", max_nfev=200)
-        bad = _outliers(hres.fun.reshape(m, -1), hmask)
+        bad = _outliers(hres.fun[:ms.data.size].reshape(m, -1), hmask)
         if not (bad & hmask).any():
             break
         hmask &= ~bad
