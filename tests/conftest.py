@@ -115,3 +115,13 @@ def copy_reduced(src: Path, dst: Path, ignore: tuple[str, ...] = (), link: bool 
     s.close()
     d.close()
     return dst
+
+
+@pytest.fixture(scope="session", autouse=True)
+def template_cache_dir(tmp_path_factory):
+    """Keep the SNID template array cache of every test (and the engines they start) out of ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("template-cache")
+    mp.setenv("SEDMTUI_CLASSIFY_CACHE_DIR", str(path))
+    yield path
+    mp.undo()

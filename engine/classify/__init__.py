@@ -6,7 +6,7 @@ Typical use by the pipeline::
                                  options_from_config, should_classify, snid_header_cards,
                                  snid_text_lines)
 
-    library = load_template_library(config.classify.templates_dir)   # once, ~0.2 s
+    library = load_template_library(config.classify.templates_dir)   # once, ~0.02 s cached
     options = options_from_config(config.classify)                    # SEDM defaults
     ok, reason = should_classify(object_name, header, quality)
     if ok:

@@ -65,16 +65,17 @@ class BandPass:
         f[(k < self.k1) | (k > self.k4)] = 0.0
         return f
 
-    def antisym_weights(self) -> np.ndarray:
+    def antisym_weights(self, filtered: bool = False) -> np.ndarray:
         """Weights ``m_k B(k)^2`` of the antisymmetric rms over ``k1..k4`` (``m_k`` = 2 except
-        at 0 and ``nw/2``), shape ``(k4 - k1 + 1,)``."""
+        at 0 and ``nw/2``), shape ``(k4 - k1 + 1,)``; with ``filtered``, the weights ``m_k``
+        (0 where ``B(k) = 0``) for a cross-power that already carries the filter."""
         k = np.arange(self.k1, self.k4 + 1, dtype=float)
         f = np.ones_like(k)
         rise, fall = k < self.k2, k > self.k3
         f[rise] = 0.5 * (1.0 - np.cos(np.pi * (k[rise] - self.k1) / (self.k2 - self.k1)))
         f[fall] = 0.5 * (1.0 + np.cos(np.pi * (k[fall] - self.k3) / (self.k4 - self.k3)))
         mult = np.where((k == 0) | (k == self.nw // 2), 1.0, 2.0)
-        return mult * f * f
+        return np.where(f > 0, mult, 0.0) if filtered else mult * f * f
 
 
 def allowed_lags(nw: int, lz1: int, lz2: int) -> np.ndarray:
@@ -293,22 +294,30 @@ def local_peaks(cfn: np.ndarray, allowed: np.ndarray, npeak: int) -> np.ndarray:
     numpy.ndarray
         Shape ``(n, npeak)`` int lags, highest first, -1 where fewer peaks exist.
     """
-    nw = cfn.shape[1]
-    scores, lags = [], []
-    for a, b in lag_segments(allowed):
-        ext = (np.take(cfn, np.arange(a - 1, b + 1) % nw, axis=1) if a == 0 or b == nw
-               else cfn[:, a - 1:b + 1])
-        mid = ext[:, 1:-1]
-        ok = (mid >= ext[:, :-2]) & (mid >= ext[:, 2:]) & (mid > 0)
-        scores.append(np.where(ok, mid, np.array(-np.inf, dtype=cfn.dtype)))
-        lags.append(np.arange(a, b))
-    score = np.ascontiguousarray(np.concatenate(scores, axis=1))
-    lag = np.concatenate(lags)
-    rows = np.arange(score.shape[0])
-    out = np.full((score.shape[0], npeak), -1, dtype=np.int64)
-    for j in range(min(npeak, score.shape[1])):
+    n, nw = cfn.shape
+    segs = lag_segments(allowed)
+    lag = np.concatenate([np.arange(a, b) for a, b in segs])
+    score = np.empty((n, lag.size), dtype=cfn.dtype)
+    off = 0
+    for a, b in segs:
+        mid = cfn[:, a:b]
+        ok = np.empty(mid.shape, dtype=bool)
+        ok[:, 1:] = mid[:, 1:] >= mid[:, :-1]
+        ok[:, 0] = mid[:, 0] >= cfn[:, (a - 1) % nw]
+        right = np.empty(mid.shape, dtype=bool)
+        right[:, :-1] = mid[:, :-1] >= mid[:, 1:]
+        right[:, -1] = mid[:, -1] >= cfn[:, b % nw]
+        ok &= right
+        ok &= mid > 0
+        dst = score[:, off:off + b - a]
+        dst.fill(-np.inf)
+        np.copyto(dst, mid, where=ok)
+        off += b - a
+    rows = np.arange(n)
+    out = np.full((n, npeak), -1, dtype=np.int64)
+    for j in range(min(npeak, lag.size)):
         best = score.argmax(axis=1)
-        found = np.isfinite(score[rows, best])
+        found = score[rows, best] > -np.inf
         out[found, j] = lag[best[found]]
         score[rows, best] = -np.inf
     return out

@@ -74,7 +74,10 @@ class SnidOptions:
     its rlap reaches this fraction of the threshold that matters (rlap > 4 to vote for zinit
     in the first pass, ``rlapmin`` in the second); 0 fits every one, exactly as SNID. On the
     52 SEDM reference spectra the estimate is never below 0.85 of the fitted rlap where that
-    rlap exceeds 4, so the answers are the same as with 0."""
+    rlap exceeds 4, so the answers are the same as with 0. On 300 synthetic spectra (random
+    template epochs at z 0-0.25, S/N 3-60) 2 differ: each misses one good match just above
+    ``rlapmin`` (rlap 4.1 and 4.3), so ``n_good`` is one lower and ``zmed`` moves by at most
+    2.4e-4; type, subtype, template, rlap and z are the same."""
     single_precision: bool = True
     """Correlate in single precision, as SNID itself does (faster); False runs the second pass
     in double precision (same answers on the SEDM reference set)."""

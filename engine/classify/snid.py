@@ -32,8 +32,8 @@ from engine.classify.prepare import APODIZE_PERCENT, PreparedSpectrum, prepare_s
 from engine.classify.result import BestMatchSpectrum, Classification, TemplateMatch
 from engine.classify.stats import match_statistics, vote_redshift
 from engine.classify.templates import W0_AA, TemplateLibrary
-from engine.classify.trim import (TrimmedChunk, correlation_functions, even_lag_correlations,
-                                  trimmed_correlations)
+from engine.classify.trim import (DataTransforms, TrimmedChunk, correlation_functions,
+                                  even_lag_correlations, trimmed_correlations)
 from engine.errors import AlgorithmError
 
 MAXR = 999.9
@@ -66,6 +66,7 @@ class _Context:
     nw: int
     precision: type
     aweights: np.ndarray
+    data: DataTransforms
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,13 @@ def _make_context(wave: np.ndarray, flux: np.ndarray, library: TemplateLibrary,
     lz1 = int(_nint(math.log(1 + opts.zmin) / dwlog))
     lz2 = int(_nint(math.log(1 + opts.zmax) / dwlog))
     nz = np.flatnonzero(prep.flat)
-    return _Context(prep=prep, lib=library, use=use, band=band, filt=band.factor(),
+    precision = np.float32 if opts.single_precision else np.float64
+    filt = band.factor()
+    return _Context(prep=prep, lib=library, use=use, band=band, filt=filt,
                     allowed=allowed_lags(nw, lz1, lz2), dwlog=dwlog, dlo=int(nz[0]),
-                    dhi=int(nz[-1]), nw=nw,
-                    precision=np.float32 if opts.single_precision else np.float64,
-                    aweights=band.antisym_weights())
+                    dhi=int(nz[-1]), nw=nw, precision=precision,
+                    aweights=band.antisym_weights(filtered=True),
+                    data=DataTransforms.build(prep.flat, filt, band.k4, precision))
 
 
 def _wrap(center: np.ndarray, nw: int) -> np.ndarray:
@@ -122,7 +125,8 @@ def _stream(ctx: _Context, rows: np.ndarray, shift: np.ndarray, dtype: type) -> 
         TrimmedChunk]:
     """Trimmed correlations of ``rows`` at ``shift`` (see :mod:`engine.classify.trim`)."""
     return trimmed_correlations(ctx.prep.flat, ctx.lib.flux, rows, shift, ctx.lib.lo,
-                                ctx.lib.hi, ctx.dlo, ctx.dhi, ctx.band, ctx.filt, dtype=dtype)
+                                ctx.lib.hi, ctx.dlo, ctx.dhi, ctx.band, ctx.filt, dtype=dtype,
+                                data=ctx.data)
 
 
 def _finish(ctx: _Context, rows: np.ndarray, shift: np.ndarray, center: np.ndarray,
@@ -148,20 +152,21 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
     *_, lap = overlap_windows(shift, ctx.lib.lo[rows], ctx.lib.hi[rows], ctx.dlo, ctx.dhi)
     center, r = np.zeros(n), np.zeros(n)
     width, valid = np.zeros(n), np.zeros(n, dtype=bool)
-    keep_idx, keep_filt, keep_band = [], [], []
+    keep_idx, keep_filt = [], []
     even = ctx.allowed[::2]
+    kb = slice(ctx.band.k1, ctx.band.k4 + 1)
     for ch in _stream(ctx, rows, shift, ctx.precision):
         if screen > 0:
             coarse = even_lag_correlations(ch.cfilt, ctx.nw)
             c, h = quick_peaks(coarse, even)
             c *= 2.0
-            arms = band_antisym_rms(ch.cband, c, ctx.band, ctx.aweights)
+            arms = band_antisym_rms(ch.cfilt[:, kb], c, ctx.band, ctx.aweights)
             rlq = _r_value(h, arms) * lap[ch.sl] * ctx.dwlog
             maybe = np.flatnonzero((rlq < screen) & (rlq >= RESCUE * screen) & (h > 0))
             if maybe.size:
                 c2 = 2.0 * half_max_center(coarse[maybe], np.rint(c[maybe] / 2).astype(np.int64),
                                            h[maybe])
-                r2 = _r_value(h[maybe], band_antisym_rms(ch.cband[maybe], c2, ctx.band,
+                r2 = _r_value(h[maybe], band_antisym_rms(ch.cfilt[maybe, kb], c2, ctx.band,
                                                          ctx.aweights))
                 rlq[maybe] = np.maximum(rlq[maybe], r2 * lap[ch.sl][maybe] * ctx.dwlog)
             center[ch.sl], valid[ch.sl] = c, h > 0
@@ -171,12 +176,12 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
             sel = np.arange(ch.cfilt.shape[0])
         keep_idx.append(sel + ch.sl.start)
         keep_filt.append(ch.cfilt[sel])
-        keep_band.append(ch.cband[sel])
     idx = np.concatenate(keep_idx)
     if idx.size:
-        cfn = correlation_functions(np.concatenate(keep_filt), ctx.nw)
+        cfilt = np.concatenate(keep_filt)
+        cfn = correlation_functions(cfilt, ctx.nw)
         fit = fit_peaks(cfn, ctx.allowed)
-        arms = band_antisym_rms(np.concatenate(keep_band).astype(complex), fit.center, ctx.band,
+        arms = band_antisym_rms(cfilt[:, kb].astype(complex), fit.center, ctx.band,
                                 ctx.aweights)
         center[idx], width[idx], valid[idx] = fit.center, fit.width, fit.valid
         r[idx] = _r_value(fit.height, arms)
@@ -187,11 +192,12 @@ def _first_pass_peaks(ctx: _Context, opts: SnidOptions) -> tuple[np.ndarray, np.
     """Rows and shifts of the ``npeaks`` highest peaks of each template's full correlation
     that leave at least ``lapmin`` of overlap (SNID ``allpeaks`` + ``overlap``)."""
     lib = ctx.lib
-    dft = sfft.rfft(ctx.prep.flat.astype(np.float32)) * ctx.filt.astype(np.float32)
+    kf = ctx.band.k4 + 1
+    dft = (sfft.rfft(ctx.prep.flat.astype(np.float32)) * ctx.filt.astype(np.float32))[:kf]
     rows_out, shifts_out = [], []
     for s in range(0, lib.n_epochs, CHUNK):
         sl = slice(s, min(s + CHUNK, lib.n_epochs))
-        cft = np.conj(lib.fft[sl])
+        cft = np.conj(lib.fft[sl, :kf])
         cft *= dft
         cfn = sfft.irfft(cft, n=ctx.nw, axis=1)
         peaks = local_peaks(cfn, ctx.allowed, opts.npeaks)

@@ -7,12 +7,18 @@ templates listed in ``templist`` plus the non-SN templates of the SNID 5.0 distr
 production SNID never reads it.
 
 The flux block of each file is decoded with array arithmetic on its bytes, which reads the
-whole 362-file release in about 0.2 s; no on-disk cache is needed.
+whole 362-file release in about 0.2 s. The stacked arrays are also kept in a single ``.npz``
+file in a user cache directory (no pickles), keyed by the directory and the name, size and
+modification time of every file read, so later processes load them in about 0.01 s.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,13 @@ import scipy.fft as sfft
 
 from engine.classify.lnw import N_BINS, W0_AA, W1_AA, LnwTemplate, parse_lnw
 from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "SEDMTUI_CLASSIFY_CACHE_DIR"
+"""Environment variable naming the template cache directory (empty: no cache)."""
+CACHE_VERSION = 1
+"""Layout version of the cached arrays (part of the cache key)."""
 
 __all__ = ["MAIN_TYPES", "N_BINS", "SNID50_NON_SN", "W0_AA", "W1_AA", "LnwTemplate",
            "TemplateLibrary", "check_template_dir", "load_template_library", "parse_lnw",
@@ -198,7 +211,8 @@ def check_template_dir(path: str | Path) -> Path:
     return directory
 
 
-def load_template_library(path: str | Path, *, include_extras: bool = False) -> TemplateLibrary:
+def load_template_library(path: str | Path, *, include_extras: bool = False,
+                          cache: bool = True) -> TemplateLibrary:
     """Read every production template of a directory into one :class:`TemplateLibrary`.
 
     Parameters
@@ -208,6 +222,9 @@ def load_template_library(path: str | Path, *, include_extras: bool = False) -> 
     include_extras : bool
         Also read the non-SN templates that SNID 5.0 production never uses (quasars, carbon
         stars, single M dwarfs, ...). Off by default.
+    cache : bool
+        Use (and refresh) the array cache of :func:`template_cache_path`; the cache is
+        skipped silently when its directory cannot be written.
 
     Returns
     -------
@@ -219,15 +236,85 @@ def load_template_library(path: str | Path, *, include_extras: bool = False) -> 
         If the directory is missing or any template file is unreadable or malformed.
     """
     directory = check_template_dir(path)
+    files = _production_files(directory, include_extras)
+    cached = template_cache_path(directory, files) if cache else None
+    if cached is not None and cached.is_file():
+        lib = _read_cache(cached, str(directory))
+        if lib is not None:
+            return lib
     parsed: list[LnwTemplate] = []
-    for p in _production_files(directory, include_extras):
+    for p in files:
         try:
             data = p.read_bytes()
         except OSError as exc:
             msg = f"cannot read SNID template {p} ({exc})"
             raise ConfigError(msg) from exc
         parsed.append(parse_lnw(data, source=str(p)))
-    return _stack(str(directory), parsed)
+    lib = _stack(str(directory), parsed)
+    if cached is not None:
+        _write_cache(cached, lib)
+    return lib
+
+
+def template_cache_path(directory: Path, files: list[Path]) -> Path | None:
+    """Cache file of the arrays read from ``files``, or None when caching is off.
+
+    The directory is ``$SEDMTUI_CLASSIFY_CACHE_DIR`` (empty: off), else
+    ``$XDG_CACHE_HOME/sedmtui`` (``~/.cache/sedmtui``). The name hashes the template
+    directory, :data:`CACHE_VERSION` and the name, size and modification time of each file,
+    so any change to the templates makes a new cache file.
+    """
+    root = os.environ.get(CACHE_ENV)
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "sedmtui")
+    if not root.strip():
+        return None
+    key = hashlib.sha256(f"{CACHE_VERSION}\0{directory.resolve()}".encode())
+    try:
+        for p in files:
+            st = p.stat()
+            key.update(f"\0{p.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    except OSError:
+        return None
+    return Path(root) / f"snid-templates-{key.hexdigest()[:24]}.npz"
+
+
+_ROW_FIELDS = ("flux", "name", "main_type", "subtype", "itype", "isubtype", "age", "age_flag",
+               "delta", "template_index", "lo", "hi")
+
+
+def _read_cache(path: Path, directory: str) -> TemplateLibrary | None:
+    """The library stored at ``path`` (None, with a log line, when it is unusable)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            rows = {k: z[k] for k in _ROW_FIELDS}
+            templates = tuple(str(t) for t in z["templates"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.info("ignoring unreadable template cache %s (%s)", path, exc)
+        return None
+    n = rows["flux"].shape[0]
+    if (rows["flux"].ndim != 2 or rows["flux"].shape[1] != N_BINS
+            or rows["flux"].dtype != np.float32 or any(v.shape != (n,) for k, v in rows.items()
+                                                        if k != "flux")):
+        log.info("ignoring malformed template cache %s", path)
+        return None
+    return TemplateLibrary(directory=directory, templates=templates,
+                           fft=sfft.rfft(rows["flux"], axis=1), **rows)
+
+
+def _write_cache(path: Path, lib: TemplateLibrary) -> None:
+    """Store the library's arrays at ``path`` (atomically; errors only logged)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, templates=np.array(lib.templates, dtype=str),
+                     **{k: getattr(lib, k) for k in _ROW_FIELDS})
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.info("cannot write template cache %s (%s)", path, exc)
+        tmp.unlink(missing_ok=True)
 
 
 def _main_type(itype: int, source: str) -> str:

@@ -8,6 +8,7 @@ re-apodised with SNID's 5 % cosine bell and correlated with the band-pass filter
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,6 +133,102 @@ def _apply_windows_general(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return x
 
 
+@functools.lru_cache(maxsize=4)
+def _phase_table(nw: int, k4: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cos`` and ``sin`` of ``2 pi i k / nw``, each shape ``(nw, k4 + 1)`` (read-only)."""
+    ang = np.outer(np.arange(nw), 2.0 * np.pi / nw * np.arange(k4 + 1))
+    cos, sin = np.cos(ang), np.sin(ang)
+    cos.flags.writeable = sin.flags.writeable = False
+    return cos, sin
+
+
+@dataclass(frozen=True)
+class DataTransforms:
+    """Band-passed transforms of the data under any trim window, from two tables.
+
+    With ``p`` SNID's one-sided taper (:func:`taper_profile`), the window ``(lo, hi)`` is
+    ``p(i - lo) p(hi - i)``; when it holds both full tapers (``hi - lo >= 2 kmax``) one of
+    the two factors is 1 at every ``i``, so the window equals ``p(i - lo) + p(hi - i) - 1``
+    and its transform is ``rise[lo] + fall[hi] - full``. The tables hold the data's transform
+    under every one-sided window with its edge inside the data, built once per spectrum (in
+    double precision) from prefix sums of ``d(i) exp(-2 pi i k i / nw)`` plus the
+    ``kmax - 1`` taper terms.
+
+    Attributes
+    ----------
+    rise : numpy.ndarray
+        Shape ``(m, k4 + 1)``: ``B(k) F[d(i) p(i - lo)](k)`` for ``lo = start..start+m-1``.
+    fall : numpy.ndarray
+        Shape ``(m, k4 + 1)``: ``B(k) F[d(i) p(hi - i)](k)`` for ``hi = start..start+m-1``.
+    full : numpy.ndarray
+        Shape ``(k4 + 1,)``: ``B(k) F[d](k)``.
+    start : int
+        First window edge of the tables (the first non-zero data bin).
+    kmax : int
+        Full taper length [bins].
+    """
+
+    rise: np.ndarray
+    fall: np.ndarray
+    full: np.ndarray
+    start: int
+    kmax: int
+
+    @classmethod
+    def build(cls, flat: np.ndarray, filt: np.ndarray, k4: int, dtype: type = np.float32,
+              percent: float = APODIZE_PERCENT) -> DataTransforms:
+        """Tables of ``flat`` (shape ``(nw,)``) for modes ``0..k4`` with band-pass ``filt``."""
+        nw = flat.size
+        d = np.asarray(flat, dtype=float)
+        nz = np.flatnonzero(d)
+        lo, hi = (int(nz[0]), int(nz[-1])) if nz.size else (0, 0)
+        kmax = apodize_length(nw, 0, 10 * nw, percent)
+        cos, sin = _phase_table(nw, k4)
+        # prefix sums of d(i) exp(-2 pi i k i / nw) (real, imaginary) over the data
+        seg = slice(lo, hi + 1)
+        pre_r = np.zeros((hi - lo + 2, k4 + 1))
+        pre_i = np.zeros((hi - lo + 2, k4 + 1))
+        np.cumsum(d[seg, None] * cos[seg], axis=0, out=pre_r[1:])
+        np.cumsum(d[seg, None] * sin[seg], axis=0, out=pre_i[1:])
+        np.negative(pre_i, out=pre_i)
+        # taper sums: exp(-i w e) sum_j bell_j d(e +- j) exp(-+ i w j) at each edge e
+        bell = cosine_bell(kmax)[1:]
+        pad = np.concatenate([np.zeros(kmax), d, np.zeros(kmax)])
+        view = np.lib.stride_tricks.sliding_window_view(pad, kmax - 1)
+        ahead = view[lo + kmax + 1:hi + kmax + 2] * bell
+        behind = view[lo + 1:hi + 2, ::-1] * bell
+        ar, ai = ahead @ cos[1:kmax], ahead @ sin[1:kmax]
+        br, bi = behind @ cos[1:kmax], behind @ sin[1:kmax]
+        edge = np.arange(hi - lo + 1)
+        up = np.minimum(edge + kmax, hi - lo + 1)
+        down = np.maximum(edge - kmax + 1, 0)
+        c, s = cos[seg], sin[seg]
+        b = filt[:k4 + 1]
+        ctype = np.complex64 if dtype == np.float32 else np.complex128
+        rise = np.empty((hi - lo + 1, k4 + 1), dtype=ctype)
+        rise.real = (pre_r[-1] - pre_r[up] + c * ar - s * ai) * b
+        rise.imag = (pre_i[-1] - pre_i[up] - s * ar - c * ai) * b
+        fall = np.empty((hi - lo + 1, k4 + 1), dtype=ctype)
+        fall.real = (pre_r[down] + c * br + s * bi) * b
+        fall.imag = (pre_i[down] + c * bi - s * br) * b
+        full = ((pre_r[-1] + 1j * pre_i[-1]) * b).astype(ctype)
+        return cls(rise=rise, fall=fall, full=full, start=lo, kmax=kmax)
+
+    def usable(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Bool, shape ``(n,)``: windows the tables serve (both tapers complete, edges in the
+        data)."""
+        stop = self.start + self.rise.shape[0]
+        return (hi - lo >= 2 * self.kmax) & (lo >= self.start) & (hi < stop)
+
+    def window(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Band-passed transforms, shape ``(n, k4 + 1)``, of the data under windows that
+        :meth:`usable` accepts."""
+        out = self.rise[lo - self.start]
+        out += self.fall[hi - self.start]
+        out -= self.full
+        return out
+
+
 @dataclass(frozen=True)
 class TrimmedChunk:
     """Correlations of one batch of rows, in Fourier space.
@@ -146,21 +243,20 @@ class TrimmedChunk:
     sl : slice
         Position of the batch in the requested rows.
     cfilt : numpy.ndarray
-        Shape ``(m, k4 + 1)`` filtered cross-power ``B D T*`` for ``k = 0..k4``.
-    cband : numpy.ndarray
-        Shape ``(m, k4 - k1 + 1)`` unfiltered cross-power ``D T*`` over ``k1..k4`` (for the
+        Shape ``(m, k4 + 1)`` filtered cross-power ``B D T*`` for ``k = 0..k4`` (its ``k1..k4``
+        part, with weights :meth:`BandPass.antisym_weights` divided by ``B^2``, also gives the
         antisymmetric rms).
     """
 
     sl: slice
     cfilt: np.ndarray
-    cband: np.ndarray
 
 
 def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
                          shift: np.ndarray, tlo: np.ndarray, thi: np.ndarray, dlo: int,
                          dhi: int, band: BandPass, filt: np.ndarray, *,
-                         dtype: type = np.float64, chunk: int = CHUNK) -> Iterator[TrimmedChunk]:
+                         dtype: type = np.float64, chunk: int = CHUNK,
+                         data: DataTransforms | None = None) -> Iterator[TrimmedChunk]:
     """Yield the trimmed correlations of ``flat`` with ``flux[rows]`` at ``shift``, by batch.
 
     Parameters
@@ -182,30 +278,39 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
         ``numpy.float32`` (SNID's precision, faster) or ``numpy.float64``.
     chunk : int
         Rows per batch.
+    data : DataTransforms or None
+        The data's window tables (built here when omitted).
 
     Yields
     ------
     TrimmedChunk
     """
     nw = flat.size
+    k4 = band.k4
     t1, t2, d1, d2, _ = overlap_windows(shift, tlo[rows], thi[rows], dlo, dhi)
-    key = d1 * (4 * nw) + d2
-    ukey, inv = np.unique(key, return_inverse=True)
-    dwin = np.broadcast_to(flat.astype(dtype), (ukey.size, nw)).copy()
-    apply_windows(dwin, ukey // (4 * nw), ukey % (4 * nw))
-    dft = sfft.rfft(dwin, axis=1)[:, :band.k4 + 1]
-    kb = slice(band.k1, band.k4 + 1)
-    dband = dft[:, kb].copy()
-    dft *= filt[:band.k4 + 1].astype(dtype)
+    if data is None:
+        data = DataTransforms.build(flat, filt, k4, dtype)
+    odd = np.flatnonzero(~data.usable(d1, d2))
+    if odd.size:
+        dwin = np.broadcast_to(flat.astype(dtype), (odd.size, nw)).copy()
+        apply_windows(dwin, d1[odd], d2[odd])
+        dodd = sfft.rfft(dwin, axis=1)[:, :k4 + 1] * filt[:k4 + 1].astype(dtype)
+        d1, d2 = d1.copy(), d2.copy()
+        d1[odd], d2[odd] = data.start, data.start + data.rise.shape[0] - 1
     for s in range(0, rows.size, chunk):
         sl = slice(s, min(s + chunk, rows.size))
         tw = flux[rows[sl]]
         if tw.dtype != dtype:
             tw = tw.astype(dtype)
         apply_windows(tw, t1[sl], t2[sl])
-        tft = sfft.rfft(tw, axis=1)[:, :band.k4 + 1]
+        tft = sfft.rfft(tw, axis=1)[:, :k4 + 1]
+        cfilt = data.window(d1[sl], d2[sl])
+        if odd.size:
+            here = (odd >= sl.start) & (odd < sl.stop)
+            cfilt[odd[here] - sl.start] = dodd[here]
         np.conjugate(tft, out=tft)
-        yield TrimmedChunk(sl=sl, cfilt=dft[inv[sl]] * tft, cband=dband[inv[sl]] * tft[:, kb])
+        cfilt *= tft
+        yield TrimmedChunk(sl=sl, cfilt=cfilt)
 
 
 def correlation_functions(cfilt: np.ndarray, nw: int) -> np.ndarray:

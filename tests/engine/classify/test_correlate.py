@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import scipy.fft as sfft
 
-from engine.classify.correlate import (BandPass, allowed_lags, antisym_rms, cross_correlate,
+from engine.classify.correlate import (BandPass, allowed_lags, antisym_rms,
+                                       band_antisym_rms, cross_correlate, lag_segments,
                                        local_peaks, masked_argmax, overlap_windows,
                                        window_weights)
 from engine.classify.peakfit import fit_peaks
-from engine.classify.trim import apply_windows
+from engine.classify.prepare import apodize
+from engine.classify.trim import DataTransforms, apply_windows, trimmed_correlations
 
 NW = 1024
 
@@ -100,3 +102,90 @@ def test_apply_windows_single_precision_matches_weights(span):
     x = rng.standard_normal((64, NW)).astype(np.float32)
     want = x * window_weights(lo, hi, NW, dtype=np.float32)
     assert np.array_equal(apply_windows(x.copy(), lo, hi), want)
+
+
+def windowed_transforms(flat, lo, hi, filt, k4):
+    """Reference: band-passed ``rfft`` of the data under each window, shape ``(n, k4 + 1)``."""
+    x = np.broadcast_to(flat, (lo.size, NW)).copy()
+    apply_windows(x, lo, hi)
+    return sfft.rfft(x, axis=1)[:, :k4 + 1] * filt[:k4 + 1]
+
+
+def test_data_transform_tables_equal_the_windowed_transforms():
+    rng = np.random.default_rng(5)
+    band = BandPass.snid_default(NW)
+    flat = apodize(feature_spectrum(rng, 250, 880), 250, 879)
+    tables = DataTransforms.build(flat, band.factor(), band.k4, np.float64)
+    lo = rng.integers(260, 500, 300)
+    hi = np.minimum(lo + rng.integers(30, 640, 300), 870)
+    ok = tables.usable(lo, hi)
+    assert ok.any() and (~ok).any() and np.array_equal(ok, hi - lo >= 2 * tables.kmax)
+    want = windowed_transforms(flat, lo[ok], hi[ok], band.factor(), band.k4)
+    got = tables.window(lo[ok], hi[ok])
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_trimmed_correlations_equal_direct_transforms(dtype):
+    rng = np.random.default_rng(8)
+    band = BandPass.snid_default(NW)
+    filt = band.factor()
+    flat = apodize(feature_spectrum(rng, 300, 930), 300, 929)
+    flux = np.stack([feature_spectrum(rng, 100 + 20 * j, 1000 - 15 * j)
+                     for j in range(12)]).astype(np.float32)
+    nz = flux != 0
+    tlo, thi = nz.argmax(axis=1), NW - 1 - nz[:, ::-1].argmax(axis=1)
+    rows = rng.integers(0, 12, 200)
+    shift = rng.integers(-300, 600, 200)
+    shift[:5] = [850, 860, -800, 700, -700]           # tiny overlaps: the direct fallback
+    *_, lap = overlap_windows(shift, tlo[rows], thi[rows], 300, 929)
+    keep = lap > 2
+    rows, shift = rows[keep], shift[keep]
+    t1, t2, d1, d2, _ = overlap_windows(shift, tlo[rows], thi[rows], 300, 929)
+    tw = flux[rows].astype(dtype)
+    apply_windows(tw, t1, t2)
+    want = (windowed_transforms(flat.astype(dtype), d1, d2, filt.astype(dtype), band.k4)
+            * np.conj(sfft.rfft(tw, axis=1)[:, :band.k4 + 1]))
+    got = np.concatenate([ch.cfilt for ch in trimmed_correlations(
+        flat, flux, rows, shift, tlo, thi, 300, 929, band, filt, dtype=dtype, chunk=64)])
+    tol = 1e-5 if dtype == np.float32 else 1e-11
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_antisym_rms_of_filtered_cross_power():
+    rng = np.random.default_rng(9)
+    band = BandPass.snid_default(NW)
+    cft = rng.normal(size=(20, NW // 2 + 1)) + 1j * rng.normal(size=(20, NW // 2 + 1))
+    center = rng.uniform(0, NW, 20)
+    kb = slice(band.k1, band.k4 + 1)
+    filtered = cft[:, kb] * band.factor()[kb]
+    assert np.allclose(band_antisym_rms(filtered, center, band, band.antisym_weights(True)),
+                       antisym_rms(cft, center, band), rtol=1e-12)
+
+
+def brute_local_peaks(cfn, allowed, npeak):
+    """Reference ``allpeaks``: a plain loop over rows and allowed lags."""
+    nw = cfn.shape[1]
+    lags = [i for a, b in lag_segments(allowed) for i in range(a, b)]
+    out = np.full((cfn.shape[0], npeak), -1)
+    for r, c in enumerate(cfn):
+        cand = [(-c[i], n, i) for n, i in enumerate(lags)
+                if c[i] > 0 and c[i] >= c[(i - 1) % nw] and c[i] >= c[(i + 1) % nw]]
+        for j, (_, _, i) in enumerate(sorted(cand)[:npeak]):
+            out[r, j] = i
+    return out
+
+
+@pytest.mark.parametrize("lz1, lz2", [(-7, 582), (0, 500), (3, 1023), (-20, 40)])
+def test_local_peaks_equal_a_plain_loop(lz1, lz2):
+    rng = np.random.default_rng(lz2)
+    x = np.zeros((40, NW // 2 + 1), dtype=complex)
+    x[:, 1:103] = rng.normal(size=(40, 102)) + 1j * rng.normal(size=(40, 102))
+    cfn = sfft.irfft(x, n=NW, axis=1).astype(np.float32)
+    cfn[::3] = np.round(cfn[::3], 1)                 # plateaus and equal peaks
+    cfn[1] = -1.0
+    allowed = allowed_lags(NW, lz1, lz2)
+    for npeak in (1, 10, 60):
+        assert np.array_equal(local_peaks(cfn, allowed, npeak),
+                              brute_local_peaks(cfn, allowed, npeak))

@@ -7,6 +7,8 @@ import pytest
 
 from engine.classify.external import main_type_of
 
+from .conftest import SPECTRA_DIR
+
 
 def _fraction(results, ok) -> float:
     return float(np.mean([ok(row, c) for row, c in results]))
@@ -57,3 +59,21 @@ def test_best_match_spectrum_on_input_grid(reference_results):
     assert inside.sum() > 100
     assert np.corrcoef(b.template_flat[inside], b.data_flat[inside])[0, 1] > 0.5
     assert np.all(np.isfinite(b.template_flux[inside]))
+
+
+def test_screened_path_equals_exact_path(library, reference_rows):
+    """The quick-estimate screen (default) against SNID's full fit of every correlation
+    (``screen_factor=0``) on a few reference spectra: same answer and same good matches."""
+    from engine.classify import SnidOptions, classify_spectrum, read_spectrum
+
+    for row in reference_rows[::13]:
+        wave, flux, err, _ = read_spectrum(SPECTRA_DIR / row["folder"] / row["file"])
+        fast, exact = (classify_spectrum(wave, flux, err, library=library,
+                                         options=SnidOptions(screen_factor=f, n_matches=5000))
+                       for f in (0.8, 0.0))
+        assert (fast.type, fast.subtype, fast.template, fast.n_good, fast.n_bad) == (
+            exact.type, exact.subtype, exact.template, exact.n_good, exact.n_bad)
+        for key in ("rlap", "z", "zmed", "zmed_err", "zinit"):
+            assert getattr(fast, key) == pytest.approx(getattr(exact, key), rel=1e-5), key
+        good = [(m.row, m.grade) for m in fast.matches if m.rlap >= 4.0]
+        assert good == [(m.row, m.grade) for m in exact.matches if m.rlap >= 4.0]

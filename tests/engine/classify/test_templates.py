@@ -134,3 +134,42 @@ def test_loading_is_fast(templates_dir):
     t0 = time.perf_counter()
     load_template_library(templates_dir)
     assert time.perf_counter() - t0 < 1.5  # 0.2 s typical; generous for loaded CI machines
+
+
+def _same_library(a, b):
+    for f in ("flux", "name", "main_type", "subtype", "itype", "isubtype", "age", "age_flag",
+              "delta", "template_index", "lo", "hi", "fft"):
+        x, y = getattr(a, f), getattr(b, f)
+        assert x.dtype == y.dtype and np.array_equal(x, y), f
+    assert a.templates == b.templates and a.directory == b.directory
+
+
+def test_array_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEDMTUI_CLASSIFY_CACHE_DIR", str(cache))
+    tdir = tmp_path / "t"
+    tdir.mkdir()
+    make_dir(tdir)
+    parsed = load_template_library(tdir, cache=False)
+    assert not cache.exists()
+    first = load_template_library(tdir)
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1
+    _same_library(first, parsed)
+    _same_library(load_template_library(tdir), parsed)
+    write_lnw(tdir / "snb.lnw", name="snb", ages=(-5.0, 10.0, 20.0))
+    changed = load_template_library(tdir)
+    assert changed.n_epochs == 6
+    newer = [p for p in cache.glob("*.npz") if p != files[0]]
+    assert len(newer) == 1
+    newer[0].write_bytes(b"not a zip file")
+    _same_library(load_template_library(tdir), load_template_library(tdir, cache=False))
+
+
+def test_array_cache_off_with_empty_directory_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEDMTUI_CLASSIFY_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    tdir = tmp_path / "t"
+    tdir.mkdir()
+    lib = load_template_library(make_dir(tdir))
+    assert lib.n_epochs == 5 and not list(tmp_path.rglob("*.npz"))
