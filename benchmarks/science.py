@@ -85,6 +85,18 @@ def per_frame(raw_root: Path, night: str, redux: Path, n: int = 3) -> float:
     return float(np.median(times)) if times else float("nan")
 
 
+def night_state(raw_root: Path, night: str, redux: Path) -> tuple[dict, dict[str, dict]]:
+    """The night's truth and its current extractions by ``obs_id`` (with the observation kind)."""
+    truth = json.loads((raw_root / night / "truth.json").read_text())
+    db = sqlite3.connect(redux / "sedm.db")
+    db.row_factory = sqlite3.Row
+    rows = {r["obs_id"]: dict(r) for r in db.execute(
+        """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
+           WHERE e.night=? AND e.status='current'""", [night])}
+    db.close()
+    return truth, rows
+
+
 def binned_flux_ratios(raw_root: Path, night: str, redux: Path) -> dict[str, dict]:
     """Flux-calibrated spectrum / true SED in 10-sample (~250 A) bins, per science target.
 
@@ -92,12 +104,7 @@ def binned_flux_ratios(raw_root: Path, night: str, redux: Path) -> dict[str, dic
     removed), ``noise`` (what the spectrum's own variance predicts per bin, samples taken as
     independent), ``scale``, ``per_sample_rms`` [%], ``s2n``, ``host``.
     """
-    truth = json.loads((raw_root / night / "truth.json").read_text())
-    db = sqlite3.connect(redux / "sedm.db")
-    db.row_factory = sqlite3.Row
-    rows = {r["obs_id"]: dict(r) for r in db.execute(
-        """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
-           WHERE e.night=? AND e.status='current'""", [night])}
+    truth, rows = night_state(raw_root, night, redux)
     out = {}
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])
@@ -143,12 +150,7 @@ def noise_split(main: dict[str, dict], twin: dict[str, dict]) -> dict:
 
 
 def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
-    truth = json.loads((raw_root / night / "truth.json").read_text())
-    db = sqlite3.connect(redux / "sedm.db")
-    db.row_factory = sqlite3.Row
-    rows = {r["obs_id"]: dict(r) for r in db.execute(
-        """SELECT e.*, o.kind FROM extractions e JOIN observations o ON o.id = e.observation_id
-           WHERE e.night=? AND e.status='current'""", [night])}
+    truth, rows = night_state(raw_root, night, redux)
     cen, jerr, ierr, agree, std_rms = [], [], [], [], []
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])

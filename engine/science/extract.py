@@ -60,16 +60,21 @@ PRIOR_CARDS = ("PSFBETA", "PSFETA", "PSFCORE", "PSFRHO")
 """The PSF profile-family cards a standard's ``fluxcal_`` file carries for the science frames."""
 
 
+def nearest_fluxcal(task: dict, mjd: float) -> dict | None:
+    """The sensitivity candidate of ``task["fluxcal"]`` nearest in time to ``mjd`` (None if none)."""
+    candidates = task.get("fluxcal") or []
+    return min(candidates, key=lambda c: abs(c["mjd"] - mjd)) if candidates else None
+
+
 def shape_prior_for(task: dict, mjd: float) -> ShapePrior | None:
     """The profile-family prior of a science frame: the nearest standard's fitted PSF.
 
     ``None`` for standards, when no sensitivity exists yet, or when its file lacks the PSF
     cards (written before they existed) or cannot be read: the PSF is then fitted freely.
     """
-    candidates = task.get("fluxcal") or []
-    if task["kind"] != "science" or not candidates:
+    best = nearest_fluxcal(task, mjd)
+    if task["kind"] != "science" or best is None:
         return None
-    best = min(candidates, key=lambda c: abs(c["mjd"] - mjd))
     try:
         h = fits.getheader(best["path"])
     except OSError:
@@ -123,10 +128,9 @@ def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None
         return Sensitivity(**{**sens.__dict__, "source": str(path)}), "", {"file": path.name, "mjd": mjd, "airmass": airmass,
                                                                               "selfcheck_rms_pct": sens.selfcheck_rms_pct,
                                                                               "standard": std}
-    candidates = task.get("fluxcal") or []
-    if not candidates:
+    best = nearest_fluxcal(task, mjd)
+    if best is None:
         return None, "no standard star reduced yet", {}
-    best = min(candidates, key=lambda c: abs(c["mjd"] - mjd))
     try:
         return read_sensitivity(best["path"]), "", {}
     except (OSError, KeyError) as exc:

@@ -229,7 +229,7 @@ def fit_psf(
         res = least_squares(r1, [0.0, 0.0, 3.0], bounds=([-b, -b, 0.8], [b, b, 12.0]), x_scale=[0.3, 0.3, 0.5])
         starts.append(res.x)
     starts = np.array(starts)
-    fam = shape_prior.shape if shape_prior is not None else PsfShape(beta=2.5, eta=0.5, core=0.6, rho=-0.2)
+    fam = shape_prior.shape if shape_prior is not None else DEFAULT_SHAPE
     p0 = [float(np.median(starts[:, 2])), fam.beta, fam.eta, fam.core, 0.95, 0.0, fam.rho] + list(starts[:, :2].ravel())
     lo = [0.8, 1.3, 0.0, 0.2, 0.6, -np.pi / 2, -1.0] + [-guess_err - 1] * (2 * m)
     hi = [15.0, 8.0, 5.0, 1.5, 1.0, np.pi / 2, 0.5] + [guess_err + 1] * (2 * m)
