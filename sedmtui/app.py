@@ -17,6 +17,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
 from engine.state.reader import StateReader
@@ -169,7 +170,16 @@ class NightApp(App):
             for screen in list(self.screen_stack):
                 handler = getattr(screen, "apply_delta", None)
                 if handler is not None:
-                    handler(delta)
+                    self._deliver(handler, delta)
+
+    def _deliver(self, handler: Callable, arg) -> None:
+        """Call a screen's handler. Once the app is exiting, a thread's answer can arrive
+        after the screen's widgets were removed: that is dropped, not raised."""
+        try:
+            handler(arg)
+        except NoMatches:
+            if self.return_code is None:
+                raise
 
     # ------------------------------------------------------------------ header
     def header(self):
@@ -255,7 +265,7 @@ class NightApp(App):
         for screen in reversed(self.screen_stack):
             handler = getattr(screen, "target_loaded", None)
             if handler is not None:
-                handler(message)
+                self._deliver(handler, message)
 
     def open_target(self, obs_id: str) -> None:
         """Open the target screen of an exposure."""

@@ -53,6 +53,7 @@ class FakeEngine:
         self.served: list[dict] = []
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, name="fake-engine", daemon=True)
+        self._ready = threading.Event()
         self._counter = 0
         self.busy_retries = 0
 
@@ -65,8 +66,15 @@ class FakeEngine:
         if self.errors and exc[0] is None:
             raise self.errors[0]
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Start serving; return once the lease is held and the first heartbeat is committed
+        (a command that checks for a live engine right after this sees one, however loaded
+        the machine)."""
         self._thread.start()
+        if not self._ready.wait(timeout) and not self.errors:
+            raise AssertionError(f"fake engine not ready after {timeout} s")
+        if self.errors:
+            raise self.errors[0]
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -76,7 +84,15 @@ class FakeEngine:
     def _run(self) -> None:
         db = open_writer(self.night.db)
         writer = StateWriter(db)
-        writer.acquire_lease(30.0)
+        try:
+            writer.acquire_lease(30.0)
+            writer.heartbeat("idle", 0)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by start()
+            self.errors.append(exc)
+            db.close()
+            self._ready.set()
+            return
+        self._ready.set()
         stage = ScienceStage()
         self.view = EngineView(config=self.config, writer=writer, nights={self.night.night}, running=set(), once=False,
                                ingest_idle=True, now_ut_hour=6.0)

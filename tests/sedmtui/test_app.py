@@ -58,6 +58,26 @@ async def test_live_event_updates_cells_without_clearing(make_app, night, monkey
         assert not cleared
 
 
+async def test_a_preview_answered_while_the_app_exits_is_dropped(make_app):
+    """A thread's product load can finish after quitting removed the widgets: no crash then,
+    but the same missing widget while the app runs is still an error."""
+    from textual.css.query import NoMatches
+
+    from sedmtui.messages import TargetLoaded
+    from sedmtui.widgets.preview import PreviewPane
+
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        screen = night_screen(app)
+        await screen.query_one(PreviewPane).remove()
+        late = TargetLoaded("04_21_30", None, "preview", screen._preview_seq)
+        with pytest.raises(NoMatches):
+            app.on_target_loaded(late)
+        app.exit()
+        app.on_target_loaded(late)
+
+
 async def test_new_exposure_appears_as_a_new_row(make_app, night):
     app = make_app()
     async with app.run_test(size=(160, 50)) as pilot:

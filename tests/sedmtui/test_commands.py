@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -63,7 +62,6 @@ def test_redex_usage_errors(night, capsys):
 
 def test_redex_reextract_then_accept_with_an_engine(night, capsys):
     with FakeEngine(night):
-        time.sleep(0.2)
         _, ns = ns_for(night, ["redex", "04_21_30", "-3.5", "3.2", "--lstep", "2"])
         assert run_redex(ns) == 0
         out = capsys.readouterr().out
@@ -84,7 +82,6 @@ def test_redex_reextract_then_accept_with_an_engine(night, capsys):
 
 def test_redex_recover_and_reject(night, capsys):
     with FakeEngine(night):
-        time.sleep(0.2)
         _, ns = ns_for(night, ["redex", "04_21_30"])
         assert run_redex(ns) == 0
         _, ns = ns_for(night, ["redex", "04_21_30", "--reject"])
@@ -102,7 +99,6 @@ def test_report_print_no_engine_and_with_engine(night, capsys):
     assert run_report(ns) == 3
     assert "no live engine" in capsys.readouterr().err
     with FakeEngine(night):
-        time.sleep(0.2)
         _, ns = ns_for(night, ["report", "--final", "--comment", "clear, seeing 1.2"])
         assert run_report(ns) == 0
     out = capsys.readouterr().out
