@@ -53,8 +53,8 @@ class PeakFit:
 
 def _first(cond: np.ndarray, fill: int) -> np.ndarray:
     """Index of the first true element along axis 1, ``fill`` where none."""
-    has = cond.any(axis=1)
-    return np.where(has, cond.argmax(axis=1), fill)
+    idx = cond.argmax(axis=1)
+    return np.where(cond[np.arange(cond.shape[0]), idx], idx, fill)
 
 
 def _poly(a: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -112,15 +112,26 @@ def _newton(f: np.ndarray, df: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def quartic_peak(a: np.ndarray, xl: np.ndarray, xr: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def quartic_peak(a: np.ndarray, xl: np.ndarray, xr: np.ndarray, *,
+                 width: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre, height, width and no-root flag of quartics ``a`` (n, 5) (SNID ``quarticpeak``).
 
     The search starts at ``x = 0``; ``xl``/``xr`` are first guesses of the half-maximum points.
+    With ``width=False`` the half-maximum points are only bracketed (which sets the no-root
+    flag) and the width is returned as 0.
     """
-    d1 = _deriv(a)
-    x0 = _newton(d1, _deriv(d1), np.zeros(a.shape[0]))
+    x0 = _newton(_deriv(a), _deriv(_deriv(a)), np.zeros(a.shape[0]))
     h = _poly(a, x0)
+    w, noroot = half_max_width(a, x0, h, xl, xr, refine=width)
+    return x0, h, w, noroot
+
+
+def half_max_width(a: np.ndarray, x0: np.ndarray, h: np.ndarray, xl: np.ndarray,
+                   xr: np.ndarray, *, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Width between the half-maximum points of quartics ``a`` (n, 5) peaking at ``x0`` with
+    height ``h``: each point is bracketed in 0.1 steps from ``x0`` towards the guess
+    ``xl``/``xr`` and refined by Newton (the guess itself where no crossing is found, which
+    sets the no-root flag). Without ``refine`` only the flag is computed (width 0)."""
     q = a.copy()
     q[:, 0] -= 0.5 * h
     noroot = np.zeros(a.shape[0], dtype=bool)
@@ -131,13 +142,15 @@ def quartic_peak(a: np.ndarray, xl: np.ndarray, xr: np.ndarray) -> tuple[
         vals = np.zeros_like(pts)
         for j in range(q.shape[1] - 1, -1, -1):
             vals = q[:, j:j + 1] + pts * vals
-        found = (vals < 0).any(axis=1)
-        first = (vals < 0).argmax(axis=1)
-        start = (s[first] - 0.05) * (x1 - x0) + x0
-        root = _newton(q, d1, start)
+        below = vals < 0
+        first = below.argmax(axis=1)
+        found = below[np.arange(a.shape[0]), first]
         noroot |= ~found
-        roots.append(np.where(found, root, x1))
-    return x0, h, roots[1] - roots[0], noroot
+        if refine:
+            start = (s[first] - 0.05) * (x1 - x0) + x0
+            roots.append(np.where(found, _newton(q, _deriv(a), start), x1))
+    width = roots[1] - roots[0] if refine else np.zeros(a.shape[0])
+    return width, noroot
 
 
 def parabola_peak(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -200,19 +213,22 @@ def _fit_bucket(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, f1: np.ndar
     return coef_u, rms
 
 
-def _search_points(cfn: np.ndarray, imax: np.ndarray, cmax: np.ndarray,
+def _search_points(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, cmax: np.ndarray,
                    nsearch: int) -> dict[str, np.ndarray]:
-    """Inflection, half-maximum and zero-crossing points on each side of ``imax``."""
+    """Inflection, half-maximum and zero-crossing points on each side of ``imax`` (rows
+    ``rows`` of ``cfn``)."""
     nw = cfn.shape[1]
     nodat = 5 * nw
     off = np.arange(nsearch + 1)
-    rows = np.arange(cfn.shape[0])[:, None]
+    rows = rows[:, None]
     out: dict[str, np.ndarray] = {}
     for side, sgn in (("r", 1), ("l", -1)):
         v = cfn[rows, (imax[:, None] + sgn * off[None, :]) % nw]
         dc = v[:, :-1] - v[:, 1:]
-        prev = np.concatenate([np.zeros((v.shape[0], 1)), dc[:, :-1]], axis=1)
-        i_inf = _first(dc < prev, -1)
+        falls = np.empty(dc.shape, dtype=bool)
+        falls[:, 0] = dc[:, 0] < 0
+        np.less(dc[:, 1:], dc[:, :-1], out=falls[:, 1:])
+        i_inf = _first(falls, -1)
         i_half = _first(v[:, 1:] < (cmax / 2)[:, None], -1)
         i_zero = _first(v[:, 1:] < 0, -1)
         out[side] = np.where(i_inf >= 0, imax + sgn * i_inf, nodat)
@@ -221,7 +237,8 @@ def _search_points(cfn: np.ndarray, imax: np.ndarray, cmax: np.ndarray,
     return out
 
 
-def fit_peaks(cfn: np.ndarray, allowed: np.ndarray, max_iter: int = 60) -> PeakFit:
+def fit_peaks(cfn: np.ndarray, allowed: np.ndarray, max_iter: int = 60, *,
+              width: bool = True) -> PeakFit:
     """Fit the highest allowed peak of each correlation function (SNID ``peakfit``).
 
     Parameters
@@ -232,6 +249,8 @@ def fit_peaks(cfn: np.ndarray, allowed: np.ndarray, max_iter: int = 60) -> PeakF
         Shape ``(nw,)`` bool: lags inside the redshift search range.
     max_iter : int
         Safety cap on fit-range adjustments.
+    width : bool
+        Compute the widths (``False``: all 0, for callers that need only centre and height).
 
     Returns
     -------
@@ -244,12 +263,12 @@ def fit_peaks(cfn: np.ndarray, allowed: np.ndarray, max_iter: int = 60) -> PeakF
             (cfn[np.arange(n), imax] >= cfn[np.arange(n), (imax + 1) % nw])
     center = imax.astype(float)
     height = np.where(valid, cmax, 0.0)
-    width = np.zeros(n)
+    widths = np.zeros(n)
     rows = np.flatnonzero(valid & local)
     if rows.size:
-        c, h, w = _fit_rows(cfn, rows, imax[rows], cmax[rows], max_iter)
-        center[rows], height[rows], width[rows] = c, h, w
-    return PeakFit(center=center, height=height, width=width, valid=valid)
+        c, h, w = _fit_rows(cfn, rows, imax[rows], cmax[rows], max_iter, width)
+        center[rows], height[rows], widths[rows] = c, h, w
+    return PeakFit(center=center, height=height, width=widths, valid=valid)
 
 
 def _initial_range(pts: dict[str, np.ndarray], imax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,13 +285,16 @@ def _initial_range(pts: dict[str, np.ndarray], imax: np.ndarray) -> tuple[np.nda
 
 
 def _fit_rows(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, cmax: np.ndarray,
-              max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The iterative fit of :func:`fit_peaks` for rows with a local maximum."""
+              max_iter: int, want_width: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The iterative fit of :func:`fit_peaks` for rows with a local maximum.
+
+    A quartic's half-maximum points are only bracketed inside the loop (the no-root flag steers
+    the fit range); the width is refined once, from each row's last fitted quartic."""
     nw = cfn.shape[1]
-    pts = _search_points(cfn[rows], imax, cmax, 64)
+    pts = _search_points(cfn, rows, imax, cmax, 64)
     redo = np.flatnonzero((pts["lz"] > nw) | (pts["rz"] > nw) | (pts["l"] > nw) | (pts["r"] > nw))
     if redo.size:
-        full = _search_points(cfn[rows[redo]], imax[redo], cmax[redo], nw // 4)
+        full = _search_points(cfn, rows[redo], imax[redo], cmax[redo], nw // 4)
         for key in pts:
             pts[key][redo] = full[key]
     ilh, irh, ilz, irz = pts["lh"], pts["rh"], pts["lz"], pts["rz"]
@@ -281,6 +303,8 @@ def _fit_rows(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, cmax: np.ndar
     center, height, width = imax.astype(float), cmax.copy(), np.zeros(m)
     last1, last2 = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
     noroot = np.zeros(m, dtype=bool)
+    last_quartic = np.zeros(m, dtype=bool)
+    last_coef, last_x0 = np.zeros((m, 5)), np.zeros(m)
     active = (f2 - f1 < MAXFIT) & (f1 <= ilh) & (f2 >= irh)
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
@@ -301,6 +325,8 @@ def _fit_rows(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, cmax: np.ndar
                                 irh[p_idx] - imax[p_idx])
         center[p_idx], height[p_idx], width[p_idx] = imax[p_idx] + x0, h, w
         noroot[p_idx] = nr
+        last_quartic[p_idx] = nfit[~shrink] >= 8
+        last_coef[p_idx], last_x0[p_idx] = coef, x0
         stale = (last1[p_idx] == f1[p_idx]) & (last2[p_idx] == f2[p_idx])
         last1[p_idx], last2[p_idx] = f1[p_idx], f2[p_idx]
         widen = nr & ~stale
@@ -308,6 +334,10 @@ def _fit_rows(cfn: np.ndarray, rows: np.ndarray, imax: np.ndarray, cmax: np.ndar
         f1[w_idx] = np.maximum(f1[w_idx] - 1, ilz[w_idx])
         f2[w_idx] = np.minimum(f2[w_idx] + 1, irz[w_idx])
         active[p_idx[~widen]] = False
+    q = np.flatnonzero(last_quartic)
+    if want_width and q.size:
+        width[q], _ = half_max_width(last_coef[q], last_x0[q], height[q],
+                                     (ilh - imax)[q], (irh - imax)[q])
     return center, height, width
 
 
@@ -318,7 +348,8 @@ def _peak_of(coef: np.ndarray, nfit: np.ndarray, xl: np.ndarray, xr: np.ndarray)
     nr = nr.astype(bool)
     quart = nfit >= 8
     if quart.any():
-        x0[quart], h[quart], w[quart], nr[quart] = quartic_peak(coef[quart], xl[quart], xr[quart])
+        x0[quart], h[quart], w[quart], nr[quart] = quartic_peak(coef[quart], xl[quart], xr[quart],
+                                                                width=False)
     if (~quart).any():
         x0[~quart], h[~quart], w[~quart], nr[~quart] = parabola_peak(coef[~quart, :3])
     return x0, h, w, nr

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.classify.templates import N_BINS, W0_AA, W1_AA
+from engine.classify.lnw import N_BINS, W0_AA, W1_AA
 from engine.errors import AlgorithmError
 
 APODIZE_PERCENT = 5.0

@@ -126,7 +126,7 @@ def _stream(ctx: _Context, rows: np.ndarray, shift: np.ndarray, dtype: type) -> 
     """Trimmed correlations of ``rows`` at ``shift`` (see :mod:`engine.classify.trim`)."""
     return trimmed_correlations(ctx.prep.flat, ctx.lib.flux, rows, shift, ctx.lib.lo,
                                 ctx.lib.hi, ctx.dlo, ctx.dhi, ctx.band, ctx.filt, dtype=dtype,
-                                data=ctx.data)
+                                data=ctx.data, own_fft=ctx.lib.own_fft)
 
 
 def _finish(ctx: _Context, rows: np.ndarray, shift: np.ndarray, center: np.ndarray,
@@ -138,15 +138,16 @@ def _finish(ctx: _Context, rows: np.ndarray, shift: np.ndarray, center: np.ndarr
                          width=np.exp(width * ctx.dwlog) - 1.0, valid=valid)
 
 
-def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
-             screen: float) -> _Correlations:
+def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray, screen: float, *,
+             widths: bool = True) -> _Correlations:
     """Trimmed correlations of the given rows, with SNID's full peak fit where it matters.
 
     Every row gets a quick estimate of r from its correlation at even lags (exact samples of
     the band-limited function): the maximum over the antisymmetric rms about the better of a
     3-point parabola centre and the half-maximum mid-point. Rows whose estimated rlap reaches
     ``screen`` (all rows when ``screen <= 0``) get the full-resolution correlation and SNID's
-    peak fit; the others keep the estimate. Transforms run in ``ctx.precision``.
+    peak fit; the others keep the estimate. Transforms run in ``ctx.precision``. Without
+    ``widths`` the peak widths (hence the redshift errors) are left at 0.
     """
     n = rows.size
     *_, lap = overlap_windows(shift, ctx.lib.lo[rows], ctx.lib.hi[rows], ctx.dlo, ctx.dhi)
@@ -180,7 +181,7 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray,
     if idx.size:
         cfilt = np.concatenate(keep_filt)
         cfn = correlation_functions(cfilt, ctx.nw)
-        fit = fit_peaks(cfn, ctx.allowed)
+        fit = fit_peaks(cfn, ctx.allowed, width=widths)
         arms = band_antisym_rms(cfilt[:, kb].astype(complex), fit.center, ctx.band,
                                 ctx.aweights)
         center[idx], width[idx], valid[idx] = fit.center, fit.width, fit.valid
@@ -216,7 +217,7 @@ def initial_redshift(ctx: _Context, opts: SnidOptions) -> float:
     rows, shifts = _first_pass_peaks(ctx, opts)
     if rows.size == 0:
         return 0.0
-    corr = _trimmed(ctx, rows, shifts, VOTE_RLAP * opts.screen_factor)
+    corr = _trimmed(ctx, rows, shifts, VOTE_RLAP * opts.screen_factor, widths=False)
     ok = corr.valid & (corr.z >= opts.zmin) & (corr.z <= opts.zmax)
     return vote_redshift(corr.z[ok], (corr.r * corr.lap)[ok])
 

@@ -133,6 +133,31 @@ def _apply_windows_general(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return x
 
 
+def own_window_transforms(flux: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``rfft`` of each template row under its own trim window, in single precision.
+
+    Parameters
+    ----------
+    flux : numpy.ndarray
+        Shape ``(n, nw)`` template rows.
+    lo, hi : numpy.ndarray
+        Shape ``(n,)`` int first and last non-zero bins of each row.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, nw // 2 + 1)`` complex64: what :func:`trimmed_correlations` computes for a
+        row whose window is ``(lo, hi)``, i.e. whenever the shifted data cover the whole
+        template.
+    """
+    out = np.empty((flux.shape[0], flux.shape[1] // 2 + 1), dtype=np.complex64)
+    for s in range(0, flux.shape[0], CHUNK):
+        sl = slice(s, min(s + CHUNK, flux.shape[0]))
+        rows = np.array(flux[sl], dtype=np.float32)
+        out[sl] = sfft.rfft(apply_windows(rows, lo[sl], hi[sl]), axis=1)
+    return out
+
+
 @functools.lru_cache(maxsize=4)
 def _phase_table(nw: int, k4: int) -> tuple[np.ndarray, np.ndarray]:
     """``cos`` and ``sin`` of ``2 pi i k / nw``, each shape ``(nw, k4 + 1)`` (read-only)."""
@@ -256,7 +281,8 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
                          shift: np.ndarray, tlo: np.ndarray, thi: np.ndarray, dlo: int,
                          dhi: int, band: BandPass, filt: np.ndarray, *,
                          dtype: type = np.float64, chunk: int = CHUNK,
-                         data: DataTransforms | None = None) -> Iterator[TrimmedChunk]:
+                         data: DataTransforms | None = None,
+                         own_fft: np.ndarray | None = None) -> Iterator[TrimmedChunk]:
     """Yield the trimmed correlations of ``flat`` with ``flux[rows]`` at ``shift``, by batch.
 
     Parameters
@@ -280,6 +306,9 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
         Rows per batch.
     data : DataTransforms or None
         The data's window tables (built here when omitted).
+    own_fft : numpy.ndarray or None
+        Shape ``(n_epoch, nw // 2 + 1)``: :func:`own_window_transforms` of ``flux``, used for
+        the rows that keep their whole template when ``dtype`` is ``numpy.float32``.
 
     Yields
     ------
@@ -297,13 +326,21 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
         dodd = sfft.rfft(dwin, axis=1)[:, :k4 + 1] * filt[:k4 + 1].astype(dtype)
         d1, d2 = d1.copy(), d2.copy()
         d1[odd], d2[odd] = data.start, data.start + data.rise.shape[0] - 1
+    whole = None
+    if own_fft is not None and dtype == np.float32:
+        whole = (t1 == tlo[rows]) & (t2 == thi[rows])
     for s in range(0, rows.size, chunk):
         sl = slice(s, min(s + chunk, rows.size))
-        tw = flux[rows[sl]]
-        if tw.dtype != dtype:
-            tw = tw.astype(dtype)
-        apply_windows(tw, t1[sl], t2[sl])
-        tft = sfft.rfft(tw, axis=1)[:, :k4 + 1]
+        if whole is None:
+            tft = _template_transforms(flux, rows[sl], t1[sl], t2[sl], k4, dtype)
+        else:
+            here = rows[sl]
+            keep, cut = np.flatnonzero(whole[sl]), np.flatnonzero(~whole[sl])
+            tft = np.empty((here.size, k4 + 1), dtype=np.complex64)
+            tft[keep] = own_fft[here[keep], :k4 + 1]
+            if cut.size:
+                tft[cut] = _template_transforms(flux, here[cut], t1[sl][cut], t2[sl][cut], k4,
+                                                dtype)
         cfilt = data.window(d1[sl], d2[sl])
         if odd.size:
             here = (odd >= sl.start) & (odd < sl.stop)
@@ -311,6 +348,16 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
         np.conjugate(tft, out=tft)
         cfilt *= tft
         yield TrimmedChunk(sl=sl, cfilt=cfilt)
+
+
+def _template_transforms(flux: np.ndarray, rows: np.ndarray, t1: np.ndarray, t2: np.ndarray,
+                         k4: int, dtype: type) -> np.ndarray:
+    """Modes ``0..k4`` of the template rows trimmed and re-apodised to ``t1..t2``."""
+    tw = flux[rows]
+    if tw.dtype != dtype:
+        tw = tw.astype(dtype)
+    apply_windows(tw, t1, t2)
+    return sfft.rfft(tw, axis=1)[:, :k4 + 1]
 
 
 def correlation_functions(cfilt: np.ndarray, nw: int) -> np.ndarray:
