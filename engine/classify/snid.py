@@ -121,12 +121,15 @@ def _r_value(height: np.ndarray, arms: np.ndarray) -> np.ndarray:
         return np.where(arms > 0, height / (2.0 * arms), MAXR)
 
 
-def _stream(ctx: _Context, rows: np.ndarray, shift: np.ndarray, dtype: type) -> Iterator[
-        TrimmedChunk]:
-    """Trimmed correlations of ``rows`` at ``shift`` (see :mod:`engine.classify.trim`)."""
+def _stream(ctx: _Context, rows: np.ndarray, shift: np.ndarray, *,
+            screening: bool = False) -> Iterator[TrimmedChunk]:
+    """Trimmed correlations of ``rows`` at ``shift`` in ``ctx.precision`` (see
+    :mod:`engine.classify.trim`); ``screening`` allows the half-resolution estimate of the
+    template side."""
     return trimmed_correlations(ctx.prep.flat, ctx.lib.flux, rows, shift, ctx.lib.lo,
-                                ctx.lib.hi, ctx.dlo, ctx.dhi, ctx.band, ctx.filt, dtype=dtype,
-                                data=ctx.data, own_fft=ctx.lib.own_fft)
+                                ctx.lib.hi, ctx.dlo, ctx.dhi, ctx.band, ctx.filt,
+                                dtype=ctx.precision, data=ctx.data, own_fft=ctx.lib.own_fft,
+                                half=ctx.lib.half if screening else None)
 
 
 def _finish(ctx: _Context, rows: np.ndarray, shift: np.ndarray, center: np.ndarray,
@@ -143,11 +146,12 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray, screen: float, 
     """Trimmed correlations of the given rows, with SNID's full peak fit where it matters.
 
     Every row gets a quick estimate of r from its correlation at even lags (exact samples of
-    the band-limited function): the maximum over the antisymmetric rms about the better of a
-    3-point parabola centre and the half-maximum mid-point. Rows whose estimated rlap reaches
-    ``screen`` (all rows when ``screen <= 0``) get the full-resolution correlation and SNID's
-    peak fit; the others keep the estimate. Transforms run in ``ctx.precision``. Without
-    ``widths`` the peak widths (hence the redshift errors) are left at 0.
+    the band-limited function), with the template side taken from the half-resolution rows
+    (good to about 1e-4): the maximum over the antisymmetric rms about the better of a 3-point
+    parabola centre and the half-maximum mid-point. Rows whose estimated rlap reaches
+    ``screen`` (all rows when ``screen <= 0``) get the exact correlation at full resolution and
+    SNID's peak fit; the others keep the estimate. Transforms run in ``ctx.precision``.
+    Without ``widths`` the peak widths (hence the redshift errors) are left at 0.
     """
     n = rows.size
     *_, lap = overlap_windows(shift, ctx.lib.lo[rows], ctx.lib.hi[rows], ctx.dlo, ctx.dhi)
@@ -156,29 +160,32 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray, screen: float, 
     keep_idx, keep_filt = [], []
     even = ctx.allowed[::2]
     kb = slice(ctx.band.k1, ctx.band.k4 + 1)
-    for ch in _stream(ctx, rows, shift, ctx.precision):
+    for ch in _stream(ctx, rows, shift, screening=screen > 0):
         if screen > 0:
             coarse = even_lag_correlations(ch.cfilt, ctx.nw)
             c, h = quick_peaks(coarse, even)
             c *= 2.0
             arms = band_antisym_rms(ch.cfilt[:, kb], c, ctx.band, ctx.aweights)
-            rlq = _r_value(h, arms) * lap[ch.sl] * ctx.dwlog
+            rlq = _r_value(h, arms) * lap[ch.at] * ctx.dwlog
             maybe = np.flatnonzero((rlq < screen) & (rlq >= RESCUE * screen) & (h > 0))
             if maybe.size:
                 c2 = 2.0 * half_max_center(coarse[maybe], np.rint(c[maybe] / 2).astype(np.int64),
                                            h[maybe])
                 r2 = _r_value(h[maybe], band_antisym_rms(ch.cfilt[maybe, kb], c2, ctx.band,
                                                          ctx.aweights))
-                rlq[maybe] = np.maximum(rlq[maybe], r2 * lap[ch.sl][maybe] * ctx.dwlog)
-            center[ch.sl], valid[ch.sl] = c, h > 0
-            r[ch.sl] = rlq / (lap[ch.sl] * ctx.dwlog)
-            sel = np.flatnonzero((h > 0) & (rlq >= screen))
+                rlq[maybe] = np.maximum(rlq[maybe], r2 * lap[ch.at][maybe] * ctx.dwlog)
+            center[ch.at], valid[ch.at] = c, h > 0
+            r[ch.at] = rlq / (lap[ch.at] * ctx.dwlog)
+            keep_idx.append(ch.at[(h > 0) & (rlq >= screen)])
         else:
-            sel = np.arange(ch.cfilt.shape[0])
-        keep_idx.append(sel + ch.sl.start)
-        keep_filt.append(ch.cfilt[sel])
+            keep_idx.append(ch.at)
+            keep_filt.append(ch.cfilt)
     idx = np.concatenate(keep_idx)
     if idx.size:
+        if screen > 0:
+            exact = list(_stream(ctx, rows[idx], shift[idx]))
+            idx = idx[np.concatenate([ch.at for ch in exact])]
+            keep_filt = [ch.cfilt for ch in exact]
         cfilt = np.concatenate(keep_filt)
         cfn = correlation_functions(cfilt, ctx.nw)
         fit = fit_peaks(cfn, ctx.allowed, width=widths)

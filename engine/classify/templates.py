@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from engine.classify.lnw import N_BINS, W0_AA, W1_AA, LnwTemplate, parse_lnw
-from engine.classify.trim import own_window_transforms
+from engine.classify.trim import half_resolution, own_window_transforms
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,10 @@ class TemplateLibrary:
         its own non-zero range ``lo..hi`` (:func:`engine.classify.trim.own_window_transforms`):
         the template side of every trimmed correlation that cuts nothing from the template,
         about a fifth of them.
+    half : numpy.ndarray
+        Shape ``(n_epoch, 512)`` float32: the rows band-limited to modes below 256 and sampled
+        at the even bins (:func:`engine.classify.trim.half_resolution`), from which the
+        screening pass takes the template side of the other trimmed correlations.
     """
 
     directory: str
@@ -107,6 +111,7 @@ class TemplateLibrary:
     templates: tuple[str, ...]
     fft: np.ndarray
     own_fft: np.ndarray
+    half: np.ndarray
 
     @property
     def n_epochs(self) -> int:
@@ -141,6 +146,7 @@ class TemplateLibrary:
             templates=tuple(self.templates[i] for i in keep),
             fft=self.fft[m],
             own_fft=self.own_fft[m],
+            half=self.half[m],
         )
 
 
@@ -307,10 +313,7 @@ def _read_cache(path: Path, directory: str) -> TemplateLibrary | None:
                                                         if k != "flux")):
         log.info("ignoring malformed template cache %s", path)
         return None
-    return TemplateLibrary(directory=directory, templates=templates,
-                           fft=sfft.rfft(rows["flux"], axis=1),
-                           own_fft=own_window_transforms(rows["flux"], rows["lo"], rows["hi"]),
-                           **rows)
+    return _with_transforms(directory=directory, templates=templates, **rows)
 
 
 def _write_cache(path: Path, lib: TemplateLibrary) -> None:
@@ -346,7 +349,7 @@ def _stack(directory: str, parsed: list[LnwTemplate]) -> TemplateLibrary:
     def rep(values: list) -> np.ndarray:
         return np.repeat(np.array(values), counts)
 
-    return TemplateLibrary(
+    return _with_transforms(
         directory=directory,
         flux=flux,
         name=rep([t.name for t in parsed]),
@@ -361,9 +364,15 @@ def _stack(directory: str, parsed: list[LnwTemplate]) -> TemplateLibrary:
         lo=lo.astype(int),
         hi=hi.astype(int),
         templates=tuple(t.name for t in parsed),
-        fft=sfft.rfft(flux, axis=1),
-        own_fft=own_window_transforms(flux, lo, hi),
     )
+
+
+def _with_transforms(**rows) -> TemplateLibrary:
+    """A :class:`TemplateLibrary` from its row arrays plus the transforms derived from them."""
+    flux = rows["flux"]
+    fft = sfft.rfft(flux, axis=1)
+    return TemplateLibrary(fft=fft, own_fft=own_window_transforms(flux, rows["lo"], rows["hi"]),
+                           half=half_resolution(fft, flux.shape[1]), **rows)
 
 
 _NAME_RE = re.compile(r"[,\s]+")
