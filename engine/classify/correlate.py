@@ -234,9 +234,9 @@ def band_antisym_rms(cband: np.ndarray, center: np.ndarray, band: BandPass,
     if weights is None:
         weights = band.antisym_weights()
     if sub.dtype == np.complex64:
-        k = np.arange(band.k1, band.k4 + 1)
-        ang = np.outer(2.0 * np.pi / band.nw * np.asarray(center, dtype=float), k)
-        ang = ang.astype(np.float32)
+        k = np.arange(band.k1, band.k4 + 1, dtype=np.float32)
+        turn = (np.asarray(center, dtype=float) % band.nw) * (2.0 * np.pi / band.nw)
+        ang = np.multiply.outer(turn.astype(np.float32), k)
         im = sub.imag * np.cos(ang)
         im += sub.real * np.sin(ang)
         im *= im
@@ -409,11 +409,12 @@ def half_max_center(cfn: np.ndarray, imax: np.ndarray, height: np.ndarray,
     """
     n, m = cfn.shape
     rows = np.arange(n)
-    off = np.arange(reach + 1)
     half = (np.asarray(height) / 2.0).astype(cfn.dtype)
+    padded = np.concatenate([cfn[:, m - reach:], cfn, cfn[:, :reach]], axis=1)
+    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1, axis=1)
+    around = around[rows, np.asarray(imax) % m]
     dist = []
-    for sgn in (1, -1):
-        v = cfn[rows[:, None], (imax[:, None] + sgn * off[None, :]) % m]
+    for v in (around[:, reach:], around[:, reach::-1]):
         below = v[:, 1:] < half[:, None]
         i = np.where(below.any(axis=1), below.argmax(axis=1) + 1, reach)
         v1 = v[rows, i].astype(float)
