@@ -335,8 +335,9 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
         the rows that keep their whole template when ``dtype`` is ``numpy.float32``.
     half : numpy.ndarray or None
         Shape ``(n_epoch, nw // 2)``: :func:`half_resolution` of ``flux``. When given (with
-        ``numpy.float32``), rows that cut their template with complete tapers take it from
-        these samples: a screening estimate good to about 1e-4, not SNID's exact numbers.
+        ``numpy.float32`` and ``k4 <= nw / 8``, SNID's default being ``nw / 10``), rows that
+        cut their template with complete tapers take it from these samples: a screening
+        estimate good to about 1e-4, not SNID's exact numbers.
 
     Yields
     ------
@@ -347,20 +348,21 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
     t1, t2, d1, d2, _ = overlap_windows(shift, tlo[rows], thi[rows], dlo, dhi)
     if data is None:
         data = DataTransforms.build(flat, filt, k4, dtype)
-    odd = ~data.usable(d1, d2)
-    dodd = None
-    if odd.any():
-        at = np.flatnonzero(odd)
-        dwin = np.broadcast_to(flat.astype(dtype), (at.size, nw)).copy()
-        apply_windows(dwin, d1[at], d2[at])
-        dodd = np.zeros((rows.size, k4 + 1), dtype=np.result_type(dtype, np.complex64))
-        dodd[at] = sfft.rfft(dwin, axis=1)[:, :k4 + 1] * filt[:k4 + 1].astype(dtype)
+    # data windows the tables cannot serve (too short): transformed directly
+    odd = np.flatnonzero(~data.usable(d1, d2))
+    slot = np.full(rows.size, -1)
+    if odd.size:
+        slot[odd] = np.arange(odd.size)
+        dwin = np.broadcast_to(flat.astype(dtype), (odd.size, nw)).copy()
+        apply_windows(dwin, d1[odd], d2[odd])
+        dodd = sfft.rfft(dwin, axis=1)[:, :k4 + 1] * filt[:k4 + 1].astype(dtype)
         d1, d2 = d1.copy(), d2.copy()
-        d1[at], d2[at] = data.start, data.start + data.rise.shape[0] - 1
+        d1[odd], d2[odd] = data.start, data.start + data.rise.shape[0] - 1
     source = np.full(rows.size, _EXACT)
-    if own_fft is not None and dtype == np.float32:
-        source[(t1 == tlo[rows]) & (t2 == thi[rows])] = _OWN
-        if half is not None:
+    if dtype == np.float32:
+        if own_fft is not None:
+            source[(t1 == tlo[rows]) & (t2 == thi[rows])] = _OWN
+        if half is not None and k4 <= nw // 8:
             kmax = apodize_length(nw, 0, 10 * nw, APODIZE_PERCENT)
             source[(source == _EXACT) & (np.trunc((t2 - t1) / 2.0) >= kmax)] = _HALF
     for kind in (_OWN, _HALF, _EXACT):
@@ -374,9 +376,9 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
             else:
                 tft = _template_transforms(flux, rows[at], t1[at], t2[at], k4, dtype)
             cfilt = data.window(d1[at], d2[at])
-            if dodd is not None and odd[at].any():
-                fix = np.flatnonzero(odd[at])
-                cfilt[fix] = dodd[at[fix]]
+            fix = np.flatnonzero(slot[at] >= 0)
+            if fix.size:
+                cfilt[fix] = dodd[slot[at[fix]]]
             np.conjugate(tft, out=tft)
             cfilt *= tft
             yield TrimmedChunk(at=at, cfilt=cfilt)
