@@ -40,7 +40,8 @@ class PeakFit:
     height : numpy.ndarray
         Fitted peak value (the raw maximum when no fit was possible).
     width : numpy.ndarray
-        Full width at half maximum [bins]; 0 when no fit was possible.
+        Full width at half maximum [bins]; 0 when no fit was possible or widths were not
+        requested.
     valid : numpy.ndarray
         Bool: a positive maximum exists among the allowed lags.
     """
@@ -120,7 +121,8 @@ def quartic_peak(a: np.ndarray, xl: np.ndarray, xr: np.ndarray, *,
     With ``width=False`` the half-maximum points are only bracketed (which sets the no-root
     flag) and the width is returned as 0.
     """
-    x0 = _newton(_deriv(a), _deriv(_deriv(a)), np.zeros(a.shape[0]))
+    d1 = _deriv(a)
+    x0 = _newton(d1, _deriv(d1), np.zeros(a.shape[0]))
     h = _poly(a, x0)
     w, noroot = half_max_width(a, x0, h, xl, xr, refine=width)
     return x0, h, w, noroot
@@ -134,6 +136,7 @@ def half_max_width(a: np.ndarray, x0: np.ndarray, h: np.ndarray, xl: np.ndarray,
     sets the no-root flag). Without ``refine`` only the flag is computed (width 0)."""
     q = a.copy()
     q[:, 0] -= 0.5 * h
+    dq = _deriv(a)
     noroot = np.zeros(a.shape[0], dtype=bool)
     roots = []
     s = np.arange(1, 31) * float(np.float32(0.1))
@@ -148,7 +151,7 @@ def half_max_width(a: np.ndarray, x0: np.ndarray, h: np.ndarray, xl: np.ndarray,
         noroot |= ~found
         if refine:
             start = (s[first] - 0.05) * (x1 - x0) + x0
-            roots.append(np.where(found, _newton(q, _deriv(a), start), x1))
+            roots.append(np.where(found, _newton(q, dq, start), x1))
     width = roots[1] - roots[0] if refine else np.zeros(a.shape[0])
     return width, noroot
 
