@@ -14,6 +14,7 @@ All functions work on many rows (template epochs) at once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,6 +249,56 @@ def band_antisym_rms(cband: np.ndarray, center: np.ndarray, band: BandPass,
     return np.sqrt(im @ weights) / band.nw
 
 
+SCREEN_SUBSTEPS = 4
+"""Lags per bin of the screening phase table: screening centres are rounded to 1/4 bin."""
+
+
+@functools.lru_cache(maxsize=4)
+def _screen_phases(nw: int, nk: int, substeps: int) -> np.ndarray:
+    """``exp(2 pi i k c / nw)`` for ``c = j / substeps``, ``j = 0 .. nw substeps - 1``, and
+    ``k = 0 .. nk - 1``: shape ``(nw substeps, nk)`` complex64, read-only."""
+    lags = np.arange(nw * substeps) / substeps
+    table = np.exp((2j * np.pi / nw) * np.outer(lags, np.arange(nk))).astype(np.complex64)
+    table.flags.writeable = False
+    return table
+
+
+def value_and_antisym_rms(cfilt: np.ndarray, center: np.ndarray, band: BandPass,
+                          weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The filtered correlation's value at ``center`` and its antisymmetric rms about it, in
+    single precision with ``center`` rounded to 1/4 bin (the screening estimates).
+
+    Shifting by ``center`` multiplies mode ``k`` by ``exp(2 pi i k c / nw)`` (rows of a
+    table): the real parts of the shifted modes sum to the value there, the imaginary parts
+    give the antisymmetric rms (as :func:`band_antisym_rms`). One product serves both.
+
+    Parameters
+    ----------
+    cfilt : numpy.ndarray
+        Shape ``(n, k4 + 1)`` filtered cross-power ``B D T*`` for ``k = 0..k4``.
+    center : numpy.ndarray
+        Shape ``(n,)`` lags [bins, may be fractional].
+    band : BandPass
+    weights : numpy.ndarray
+        Shape ``(k4 - k1 + 1,)``: :meth:`BandPass.antisym_weights` (``filtered=True``).
+
+    Returns
+    -------
+    value, arms : numpy.ndarray
+        Shape ``(n,)`` each, float64, in the units of the correlation function.
+    """
+    nw = band.nw
+    table = _screen_phases(nw, band.k4 + 1, SCREEN_SUBSTEPS)
+    j = np.rint(np.asarray(center, dtype=float) * SCREEN_SUBSTEPS).astype(np.int64)
+    shifted = table[j % table.shape[0]]
+    shifted *= cfilt
+    re = shifted.real
+    value = (2.0 * re.sum(axis=1, dtype=np.float32) - re[:, 0]).astype(float) / nw
+    im = shifted.imag[:, band.k1:]
+    im = im * im
+    return value, np.sqrt(im @ weights.astype(np.float32)).astype(float) / nw
+
+
 def mode_phases(center: np.ndarray, k1: int, nk: int, nw: int) -> np.ndarray:
     """``exp(2 pi i c k / nw)`` for ``k = k1 .. k1 + nk - 1``, shape ``(n, nk)`` complex128.
 
@@ -358,25 +409,25 @@ def local_peaks(cfn: np.ndarray, allowed: np.ndarray, npeak: int) -> np.ndarray:
     return out
 
 
-def quick_peaks(cfn: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Highest allowed value of each row refined by a 3-point parabola (a cheap stand-in for
-    :func:`engine.classify.peakfit.fit_peaks` used to decide which rows need the full fit).
+def parabola_peaks(cfn: np.ndarray, imax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and height of the 3-point parabola through each row's samples ``imax - 1``,
+    ``imax``, ``imax + 1`` (cyclic; the offset kept within half a sample).
 
     Parameters
     ----------
     cfn : numpy.ndarray
         Shape ``(n, nw)``.
-    allowed : numpy.ndarray
-        Shape ``(nw,)`` bool.
+    imax : numpy.ndarray
+        Shape ``(n,)`` int sample of each row's peak.
 
     Returns
     -------
     center, height : numpy.ndarray
-        Shape ``(n,)`` each.
+        Shape ``(n,)`` each [samples; units of ``cfn``].
     """
     n, nw = cfn.shape
     rows = np.arange(n)
-    imax, h = masked_argmax(cfn, allowed)
+    h = cfn[rows, imax].astype(float)
     a = cfn[rows, (imax - 1) % nw].astype(float)
     c = cfn[rows, (imax + 1) % nw].astype(float)
     den = a - 2.0 * h + c
@@ -384,6 +435,37 @@ def quick_peaks(cfn: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.nd
         off = np.where(den < 0, 0.5 * (a - c) / den, 0.0)
     off = np.clip(off, -0.5, 0.5)
     return imax + off, h - 0.25 * (a - c) * off
+
+
+def runner_up_peaks(cfn: np.ndarray, allowed: np.ndarray, imax: np.ndarray) -> np.ndarray:
+    """The highest allowed local maximum of each row other than the one at ``imax`` (a sample
+    next to a lag that is not allowed counts as a maximum on that side: the peak fit takes a
+    peak cut by the lag range at its edge).
+
+    Parameters
+    ----------
+    cfn : numpy.ndarray
+        Shape ``(n, nw)`` (cyclic).
+    allowed : numpy.ndarray
+        Shape ``(nw,)`` bool.
+    imax : numpy.ndarray
+        Shape ``(n,)`` int: each row's highest sample.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n,)`` int sample, -1 where the row has no other local maximum.
+    """
+    n = cfn.shape[0]
+    rows = np.arange(n)
+    allowed = np.asarray(allowed, dtype=bool)
+    peak = (cfn >= np.roll(cfn, 1, axis=1)) | ~np.roll(allowed, 1)
+    peak &= (cfn >= np.roll(cfn, -1, axis=1)) | ~np.roll(allowed, -1)
+    peak &= allowed
+    peak[rows, imax] = False
+    score = np.where(peak, cfn, -np.inf)
+    best = score.argmax(axis=1)
+    return np.where(peak[rows, best], best, -1)
 
 
 def half_max_center(cfn: np.ndarray, imax: np.ndarray, height: np.ndarray,

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from engine.classify.lnw import N_BINS, W0_AA, W1_AA, LnwTemplate, parse_lnw
-from engine.classify.trim import half_resolution, own_window_transforms
+from engine.classify.trim import SCREEN_STEP, decimated_rows, own_window_transforms
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,9 @@ class TemplateLibrary:
         its own non-zero range ``lo..hi`` (:func:`engine.classify.trim.own_window_transforms`):
         the template side of every trimmed correlation that cuts nothing from the template,
         about a fifth of them.
-    half : numpy.ndarray
-        Shape ``(n_epoch, 512)`` float32: the rows band-limited to modes below 256 and sampled
-        at the even bins (:func:`engine.classify.trim.half_resolution`), from which the
+    coarse : numpy.ndarray
+        Shape ``(n_epoch, 256)`` float32: the rows band-limited to modes below 128 and sampled
+        every fourth bin (:func:`engine.classify.trim.decimated_rows`), from which the
         screening pass takes the template side of the other trimmed correlations.
     """
 
@@ -111,7 +111,7 @@ class TemplateLibrary:
     templates: tuple[str, ...]
     fft: np.ndarray
     own_fft: np.ndarray
-    half: np.ndarray
+    coarse: np.ndarray
 
     @property
     def n_epochs(self) -> int:
@@ -146,7 +146,7 @@ class TemplateLibrary:
             templates=tuple(self.templates[i] for i in keep),
             fft=self.fft[m],
             own_fft=self.own_fft[m],
-            half=self.half[m],
+            coarse=self.coarse[m],
         )
 
 
@@ -372,7 +372,7 @@ def _with_transforms(**rows) -> TemplateLibrary:
     flux = rows["flux"]
     fft = sfft.rfft(flux, axis=1)
     return TemplateLibrary(fft=fft, own_fft=own_window_transforms(flux, rows["lo"], rows["hi"]),
-                           half=half_resolution(fft, flux.shape[1]), **rows)
+                           coarse=decimated_rows(fft, flux.shape[1], SCREEN_STEP), **rows)
 
 
 _NAME_RE = re.compile(r"[,\s]+")

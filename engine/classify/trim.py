@@ -20,9 +20,12 @@ from engine.classify.prepare import APODIZE_PERCENT, apodize_length, cosine_bell
 
 CHUNK = 384
 """Rows per batch: small enough that each batch's arrays stay in the CPU cache."""
-_OWN, _HALF, _EXACT = 0, 1, 2
+SCREEN_STEP = 4
+"""Sampling step [bins] of the screening pass: its correlations are computed at every fourth
+lag, and the template side of trimmed rows comes from rows sampled every fourth bin."""
+_OWN, _COARSE, _EXACT = 0, 1, 2
 """Where a row's template transform comes from: the per-library table of untrimmed windows,
-the half-resolution screening estimate, the full computation."""
+the coarse screening estimate, the full computation."""
 
 
 def taper_profile(nw: int, dtype: type = np.float64,
@@ -136,8 +139,9 @@ def _apply_windows_general(x: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return x
 
 
-def half_resolution(fft: np.ndarray, nw: int) -> np.ndarray:
-    """Template rows band-limited to modes below ``nw / 4`` and sampled at the even bins.
+def decimated_rows(fft: np.ndarray, nw: int, step: int = SCREEN_STEP) -> np.ndarray:
+    """Template rows band-limited to modes below ``nw / (2 step)`` and sampled every ``step``
+    bins.
 
     Parameters
     ----------
@@ -145,14 +149,16 @@ def half_resolution(fft: np.ndarray, nw: int) -> np.ndarray:
         Shape ``(n, nw // 2 + 1)``: ``rfft`` of the rows.
     nw : int
         Row length.
+    step : int
+        Sampling step [bins].
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(n, nw // 2)`` float32, ``x(2 j) * 2`` of the band-limited rows ``x`` (the
-        factor makes a length ``nw / 2`` ``rfft`` equal the length ``nw`` one).
+        Shape ``(n, nw // step)`` float32, ``x(step j) * step`` of the band-limited rows ``x``
+        (the factor makes a length ``nw / step`` ``rfft`` equal the length ``nw`` one).
     """
-    return sfft.irfft(fft[:, :nw // 4], n=nw // 2, axis=1).astype(np.float32)
+    return sfft.irfft(fft[:, :nw // (2 * step)], n=nw // step, axis=1).astype(np.float32)
 
 
 def own_window_transforms(flux: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -282,8 +288,8 @@ class TrimmedChunk:
 
     The band-pass filter is zero above ``k4``, so the filtered cross-power up to ``k4``
     determines the correlation function exactly: ``irfft(cfilt, n=nw)`` is the full
-    correlation and ``irfft(cfilt, n=nw // 2) / 2`` its values at the even lags (exact as long
-    as ``k4 < nw / 4``).
+    correlation and ``irfft(cfilt, n=nw // q) / q`` its values at the lags ``0, q, 2q, ...``
+    (exact as long as ``k4 < nw / (2 q)``: :func:`sampled_correlations`).
 
     Attributes
     ----------
@@ -306,7 +312,7 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
                          dtype: type = np.float64, chunk: int = CHUNK,
                          data: DataTransforms | None = None,
                          own_fft: np.ndarray | None = None,
-                         half: np.ndarray | None = None) -> Iterator[TrimmedChunk]:
+                         coarse: np.ndarray | None = None) -> Iterator[TrimmedChunk]:
     """Yield the trimmed correlations of ``flat`` with ``flux[rows]`` at ``shift``, by batch.
 
     Parameters
@@ -333,11 +339,11 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
     own_fft : numpy.ndarray or None
         Shape ``(n_epoch, nw // 2 + 1)``: :func:`own_window_transforms` of ``flux``, used for
         the rows that keep their whole template when ``dtype`` is ``numpy.float32``.
-    half : numpy.ndarray or None
-        Shape ``(n_epoch, nw // 2)``: :func:`half_resolution` of ``flux``. When given (with
-        ``numpy.float32`` and ``k4 <= nw / 8``, SNID's default being ``nw / 10``), rows that
-        cut their template with complete tapers take it from these samples: a screening
-        estimate good to about 1e-4, not SNID's exact numbers.
+    coarse : numpy.ndarray or None
+        Shape ``(n_epoch, nw // q)``: :func:`decimated_rows` of ``flux``. When given (with
+        ``numpy.float32`` and ``k4 <= nw / 10``, SNID's default), rows that cut their template
+        with complete tapers take it from these samples: a screening estimate (see
+        :func:`_screen_transforms`), not SNID's exact numbers.
 
     Yields
     ------
@@ -362,17 +368,17 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
     if dtype == np.float32:
         if own_fft is not None:
             source[(t1 == tlo[rows]) & (t2 == thi[rows])] = _OWN
-        if half is not None and k4 <= nw // 8:
+        if coarse is not None and k4 <= nw // 10:
             kmax = apodize_length(nw, 0, 10 * nw, APODIZE_PERCENT)
-            source[(source == _EXACT) & (np.trunc((t2 - t1) / 2.0) >= kmax)] = _HALF
-    for kind in (_OWN, _HALF, _EXACT):
+            source[(source == _EXACT) & (np.trunc((t2 - t1) / 2.0) >= kmax)] = _COARSE
+    for kind in (_OWN, _COARSE, _EXACT):
         group = np.flatnonzero(source == kind)
         for s in range(0, group.size, chunk):
             at = group[s:s + chunk]
             if kind == _OWN:
                 tft = own_fft[rows[at], :k4 + 1]
-            elif kind == _HALF:
-                tft = _screen_transforms(half, rows[at], t1[at], t2[at], k4, nw)
+            elif kind == _COARSE:
+                tft = _screen_transforms(coarse, rows[at], t1[at], t2[at], k4, nw)
             else:
                 tft = _template_transforms(flux, rows[at], t1[at], t2[at], k4, dtype)
             cfilt = data.window(d1[at], d2[at])
@@ -385,24 +391,29 @@ def trimmed_correlations(flat: np.ndarray, flux: np.ndarray, rows: np.ndarray,
 
 
 @functools.lru_cache(maxsize=2)
-def _half_profile_rows(nw: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_profile_rows` sampled at the even bins, shape ``(nw + 1, nw // 2)`` each,
+def _coarse_profile_rows(nw: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_profile_rows` sampled every ``step`` bins, shape ``(nw + 1, nw // step)`` each,
     contiguous (gathering their rows is a plain copy) and read-only."""
     rise, fall = _profile_rows(taper_profile(nw, np.float32), nw)
-    rise, fall = np.ascontiguousarray(rise[:, ::2]), np.ascontiguousarray(fall[:, ::2])
+    rise, fall = np.ascontiguousarray(rise[:, ::step]), np.ascontiguousarray(fall[:, ::step])
     rise.flags.writeable = fall.flags.writeable = False
     return rise, fall
 
 
-def _screen_transforms(half: np.ndarray, rows: np.ndarray, t1: np.ndarray, t2: np.ndarray,
+def _screen_transforms(coarse: np.ndarray, rows: np.ndarray, t1: np.ndarray, t2: np.ndarray,
                        k4: int, nw: int) -> np.ndarray:
     """Modes ``0..k4`` of the template rows trimmed to ``t1..t2`` (both tapers complete) from
-    their :func:`half_resolution` samples: windowed at the even bins, ``rfft`` of length
-    ``nw / 2``. The modes a band-pass keeps match the full computation to a few 1e-6 (at most
-    1e-4 on the SNID templates): the window's spectrum is too narrow to bring the dropped
-    high modes down to ``k4``."""
-    rise, fall = _half_profile_rows(nw)
-    x = half[rows]
+    their :func:`decimated_rows` samples: windowed at the sampled bins, ``rfft`` of length
+    ``nw / step``.
+
+    The windowed product's modes above the sampling's Nyquist mode ``nw / (2 step)`` fold back
+    onto the kept ones; the window's spectrum is narrow enough that for ``k4 <= nw / 10`` and
+    step 4 the kept modes match the full computation to a median 3e-4 of each row's largest
+    mode (at most 2e-2, near ``k4`` where the band-pass tapers them) on the SNID templates.
+    """
+    step = nw // coarse.shape[1]
+    rise, fall = _coarse_profile_rows(nw, step)
+    x = coarse[rows]
     x *= rise[nw - t1]
     x *= fall[nw - t2]
     return sfft.rfft(x, axis=1)[:, :k4 + 1]
@@ -423,8 +434,21 @@ def correlation_functions(cfilt: np.ndarray, nw: int) -> np.ndarray:
     return sfft.irfft(cfilt, n=nw, axis=1)
 
 
-def even_lag_correlations(cfilt: np.ndarray, nw: int) -> np.ndarray:
-    """The correlation functions at even lags ``0, 2, ...``, shape ``(m, nw // 2)``."""
-    out = sfft.irfft(cfilt, n=nw // 2, axis=1)
-    out *= 0.5
+def sampled_correlations(cfilt: np.ndarray, nw: int, step: int) -> np.ndarray:
+    """The correlation functions at the lags ``0, step, 2 step, ...``, shape
+    ``(m, nw // step)``: exact samples when ``k4 < nw / (2 step)`` (``cfilt`` has ``k4 + 1``
+    modes)."""
+    if cfilt.shape[1] > nw // (2 * step):
+        raise ValueError(f"{cfilt.shape[1] - 1} modes do not fit a sampling step of {step}")
+    out = sfft.irfft(cfilt, n=nw // step, axis=1)
+    out *= 1.0 / step
     return out
+
+
+def screen_step(nw: int, k4: int) -> int:
+    """The largest lag step (4, 2 or 1) at which correlations band-limited to ``k4`` are
+    sampled exactly by :func:`sampled_correlations`."""
+    for step in (SCREEN_STEP, 2):
+        if k4 < nw // (2 * step):
+            return step
+    return 1

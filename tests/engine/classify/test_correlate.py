@@ -9,10 +9,12 @@ import scipy.fft as sfft
 from engine.classify.correlate import (BandPass, allowed_lags, antisym_rms,
                                        band_antisym_rms, cross_correlate, lag_segments,
                                        local_peaks, masked_argmax, overlap_windows,
+                                       runner_up_peaks, value_and_antisym_rms,
                                        window_weights)
 from engine.classify.peakfit import fit_peaks
 from engine.classify.prepare import apodize
-from engine.classify.trim import DataTransforms, apply_windows, trimmed_correlations
+from engine.classify.trim import (DataTransforms, apply_windows, sampled_correlations,
+                                  screen_step, trimmed_correlations)
 
 NW = 1024
 
@@ -192,10 +194,11 @@ def test_local_peaks_equal_a_plain_loop(lz1, lz2):
 
 
 def test_screening_transforms_match_the_exact_ones():
-    """The screen's template side: whole-template rows from the per-library table are exact,
-    trimmed rows from the half-resolution samples agree with the full computation to a few
-    1e-6 here (at most 1.2e-4 on the SNID templates), far inside the screen's 20 % margin."""
-    from engine.classify.trim import half_resolution, own_window_transforms
+    """The screen's template side: whole-template rows from the per-library table are exact;
+    trimmed rows from the samples every fourth bin agree with the full computation to a few
+    1e-5 here (median 3e-4 of the largest mode, at most 2e-2 near k4 on the SNID templates),
+    far inside the screen's 20 % margin."""
+    from engine.classify.trim import decimated_rows, own_window_transforms
 
     rng = np.random.default_rng(11)
     band = BandPass.snid_default(NW)
@@ -214,11 +217,71 @@ def test_screening_transforms_match_the_exact_ones():
     own = own_window_transforms(flux, tlo, thi)
     screen = np.empty_like(exact)
     for ch in trimmed_correlations(*args, dtype=np.float32, chunk=50, own_fft=own,
-                                   half=half_resolution(sfft.rfft(flux, axis=1), NW)):
+                                   coarse=decimated_rows(sfft.rfft(flux, axis=1), NW, 4)):
         screen[ch.at] = ch.cfilt
     t1, t2, *_ = overlap_windows(shift, tlo[rows], thi[rows], 300, 929)
     whole = (t1 == tlo[rows]) & (t2 == thi[rows])
     assert whole.any() and (~whole).any()
     err = np.linalg.norm(screen - exact, axis=1) / np.linalg.norm(exact, axis=1)
     assert err[whole].max() <= 1e-6
-    assert np.median(err[~whole]) <= 1e-4 and err[~whole].max() <= 1e-3
+    assert np.median(err[~whole]) <= 2e-4 and err[~whole].max() <= 2e-3
+
+
+def random_cross_power(rng, n, band):
+    """Shape ``(n, k4 + 1)`` complex64 cross-powers carrying the band-pass filter."""
+    nk = band.k4 + 1
+    x = rng.normal(size=(n, nk)) + 1j * rng.normal(size=(n, nk))
+    return (x * band.factor()[:nk]).astype(np.complex64)
+
+
+def test_sampled_correlations_are_exact_samples():
+    rng = np.random.default_rng(5)
+    band = BandPass.snid_default(NW)
+    cfilt = random_cross_power(rng, 30, band)
+    full = sfft.irfft(cfilt.astype(complex), n=NW, axis=1)
+    assert screen_step(NW, band.k4) == 4
+    for step in (4, 2, 1):
+        got = sampled_correlations(cfilt, NW, step)
+        assert got.shape == (30, NW // step)
+        assert np.allclose(got, full[:, ::step], rtol=0, atol=1e-5 * np.abs(full).max())
+    assert screen_step(NW, 200) == 2 and screen_step(NW, 300) == 1
+    with pytest.raises(ValueError, match="sampling step"):
+        sampled_correlations(random_cross_power(rng, 2, BandPass(NW, 1, 4, 100, 200)), NW, 4)
+
+
+def test_value_and_antisym_rms_match_the_direct_evaluation():
+    """The screen's value and antisymmetric rms at a centre equal the full-resolution
+    correlation there and :func:`band_antisym_rms` in double precision (centres on the
+    quarter-bin grid, which the screen rounds to)."""
+    rng = np.random.default_rng(8)
+    band = BandPass.snid_default(NW)
+    cfilt = random_cross_power(rng, 40, band)
+    center = rng.integers(-40, 4 * NW + 40, 40) / 4.0
+    value, arms = value_and_antisym_rms(cfilt, center, band, band.antisym_weights(filtered=True))
+    k = np.arange(band.k4 + 1)
+    shifted = cfilt.astype(complex) * np.exp(2j * np.pi * np.outer(center, k) / NW)
+    direct = (2.0 * shifted.real.sum(axis=1) - shifted.real[:, 0]) / NW
+    ref = band_antisym_rms(cfilt[:, band.k1:].astype(complex), center, band,
+                           band.antisym_weights(filtered=True))
+    scale = np.abs(direct).max()
+    assert np.allclose(value, direct, rtol=0, atol=1e-5 * scale)
+    assert np.allclose(arms, ref, rtol=1e-5)
+    whole = np.rint(center).astype(int) == center
+    full = sfft.irfft(cfilt.astype(complex), n=NW, axis=1)
+    at = full[np.flatnonzero(whole), (center[whole].astype(int)) % NW]
+    assert np.allclose(value[whole], at, rtol=0, atol=1e-5 * scale)
+
+
+def test_runner_up_peaks():
+    x = np.zeros((4, 16), dtype=np.float32)
+    x[0, [3, 9]] = [5.0, 4.0]                  # two separate peaks: the lower one is the runner-up
+    x[1, 3] = 5.0                              # one peak only (zeros are plateaus: local maxima)
+    x[1] = -np.abs(np.arange(16) - 3.0)
+    x[2] = np.arange(16.0)[::-1]               # falls away from lag 0: no other local maximum
+    x[3] = [1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1, 2, 3, 4, 5, 6]   # runner-up cut by the lag range
+    allowed = np.ones(16, dtype=bool)
+    allowed[14:] = False
+    imax = np.array([3, 3, 0, 5])
+    got = runner_up_peaks(x, allowed, imax)
+    assert got[0] == 9 and got[1] == -1 and got[2] == -1
+    assert got[3] == 13                        # its neighbour 14 is not allowed
