@@ -157,7 +157,8 @@ def _trimmed(ctx: _Context, rows: np.ndarray, shift: np.ndarray, screen: float, 
     Every row gets a quick estimate of r from its correlation sampled every ``ctx.step`` lags
     (exact samples of the band-limited function), with the template side taken from the
     coarse rows (:func:`engine.classify.trim.decimated_rows`): the value and antisymmetric rms
-    at the better of a 3-point parabola centre and the half-maximum mid-point. Rows whose
+    at the 3-point parabola centre of the highest sample; rows just short of the screen also
+    try the half-maximum mid-point and the runner-up peak (:func:`_rescue`). Rows whose
     estimated rlap reaches ``screen`` (all rows when ``screen <= 0``) get the exact correlation
     at full resolution and SNID's peak fit; the others keep the estimate. Transforms run in
     ``ctx.precision``. Without ``widths`` the peak widths (hence the redshift errors) are left
