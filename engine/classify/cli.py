@@ -4,10 +4,10 @@ Usage::
 
     sedmtui classify SPECTRUM... [--templates DIR] [--json] [--wmin A] [--wmax A]
                      [--rlapmin R] [--medlen N] [--zmin Z] [--zmax Z] [--usetype T,..]
-                     [--avoid NAME,..] [--extras] [--top N] [--external]
+                     [--avoid NAME,..] [--extras] [--top N] [--external] [--jobs N]
 
-(``python -m engine.classify.cli`` until the command is wired.) The template directory is
-``--templates``, else ``$SEDMTUI_CLASSIFY_TEMPLATES_DIR``. Each spectrum gets a readable
+(also ``python -m engine.classify.cli``; neither imports the console). The template directory
+is ``--templates``, else ``$SEDMTUI_CLASSIFY_TEMPLATES_DIR``. Each spectrum gets a readable
 summary, or with ``--json`` one JSON object per line. A file that cannot be read or classified
 gets a one-line error on stderr; the others still run, and the exit code is then 1 (2 for a
 bad template directory or option).
