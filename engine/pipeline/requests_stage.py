@@ -116,6 +116,10 @@ def handle_reject(stage, view: EngineView, req: dict) -> dict:
     return {"extraction_id": ext["id"], "removed": removed}
 
 
+RECOVERED = "recovered by hand"
+"""How the quality reason of a recovered extraction (5 -> 1) begins."""
+
+
 def handle_recover(stage, view: EngineView, req: dict) -> dict:
     """Quality 5 -> 1 without re-extracting: the brightest object is the target."""
     obs = _observation(view, req)
@@ -123,7 +127,7 @@ def handle_recover(stage, view: EngineView, req: dict) -> dict:
     if ext is None or ext["quality"] != 5:
         raise RequestError(f"{req['target']} is not quality 5 (quality {ext['quality'] if ext else 'none'}): nothing to recover")
     out = Path(view.config.paths.redux_root) / obs["night"]
-    reason = f"recovered by hand by {req['user'] or 'observer'} (was 5: brightest spaxel accepted)"
+    reason = f"{RECOVERED} by {req['user'] or 'observer'} (was 5: brightest spaxel accepted)"
     _set_quality_in_products(out, ext, 1, reason)
     with view.writer.transaction():
         view.writer.update("extractions", ext["id"], {"quality": 1, "quality_reason": reason, "delivered": 1,

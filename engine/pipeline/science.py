@@ -1,7 +1,8 @@
 """Science stage: every standard and science exposure, as soon as its night is calibrated.
 
 * Standards are reduced before science frames; a science frame reduced before any standard
-  exists is delivered uncalibrated (``..._notfluxcal``) and re-calibrated when one arrives.
+  exists is delivered uncalibrated (``..._notfluxcal``) and, when one arrives, extracted again
+  from its cube with the same inputs: calibrated, and with the standard's PSF prior.
 * Each exposure is one job on the executor; its progress (debias, cube, position, PSF, ...)
   is written to ``observations.stage``/``progress`` and the events.
 * A failure is recorded on the observation with its reason; the night goes on.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -64,6 +66,11 @@ class ScienceStage:
 
     name = "science"
 
+    def __init__(self) -> None:
+        self._given_up: set[str] = set()
+        """Re-calibrations that failed in this engine run (not planned again: a frame whose
+        cube cannot be re-extracted keeps its uncalibrated spectrum and the error event)."""
+
     def plan(self, view: EngineView) -> list[Job]:
         jobs: list[Job] = []
         for night in sorted(view.nights):
@@ -103,17 +110,38 @@ class ScienceStage:
         jobs = []
         for e in rows:
             key = f"recalibrate:{night}:{e['obs_id']}:{e['id']}"
-            if key in view.running:
+            if key in view.running or key in self._given_up:
                 continue
-            obs = view.writer.one("SELECT jd FROM observations WHERE id=?", [e["observation_id"]])
-            best = min(cands, key=lambda c: abs(c["mjd"] - _mjd(obs["jd"])))
-            task = {"spec_fits": e["spec_fits"], "fluxcal": best["path"], "out_dir": str(Path(view.config.paths.redux_root) / night),
-                    "object_name": e["object"], "config": view.config.to_dict()}
+            task = self._recalibration_task(view, e)
+            if task is None:
+                continue
+            task["job_key"] = key
             jobs.append(Job(stage=self.name, key=key, fn=recalibrate, args=(task,), priority=25,
                             context={"extraction_id": e["id"], "observation_id": e["observation_id"], "night": night,
-                                     "obs_id": e["obs_id"], "action": "recalibrate",
-                                     "label": f"flux-calibrating {e['obs_id']} {e['object']}"}))
+                                     "obs_id": e["obs_id"], "object": e["object"], "kind": e["kind"],
+                                     "action": "recalibrate", "label": f"flux-calibrating {e['obs_id']} {e['object']}"}))
         return jobs
+
+    @staticmethod
+    def _recalibration_task(view: EngineView, e: dict) -> dict | None:
+        """A re-extraction of extraction ``e`` from its exposure's cube with its own inputs."""
+        obs = view.writer.one("SELECT * FROM observations WHERE id=?", [e["observation_id"]])
+        frame = view.writer.one("SELECT path FROM frames WHERE id=?", [obs["frame_id"]])
+        task = base_task(view, obs, frame) if frame else None
+        if task is None or not obs["cube_file"]:
+            return None
+        facts = json.loads(e["facts_json"] or "{}")
+        manual = e["srcpos"] == "manual"
+        task.update({
+            "cube_file": obs["cube_file"], "guider_file": facts.get("guider_file"),
+            "astrom": [e["astrom_x"], e["astrom_y"]] if e["astrom_x"] is not None else None,
+            "astrometry_reason": facts.get("astrometry_reason", ""),
+            "request": {"tag": e["tag"], "centroid": [e["guess_x"], e["guess_y"]] if manual else None,
+                        "region": json.loads(e["region_json"]) if e["region_json"] else None,
+                        "lstep": int(e["lstep"] or 1), "reducer": e["reducer"] or "auto"},
+            "spec_fits": e["spec_fits"],
+        })
+        return task
 
     def on_submit(self, view: EngineView, job: Job) -> None:
         """The engine started the job: mark the exposure as being reduced."""
@@ -189,16 +217,31 @@ class ScienceStage:
                                                    created=utc_now_iso()))
 
     def _record_recalibration(self, view, job, result) -> None:
+        """The re-extraction replaces the uncalibrated extraction in its row (same id, status)."""
+        from engine.pipeline.requests_stage import RECOVERED, _set_quality_in_products
+
         ctx = job.context
-        cls = result.pop("classification", None)
+        ext = dict(result["extraction"])
+        cls = result.get("classification")
+        old = view.writer.one("SELECT * FROM extractions WHERE id=?", [ctx["extraction_id"]])
+        if (old["quality_reason"] or "").startswith(RECOVERED) and ext["quality"] == 5:
+            _set_quality_in_products(Path(view.config.paths.redux_root) / ctx["night"], ext, 1, old["quality_reason"])
+            ext["quality"], ext["quality_reason"] = 1, old["quality_reason"]
+        facts = {k: v for k, v in json.loads(old["facts_json"] or "{}").items()
+                 if k in ("jflex_px", "iflex_px", "n_cr", "astrometry_reason", "guider_file", "calibration_night")}
+        facts.update(ext.pop("facts_json", None) or {})
+        facts["timing"] = result.get("timing")
+        ext.update({"facts_json": facts, "updated": utc_now_iso(),
+                    "delivered": int(old["status"] == "current" and ext["quality"] <= 2)})
         with view.writer.transaction():
-            view.writer.update("extractions", ctx["extraction_id"], dict(result, updated=utc_now_iso()))
+            view.writer.update("extractions", ctx["extraction_id"], ext)
             self._insert_classification(view, ctx, ctx["extraction_id"], cls)
             view.writer.update("observations", ctx["observation_id"], {"needs_fluxcal": 0, "updated": utc_now_iso()})
-            view.writer.event("extraction", f"{ctx['obs_id']}: flux-calibrated after the fact with {result['calsrc']}"
+            view.writer.event("extraction", f"{ctx['obs_id']}: flux-calibrated after the fact with {ext['calsrc']} "
+                              "(extracted again from its cube)"
                               + (f"; SNID {cls['type']} z {cls['z']:.3f}" if cls and cls.get("z") is not None else ""),
                               night=ctx["night"], obs_id=ctx["obs_id"],
-                              payload={"state": "done", "extraction_id": ctx["extraction_id"]})
+                              payload={"state": "done", "extraction_id": ctx["extraction_id"], "quality": ext["quality"]})
 
     def _record_reextraction(self, view, job, result) -> None:
         from engine.pipeline.requests_stage import finish_request_in
@@ -225,8 +268,9 @@ class ScienceStage:
                 finish_request_in(view, ctx["request"], error=msg)
             return
         if ctx["action"] == "recalibrate":
-            view.writer.event("extraction", f"{ctx['obs_id']}: re-calibration failed: {msg}", night=ctx["night"],
-                              obs_id=ctx["obs_id"], level="error")
+            self._given_up.add(job.key)
+            view.writer.event("extraction", f"{ctx['obs_id']}: re-calibration failed (spectrum left uncalibrated): {msg}",
+                              night=ctx["night"], obs_id=ctx["obs_id"], level="error")
             return
         obs = view.writer.one("SELECT * FROM observations WHERE id=?", [ctx["observation_id"]])
         self._set_state(view, obs, "failed", "failed", 0.0, error=msg)

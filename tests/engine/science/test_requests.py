@@ -135,3 +135,42 @@ def test_reduction_is_deterministic(mini_reduced, mini_raw, tmp_path):
         res = reduce_exposure(task)
         outs.append(fits.getdata(tmp_path / sub / res["extraction"]["spec_fits"]))
     assert np.array_equal(outs[0], outs[1], equal_nan=True)
+
+
+def test_a_late_standard_calibrates_earlier_spectra_with_its_psf_prior(live, mini_truth):
+    """A spectrum extracted while no standard existed (``_notfluxcal``) is extracted again when one
+    appears: calibrated and with the standard's PSF prior, the very spectrum the robot delivers
+    with the standard present. The uncalibrated files go; the row keeps its id, tag and status."""
+    from engine.science.products import read_spectrum_fits
+
+    engine, conn, night = live
+    e = next(x for x in mini_truth["exposures"] if x["trick"] == "normal")
+    robot = current(conn, e["obs_id"])
+    stds = conn.execute("SELECT id, fluxcal_file FROM extractions WHERE fluxcal_file IS NOT NULL").fetchall()
+    assert stds
+    with conn:
+        conn.execute("UPDATE extractions SET fluxcal_file=NULL WHERE fluxcal_file IS NOT NULL")
+    rid = submit_request(conn, "reextract", night=MINI_NIGHT, target=e["obs_id"], params={}, user="tester")
+    res = json.loads(serve(engine, conn, rid)["result_json"])
+    before = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [res["extraction_id"]]).fetchone())
+    assert before["spec_fits"].endswith("_notfluxcal.fits") and before["fluxcal"] == 0
+    assert fits.getheader(night / before["spec_fits"])["PSFPRIOR"] == "none"
+    with conn:
+        conn.executemany("UPDATE extractions SET fluxcal_file=? WHERE id=?", [(f, i) for i, f in stds])
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        engine.step()
+        after = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [before["id"]]).fetchone())
+        if after["fluxcal"]:
+            break
+    assert after["fluxcal"] == 1 and after["calsrc"] == robot["calsrc"]
+    assert (after["status"], after["tag"], after["reducer"]) == ("candidate", before["tag"], "tester")
+    assert "_notfluxcal" not in after["spec_fits"] and (night / after["spec_fits"]).exists()
+    assert not (night / before["spec_fits"]).exists() and not (night / before["spec_txt"]).exists()
+    h = fits.getheader(night / after["spec_fits"])
+    assert h["FLUXCAL"] and h["PSFPRIOR"] == fits.getheader(night / robot["spec_fits"])["PSFPRIOR"] != "none"
+    _w, flux, *_ = read_spectrum_fits(night / after["spec_fits"])
+    _w, robot_flux, *_ = read_spectrum_fits(night / robot["spec_fits"])
+    assert np.allclose(flux, robot_flux, rtol=1e-5, atol=0, equal_nan=True)
+    events = [r[0] for r in conn.execute("SELECT message FROM events WHERE obs_id=?", [e["obs_id"]])]
+    assert any("flux-calibrated after the fact" in m for m in events)
