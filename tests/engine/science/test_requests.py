@@ -146,23 +146,10 @@ def test_a_late_standard_calibrates_earlier_spectra_with_its_psf_prior(live, min
     engine, conn, night = live
     e = next(x for x in mini_truth["exposures"] if x["trick"] == "normal")
     robot = current(conn, e["obs_id"])
-    stds = conn.execute("SELECT id, fluxcal_file FROM extractions WHERE fluxcal_file IS NOT NULL").fetchall()
-    assert stds
-    with conn:
-        conn.execute("UPDATE extractions SET fluxcal_file=NULL WHERE fluxcal_file IS NOT NULL")
-    rid = submit_request(conn, "reextract", night=MINI_NIGHT, target=e["obs_id"], params={}, user="tester")
-    res = json.loads(serve(engine, conn, rid)["result_json"])
-    before = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [res["extraction_id"]]).fetchone())
-    assert before["spec_fits"].endswith("_notfluxcal.fits") and before["fluxcal"] == 0
+    before, stds = _uncalibrated_redo(engine, conn, e["obs_id"])
+    assert stds and before["spec_fits"].endswith("_notfluxcal.fits") and before["fluxcal"] == 0
     assert fits.getheader(night / before["spec_fits"])["PSFPRIOR"] == "none"
-    with conn:
-        conn.executemany("UPDATE extractions SET fluxcal_file=? WHERE id=?", [(f, i) for i, f in stds])
-    t0 = time.time()
-    while time.time() - t0 < 120:
-        engine.step()
-        after = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [before["id"]]).fetchone())
-        if after["fluxcal"]:
-            break
+    after = _restore_standards_and_wait(engine, conn, stds, before["id"])
     assert after["fluxcal"] == 1 and after["calsrc"] == robot["calsrc"]
     assert (after["status"], after["tag"], after["reducer"]) == ("candidate", before["tag"], "tester")
     assert "_notfluxcal" not in after["spec_fits"] and (night / after["spec_fits"]).exists()
@@ -174,3 +161,59 @@ def test_a_late_standard_calibrates_earlier_spectra_with_its_psf_prior(live, min
     assert np.allclose(flux, robot_flux, rtol=1e-5, atol=0, equal_nan=True)
     events = [r[0] for r in conn.execute("SELECT message FROM events WHERE obs_id=?", [e["obs_id"]])]
     assert any("flux-calibrated after the fact" in m for m in events)
+
+
+def _uncalibrated_redo(engine, conn, obs_id):
+    """A re-extraction made while no standard is known; returns its row and the hidden
+    standards' ``(id, fluxcal_file)`` pairs (restore them to make the standards reappear)."""
+    stds = conn.execute("SELECT id, fluxcal_file FROM extractions WHERE fluxcal_file IS NOT NULL").fetchall()
+    with conn:
+        conn.execute("UPDATE extractions SET fluxcal_file=NULL WHERE fluxcal_file IS NOT NULL")
+    rid = submit_request(conn, "reextract", night=MINI_NIGHT, target=obs_id, params={}, user="tester")
+    res = json.loads(serve(engine, conn, rid)["result_json"])
+    return dict(conn.execute("SELECT * FROM extractions WHERE id=?", [res["extraction_id"]]).fetchone()), stds
+
+
+def _restore_standards_and_wait(engine, conn, stds, extraction_id, timeout=120.0):
+    """Make the hidden standards reappear; step the engine until the extraction is calibrated."""
+    with conn:
+        conn.executemany("UPDATE extractions SET fluxcal_file=? WHERE id=?", [(f, i) for i, f in stds])
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        engine.step()
+        row = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [extraction_id]).fetchone())
+        if row["fluxcal"]:
+            break
+    return row
+
+
+def test_a_late_calibration_keeps_a_recovered_quality(live, mini_truth):
+    engine, conn, night = live
+    e = next(x for x in mini_truth["exposures"] if x["expected_quality"] == 5)
+    redo, stds = _uncalibrated_redo(engine, conn, e["obs_id"])
+    assert redo["quality"] == 5
+    for kind, params in (("accept", {"extraction_id": redo["id"]}), ("recover", {})):
+        rid = submit_request(conn, kind, night=MINI_NIGHT, target=e["obs_id"], params=params, user="obs")
+        assert serve(engine, conn, rid)["status"] == "done"
+    after = _restore_standards_and_wait(engine, conn, stds, redo["id"])
+    assert after["fluxcal"] == 1 and after["status"] == "current" and after["delivered"] == 1
+    assert after["quality"] == 1 and after["quality_reason"].startswith("recovered by hand by obs")
+    assert fits.getheader(night / after["spec_fits"])["QUALITY"] == 1
+
+
+def test_a_failed_late_calibration_is_reported_once_and_loses_nothing(live, mini_truth):
+    engine, conn, night = live
+    e = next(x for x in mini_truth["exposures"] if x["trick"] == "normal")
+    redo, stds = _uncalibrated_redo(engine, conn, e["obs_id"])
+    cube = conn.execute("SELECT cube_file FROM observations WHERE obs_id=?", [e["obs_id"]]).fetchone()[0]
+    (night / cube).rename(night / (cube + ".away"))
+    with conn:
+        conn.executemany("UPDATE extractions SET fluxcal_file=? WHERE id=?", [(f, i) for i, f in stds])
+    for _ in range(200):
+        engine.step()
+        time.sleep(0.02)
+    errors = [r[0] for r in conn.execute("SELECT message FROM events WHERE obs_id=? AND level='error'", [e["obs_id"]])]
+    assert len(errors) == 1 and "re-calibration failed" in errors[0] and "uncalibrated" in errors[0]
+    row = dict(conn.execute("SELECT * FROM extractions WHERE id=?", [redo["id"]]).fetchone())
+    assert row["spec_fits"] == redo["spec_fits"] and row["fluxcal"] == 0 and (night / redo["spec_fits"]).exists()
+    assert not engine.futures
