@@ -123,11 +123,21 @@ class AstrometryConfig:
     """Reference star catalogue directory (FITS tables ra, dec, mag); empty: ``<raw_root>/catalog``."""
     backend: str = "builtin"
     """``builtin`` or ``solve-field`` (astrometry.net, when installed)."""
+    parity: str = "neg"
+    """Guider image parity (astrometry.net's names): ``neg`` (mirrored: the Rainbow Camera),
+    ``pos`` or ``both``."""
     solve_field_cpulimit_s: float = 5.0
+    """CPU limit of ``solve-field`` [s] (SEDM uses 5)."""
+    solve_field_config: str = ""
+    """astrometry.net configuration file naming its index files; empty: the installation's."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("builtin", "solve-field"):
             raise ConfigError(f"astrometry.backend must be builtin or solve-field, not {self.backend!r}")
+        if self.parity not in ("neg", "pos", "both"):
+            raise ConfigError(f"astrometry.parity must be neg, pos or both, not {self.parity!r}")
+        if not self.solve_field_cpulimit_s > 0:
+            raise ConfigError(f"astrometry.solve_field_cpulimit_s must be > 0, not {self.solve_field_cpulimit_s}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,15 +47,16 @@ def demo_environment(environ: dict | None = None) -> dict[str, str]:
 
 def ensure_source(demo_dir: Path, night: str, full: bool, echo) -> Path:
     """The synthetic raw night (made once, reused)."""
-    source = demo_dir / ("source-full" if full else "source-mini")
-    if not (source / ".done").exists():
-        from engine.synth.night import write_night
+    from engine.synth.night import SYNTH_FORMAT, write_night
 
+    source = demo_dir / ("source-full" if full else "source-mini")
+    done = source / ".done"
+    if not (done.exists() and done.read_text().strip() == f"format {SYNTH_FORMAT}"):
         echo(f"synthesising a {'full' if full else 'mini'} SEDM night {night} into {source} (once)…")
         t0 = time.perf_counter()
         shutil.rmtree(source, ignore_errors=True)
         write_night(source, night, mini=not full, seed=1)
-        (source / ".done").write_text("ok")
+        done.write_text(f"format {SYNTH_FORMAT}")
         echo(f"  done in {time.perf_counter() - t0:.0f} s")
     return source
 

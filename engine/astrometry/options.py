@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
-from engine.instrument.sedm import GUIDER_SCALE_ARCSEC
+from engine.instrument.sedm import GUIDER_PARITY, GUIDER_SCALE_ARCSEC
 
 BACKENDS = ("builtin", "solve-field")
 """Names of the WCS solver backends."""
+PARITIES = ("neg", "pos", "both")
+"""Image parities (astrometry.net's names): ``neg`` mirrored, ``pos`` not, ``both`` either."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,10 @@ class AstrometryConfig:
     """Nominal guider pixel scale of the initial guess [arcsec/pixel]."""
     scale_range_arcsec: tuple[float, float] = (0.35, 0.41)
     """A solution whose scale falls outside this range is rejected [arcsec/pixel]."""
+    parity: str = GUIDER_PARITY
+    """Image parity searched by both backends: ``neg`` (the Rainbow Camera), ``pos`` or ``both``
+    (the built-in solver then votes with either and keeps the stronger; ``solve-field`` gets no
+    ``--parity`` and tries both)."""
     rotation_guess_deg: float = 0.0
     """Rotation of the guider's North-up frame in the initial guess [degree]."""
     rotation_search_deg: float = 2.0
@@ -78,8 +84,9 @@ class AstrometryConfig:
     """SIP distortion order of ``solve-field`` (``--tweak-order``)."""
     solve_field_nsigma: float = 12.0
     """Detection threshold of ``solve-field`` (``--nsigma``)."""
-    solve_field_parity: str = "neg"
-    """Image parity passed to ``solve-field`` (SEDM: ``neg``)."""
+    solve_field_config: str = ""
+    """astrometry.net configuration file (``--config``: where its index files are); empty:
+    the installation's own (``/etc/astrometry.cfg`` on Debian)."""
 
     def __post_init__(self) -> None:
         if self.median_stride < 1:
@@ -106,8 +113,5 @@ class AstrometryConfig:
             raise ConfigError(
                 "astrometry: min_matches must be >= 3 (a TAN fit has 4 free parameters)"
             )
-        if self.solve_field_parity not in ("pos", "neg", "both"):
-            raise ConfigError(
-                "astrometry: solve_field_parity must be pos/neg/both, "
-                f"got {self.solve_field_parity!r}"
-            )
+        if self.parity not in PARITIES:
+            raise ConfigError(f"astrometry: parity must be neg, pos or both, got {self.parity!r}")

@@ -7,7 +7,7 @@ Algorithm
 ---------
 1. Project the catalogue onto the tangent plane at the telescope pointing (TEL_RA/TEL_DEC)
    and predict pixel positions with the nominal scale, for a grid of rotations about the
-   nominal one.
+   nominal one (with the configured image parity: the Rainbow Camera's is mirrored).
 2. For each rotation, histogram the offsets between the brightest detections and the
    brightest predicted stars (within ``max_offset_px``); the rotation whose offset peak
    holds the most pairs wins ("offset voting"). With the default 100-px search and a
@@ -31,6 +31,7 @@ from scipy.spatial import cKDTree
 from engine.astrometry.catalog import RefCatalog
 from engine.astrometry.options import AstrometryConfig
 from engine.errors import AlgorithmError
+from engine.instrument.sedm import GUIDER_PARITY
 from engine.instrument.sky import sky_to_standard, standard_to_sky
 
 
@@ -53,7 +54,8 @@ class WcsSolution:
     scale_arcsec : float
         ``sqrt(|det CD|)`` [arcsec/pixel].
     rotation_deg : float
-        Angle of North from the ``+y`` axis, counter-clockwise positive (as the IFU table) [degree].
+        Rotation of the image as :func:`nominal_cd` defines it (for ``pos``: the angle of
+        North from the ``+y`` axis, counter-clockwise positive, as the IFU table) [degree].
     backend : str
         ``builtin`` or ``solve-field``.
     """
@@ -67,22 +69,41 @@ class WcsSolution:
     rotation_deg: float
     backend: str = "builtin"
 
+    @property
+    def parity(self) -> str:
+        """``neg`` (mirrored) or ``pos``: the solved image parity (astrometry.net's terms)."""
+        return cd_parity(self.wcs.pixel_scale_matrix)
 
-def nominal_cd(scale_arcsec: float, rotation_deg: float) -> np.ndarray:
-    """CD matrix of a North-up, East-left image rotated by ``rotation_deg`` [arcsec/pixel].
+
+def nominal_cd(scale_arcsec: float, rotation_deg: float, parity: str = GUIDER_PARITY) -> np.ndarray:
+    """CD matrix of a guider image [arcsec/pixel].
 
     ``(xi, eta) = CD @ (dx, dy)`` with ``xi`` East and ``eta`` North standard coordinates.
+    ``pos``: a North-up, East-left image rotated by ``rotation_deg``; ``neg`` (mirrored, as
+    the Rainbow Camera): the same with the ``x`` axis reversed (``det CD > 0``).
     """
     t = math.radians(rotation_deg)
-    return scale_arcsec * np.array([[-math.cos(t), math.sin(t)], [math.sin(t), math.cos(t)]])
+    cd = scale_arcsec * np.array([[-math.cos(t), math.sin(t)], [math.sin(t), math.cos(t)]])
+    if parity == "neg":
+        cd[:, 0] *= -1.0
+    elif parity != "pos":
+        raise ValueError(f"parity must be 'pos' or 'neg', got {parity!r}")
+    return cd
+
+
+def cd_parity(cd_arcsec: np.ndarray) -> str:
+    """``neg`` (mirrored: ``det CD > 0``) or ``pos``, in astrometry.net's terms."""
+    return "neg" if float(np.linalg.det(cd_arcsec)) > 0 else "pos"
 
 
 def cd_scale_rotation(cd_arcsec: np.ndarray) -> tuple[float, float]:
-    """Scale [arcsec/pixel] and rotation [degree] of a CD matrix (inverse of :func:`nominal_cd`)."""
-    scale = math.sqrt(abs(float(np.linalg.det(cd_arcsec))))
-    rotation = math.degrees(
-        math.atan2(cd_arcsec[1, 0] + cd_arcsec[0, 1], cd_arcsec[1, 1] - cd_arcsec[0, 0])
-    )
+    """Scale [arcsec/pixel] and rotation [degree] of a CD matrix of either parity (inverse of
+    :func:`nominal_cd`)."""
+    cd = np.array(cd_arcsec, dtype=float)
+    scale = math.sqrt(abs(float(np.linalg.det(cd))))
+    if cd_parity(cd) == "neg":
+        cd[:, 0] *= -1.0
+    rotation = math.degrees(math.atan2(cd[1, 0] + cd[0, 1], cd[1, 1] - cd[0, 0]))
     return scale, rotation
 
 
@@ -224,31 +245,40 @@ def _predict(std: np.ndarray, crpix0, cd_arcsec: np.ndarray, offset=(0.0, 0.0)) 
     return np.asarray(crpix0) + std @ np.linalg.inv(cd_arcsec).T + np.asarray(offset)
 
 
+def _parities(cfg: AstrometryConfig) -> tuple[str, ...]:
+    if cfg.parity == "both":
+        return (GUIDER_PARITY, "pos" if GUIDER_PARITY == "neg" else "neg")
+    return (cfg.parity,)
+
+
 def initial_guess(
     det_xy: np.ndarray, std: np.ndarray, crpix0, shape: tuple[int, int], cfg: AstrometryConfig
-) -> tuple[float, np.ndarray, int]:
-    """Rotation [degree] and pixel offset of the best offset vote, and its vote count.
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nominal CD matrix [arcsec/pixel] and pixel offset of the best offset vote, and its
+    vote count, over the rotation grid and the configured parities.
 
     ``std`` (shape ``(m, 2)``, brightest first) holds the catalogue's standard coordinates
     about the pointing [arcsec].
     """
     ny, nx = shape
     det = det_xy[: cfg.n_vote_detections]
-    best = (cfg.rotation_guess_deg, np.zeros(2), -1)
+    best = (nominal_cd(cfg.scale_arcsec, cfg.rotation_guess_deg, _parities(cfg)[0]), np.zeros(2), -1)
     margin = cfg.max_offset_px
-    for rot in _rotation_grid(cfg):
-        pred = _predict(std, crpix0, nominal_cd(cfg.scale_arcsec, rot))
-        inside = (
-            (pred[:, 0] > -margin)
-            & (pred[:, 0] < nx + margin)
-            & (pred[:, 1] > -margin)
-            & (pred[:, 1] < ny + margin)
-        )
-        offset, votes = vote_offset(
-            det, pred[inside][: cfg.n_vote_catalog], cfg.max_offset_px, cfg.vote_bin_px
-        )
-        if votes > best[2]:
-            best = (float(rot), offset, votes)
+    for parity in _parities(cfg):
+        for rot in _rotation_grid(cfg):
+            cd = nominal_cd(cfg.scale_arcsec, rot, parity)
+            pred = _predict(std, crpix0, cd)
+            inside = (
+                (pred[:, 0] > -margin)
+                & (pred[:, 0] < nx + margin)
+                & (pred[:, 1] > -margin)
+                & (pred[:, 1] < ny + margin)
+            )
+            offset, votes = vote_offset(
+                det, pred[inside][: cfg.n_vote_catalog], cfg.max_offset_px, cfg.vote_bin_px
+            )
+            if votes > best[2]:
+                best = (cd, offset, votes)
     return best
 
 
@@ -295,7 +325,7 @@ def solve_wcs(
     det_xy = np.asarray(det_xy, dtype=float).reshape(-1, 2)
     xi, eta = sky_to_standard(catalog.ra, catalog.dec, *pointing)
     std = np.column_stack([xi, eta])
-    rot, offset, votes = initial_guess(det_xy, std, crpix0, shape, cfg)
+    cd, offset, votes = initial_guess(det_xy, std, crpix0, shape, cfg)
     if votes < cfg.min_vote:
         raise _fail(
             f"no consistent catalogue offset (best vote {votes} < {cfg.min_vote})",
@@ -303,7 +333,7 @@ def solve_wcs(
             votes=votes,
             rms_arcsec=float("nan"),
         )
-    crval, cd = tuple(pointing), nominal_cd(cfg.scale_arcsec, rot)
+    crval = tuple(pointing)
     pred = _predict(std, crpix0, cd, offset)
     n, rms = 0, float("nan")
     for radius in cfg.match_radii_px:

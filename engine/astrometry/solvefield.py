@@ -2,9 +2,10 @@
 
 SEDM (pysedm/sedmpy ``do_astrom``) calls ``solve-field`` on the guider stack centred on
 TEL_RA/TEL_DEC with a 0.2-degree search radius, a 0.35-0.41 arcsec/pixel scale range, SIP
-order 3, ``--nsigma 12``, negative parity and a 5-s CPU limit. Here the reference pixel is
-also pinned to the IFU-centre pixel (``--crpix-x/--crpix-y``) so that ``CRVAL`` is the IFU
-centre. The stack is written to a temporary directory; nothing else is touched.
+order 3, ``--nsigma 12``, negative parity (the Rainbow Camera's frames are mirrored) and a
+5-s CPU limit. Here the reference pixel is also pinned to the IFU-centre pixel
+(``--crpix-x/--crpix-y``) so that ``CRVAL`` is the IFU centre, and ``--config`` may name the
+index files. The stack is written to a temporary directory; nothing else is touched.
 """
 
 from __future__ import annotations
@@ -61,16 +62,21 @@ def solve_field_command(
     crpix0 : tuple of float
         0-based IFU-centre pixel; passed 1-based as the WCS reference pixel.
     config : AstrometryConfig, optional
-        Tunables (defaults when None): scale range, radius, SIP order, nsigma, parity and CPU limit.
+        Tunables (defaults when None): configuration file, scale range, radius, SIP order,
+        nsigma, parity and CPU limit.
     executable : str
         Program name or path.
     """
     cfg = config or AstrometryConfig()
     lo, hi = cfg.scale_range_arcsec
     out = Path(out_dir)
+    options = ["--config", cfg.solve_field_config] if cfg.solve_field_config else []
+    if cfg.parity != "both":
+        options += ["--parity", cfg.parity]
     return [
         executable,
         str(image_path),
+        *options,
         "--overwrite",
         "--no-plots",
         "--no-remove-lines",
@@ -94,8 +100,6 @@ def solve_field_command(
         str(cfg.solve_field_sip_order),
         "--nsigma",
         f"{cfg.solve_field_nsigma:g}",
-        "--parity",
-        cfg.solve_field_parity,
         "--cpulimit",
         f"{cfg.solve_field_cpulimit_s:g}",
         "--crpix-x",
@@ -185,7 +189,7 @@ def solve_with_astrometry_net(
     Raises
     ------
     ConfigError
-        ``solve-field`` is not installed.
+        ``solve-field`` is not installed, or ``solve_field_config`` names no file.
     AlgorithmError
         It failed, timed out or found no solution.
     """
@@ -198,6 +202,11 @@ def solve_with_astrometry_net(
             "or use the built-in solver (backend='builtin')"
         )
         raise ConfigError(msg)
+    if cfg.solve_field_config and not Path(cfg.solve_field_config).is_file():
+        raise ConfigError(
+            f"astrometry.net configuration file {cfg.solve_field_config} does not exist "
+            "(astrometry.solve_field_config: a file naming the index files)"
+        )
     with tempfile.TemporaryDirectory(prefix="sedm-astrom-") as tmp:
         img = Path(tmp) / "stack.fits"
         fits.PrimaryHDU(np.asarray(image, dtype=np.float32)).writeto(img)

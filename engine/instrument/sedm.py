@@ -138,6 +138,10 @@ SCALE_HEIGHT_M: float = 8400.0
 GUIDER_SHAPE: tuple[int, int] = (2048, 2048)
 GUIDER_SCALE_ARCSEC: float = 0.378
 """Nominal guider pixel scale [arcsec/pixel] (astrometry.net searches 0.35-0.41)."""
+GUIDER_PARITY: str = "neg"
+"""Image parity of the Rainbow Camera frames in astrometry.net's terms: ``neg``, i.e. mirrored
+(with North up, East is on the right: ``det CD > 0`` in FITS pixel order). SEDM's own
+``solve-field`` call asks for negative parity; ``pos`` is an unmirrored sky image."""
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,16 @@ def _astrometry(header, task: dict, kind: str, out_dir: Path, raw_name: str) -> 
         return None, "standard: brightest spaxel", None
     from engine.astrometry import (guider_candidates, guider_product_name, locate_target, select_guider_frames,
                                    write_guider_product)
+    from engine.astrometry.options import AstrometryConfig as SolverOptions
 
+    settings = task["config"]["astrometry"]
     try:
+        options = SolverOptions(parity=settings.get("parity", "neg"),
+                                solve_field_cpulimit_s=settings.get("solve_field_cpulimit_s", 5.0),
+                                solve_field_config=settings.get("solve_field_config", ""))
         frames = select_guider_frames(header, guider_candidates(task["raw_dir"]))
-        loc = locate_target(header, frames, task["catalog_dir"], task["night"],
-                            backend=task["config"]["astrometry"]["backend"])
+        loc = locate_target(header, frames, task["catalog_dir"], task["night"], backend=settings["backend"],
+                            config=options)
     except EngineError as exc:
         return None, str(exc), None
     guider = None

@@ -16,6 +16,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from engine.astrometry.solve import nominal_cd
 from engine.instrument import sedm
 from engine.instrument.sky import standard_to_sky
 
@@ -71,7 +72,7 @@ def guider_wcs(ifu_ra: float, ifu_dec: float, night: str, rng: np.random.Generat
     cy = epoch.y_px + rng.normal(0.0, 0.3)
     scale = sedm.GUIDER_SCALE_ARCSEC * (1.0 + rng.normal(0.0, 0.002))
     rho_deg = 0.4 + rng.normal(0.0, 0.05)
-    truth = {"crpix": [cx, cy], "scale_arcsec": scale, "rotation_deg": rho_deg}
+    truth = {"crpix": [cx, cy], "scale_arcsec": scale, "rotation_deg": rho_deg, "parity": sedm.GUIDER_PARITY}
     return wcs_from_truth((ifu_ra, ifu_dec), truth), truth
 
 
@@ -83,14 +84,14 @@ def wcs_from_truth(crval: tuple[float, float], truth: dict) -> WCS:
     crval : tuple of float
         RA, Dec of the reference pixel (the IFU centre) [degree].
     truth : dict
-        ``crpix`` (0-based) [pixel], ``scale_arcsec`` [arcsec/pixel], ``rotation_deg`` [degree].
+        ``crpix`` (0-based) [pixel], ``scale_arcsec`` [arcsec/pixel], ``rotation_deg`` [degree],
+        ``parity`` (``neg``/``pos``; ``pos`` when absent, as in truth files written before it).
     """
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [float(crval[0]), float(crval[1])]
     w.wcs.crpix = [truth["crpix"][0] + 1.0, truth["crpix"][1] + 1.0]
-    s, rho = truth["scale_arcsec"] / 3600.0, math.radians(truth["rotation_deg"])
-    w.wcs.cd = np.array([[-s * math.cos(rho), s * math.sin(rho)], [s * math.sin(rho), s * math.cos(rho)]])
+    w.wcs.cd = nominal_cd(truth["scale_arcsec"], truth["rotation_deg"], truth.get("parity", "pos")) / 3600.0
     return w
 
 

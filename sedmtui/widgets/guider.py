@@ -13,7 +13,8 @@ IFU_RGB = (0, 200, 255)
 
 
 class GuiderView(HalfBlockCanvas):
-    """Grey half-block image of the guider cut-out (asinh stretch), North up."""
+    """Grey half-block image of the guider cut-out (asinh stretch), North up, as the camera
+    delivers it (the Rainbow Camera is mirrored: East on the right)."""
 
     DEFAULT_CSS = """
     GuiderView {

@@ -15,6 +15,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from engine.astrometry.solve import nominal_cd
 from engine.instrument import sedm
 from engine.instrument.sky import (
     parse_dec,
@@ -96,8 +97,10 @@ def inject_field(
     scale_arcsec: float = 0.3785,
     pointing_error_arcsec: tuple[float, float] = (12.0, -9.0),
     position: tuple[float, float] = (1.3, -2.1),
+    parity: str = sedm.GUIDER_PARITY,
 ) -> InjectedField:
-    """Write jitter-free guider frames whose IFU centre is exactly at the table pixel."""
+    """Write jitter-free guider frames whose IFU centre is exactly at the table pixel
+    (mirrored like the Rainbow Camera's unless ``parity='pos'``)."""
     rng = np.random.default_rng(seed)
     epoch = sedm.ifu_centre_for(night)
     ifu_ra, ifu_dec = 52.1234, 21.4321
@@ -106,10 +109,7 @@ def inject_field(
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [ifu_ra, ifu_dec]
     w.wcs.crpix = [epoch.x_px + 1.0, epoch.y_px + 1.0]
-    s, rho = scale_arcsec / 3600.0, math.radians(rotation_deg)
-    w.wcs.cd = np.array(
-        [[-s * math.cos(rho), s * math.sin(rho)], [s * math.sin(rho), s * math.cos(rho)]]
-    )
+    w.wcs.cd = nominal_cd(scale_arcsec, rotation_deg, parity) / 3600.0
     xi, eta = spaxel_to_standard(np.asarray(position), epoch.rotation_deg)
     t_ra, t_dec = (float(v) for v in standard_to_sky(xi, eta, ifu_ra, ifu_dec))
     tel_ra, tel_dec = (float(v) for v in standard_to_sky(*pointing_error_arcsec, ifu_ra, ifu_dec))

@@ -11,7 +11,7 @@ from astropy.table import Table
 
 from engine.astrometry.catalog import RefCatalog
 from engine.astrometry.options import AstrometryConfig
-from engine.astrometry.solve import cd_scale_rotation, nominal_cd, solve_wcs, tan_wcs
+from engine.astrometry.solve import cd_parity, cd_scale_rotation, nominal_cd, solve_wcs, tan_wcs
 from engine.astrometry.solvefield import (
     read_solution,
     solve_field_command,
@@ -25,14 +25,15 @@ SHAPE = (2048, 2048)
 IFU = (210.3, 34.7)
 
 
-def _field(seed=0, n=220, rotation=0.7, scale=0.3779, noise_px=0.05, spurious=30, drop=0.2):
+def _field(seed=0, n=220, rotation=0.7, scale=0.3779, noise_px=0.05, spurious=30, drop=0.2,
+           parity="neg"):
     """Catalogue + detections of a true WCS with centroid noise, missing and spurious stars."""
     rng = np.random.default_rng(seed)
     r = 500.0 * np.sqrt(rng.uniform(0, 1, n))
     phi = rng.uniform(0, 2 * math.pi, n)
     ra, dec = standard_to_sky(r * np.cos(phi), r * np.sin(phi), *IFU)
     mag = rng.uniform(12, 20, n)
-    true = tan_wcs(IFU, CRPIX, nominal_cd(scale, rotation))
+    true = tan_wcs(IFU, CRPIX, nominal_cd(scale, rotation, parity))
     x, y = true.all_world2pix(ra, dec, 0)
     xy = np.column_stack([x, y]) + rng.normal(0, noise_px, (n, 2))
     inside = (xy > 10).all(1) & (xy < 2038).all(1) & (rng.uniform(0, 1, n) > drop)
@@ -73,8 +74,36 @@ def test_solver_reports_too_few_matches():
         solve_wcs(det, cat, CRPIX, IFU, SHAPE)
 
 
-def test_cd_helpers_round_trip():
-    assert cd_scale_rotation(nominal_cd(0.38, -1.2)) == pytest.approx((0.38, -1.2))
+@pytest.mark.parametrize("parity", ["neg", "pos"])
+def test_cd_helpers_round_trip(parity):
+    cd = nominal_cd(0.38, -1.2, parity)
+    assert cd_scale_rotation(cd) == pytest.approx((0.38, -1.2))
+    assert cd_parity(cd) == parity
+    assert (np.linalg.det(cd) > 0) == (parity == "neg")  # mirrored: East on the right
+
+
+def test_the_rainbow_camera_is_mirrored_by_default():
+    """SEDM solves its guider frames with negative parity; so do both backends by default."""
+    assert AstrometryConfig().parity == "neg"
+    assert cd_parity(nominal_cd(0.378, 0.0)) == "neg"
+
+
+def test_a_frame_of_the_other_parity_fails_clearly_unless_both_are_allowed():
+    det, cat = _field(parity="pos")
+    with pytest.raises(AlgorithmError, match="catalogue"):
+        solve_wcs(det, cat, CRPIX, IFU, SHAPE)  # the default: mirrored frames only
+    for parity in ("pos", "both"):
+        sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryConfig(parity=parity))
+        assert sol.parity == "pos" and sol.rotation_deg == pytest.approx(0.7, abs=0.01)
+        assert math.hypot(*sky_to_standard(*sol.crval, *IFU)) < 0.01
+    det, cat = _field(parity="neg")
+    sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryConfig(parity="both"))
+    assert sol.parity == "neg" and sol.n_matched >= 100
+
+
+def test_unknown_parity_is_a_config_error():
+    with pytest.raises(ConfigError, match="parity"):
+        AstrometryConfig(parity="flipped")
 
 
 def test_solve_field_command_is_sedm_like(tmp_path):
@@ -94,7 +123,13 @@ def test_solve_field_command_is_sedm_like(tmp_path):
         "0.41",
     )
     assert args["--cpulimit"] == "5" and args["--tweak-order"] == "3" and args["--nsigma"] == "12"
-    assert args["--parity"] == "neg"
+    assert args["--parity"] == "neg" and "--config" not in cmd
+    both = solve_field_command(
+        tmp_path / "s.fits", tmp_path, IFU, CRPIX,
+        AstrometryConfig(parity="both", solve_field_config="/opt/an/astrometry.cfg"),
+    )
+    assert "--parity" not in both  # solve-field's default: either parity
+    assert both[both.index("--config") + 1] == "/opt/an/astrometry.cfg"
     assert (args["--crpix-x"], args["--crpix-y"]) == ("1040.500", "969.500")  # 1-based
     assert args["--wcs"] == str(tmp_path / "guider.wcs") and args["--dir"] == str(tmp_path)
 
