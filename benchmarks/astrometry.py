@@ -1,7 +1,8 @@
 """Benchmark the guider astrometry (stack + detect + solve) on a synthetic night against its truth.
 
     python benchmarks/astrometry.py --night RAW/YYYYMMDD --json OUT.json [--catalog DIR]
-        [--backend builtin|solve-field] [--repeat N]
+        [--backend builtin|solve-field] [--solve-field-config FILE] [--parity neg|pos|both]
+        [--repeat N]
 
 Guider frames are selected by the engine from the raw headers; the truth (``truth.json``) is
 only used for the comparison. Per exposure::
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.astrometry import guider_candidates, load_catalog, locate_target, select_guider_frames
+from engine.astrometry.options import AstrometryConfig
 from engine.instrument.sedm import SPAXEL_UNIT_ARCSEC, ifu_centre_for
 from engine.instrument.sky import sky_to_standard, standard_to_spaxel
 from engine.synth.guider import wcs_from_truth
@@ -66,13 +68,13 @@ def compare(entry: dict, loc, night: str) -> dict:
     }
 
 
-def run_exposure(entry, night_dir, cands, catalog, night, backend, repeat) -> dict:
+def run_exposure(entry, night_dir, cands, catalog, night, backend, repeat, options) -> dict:
     header = fits.getheader(night_dir / entry["file"])
     paths = select_guider_frames(header, cands)
     walls, loc = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        loc = locate_target(header, paths, catalog, night, backend=backend)
+        loc = locate_target(header, paths, catalog, night, backend=backend, config=options)
         walls.append(time.perf_counter() - t0)
     timing = dict(loc.timing_s)
     row = {
@@ -129,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", required=True, help="output JSON")
     ap.add_argument("--catalog", help="reference catalogue directory (default: RAW/catalog)")
     ap.add_argument("--backend", default="builtin", choices=("builtin", "solve-field"))
+    ap.add_argument("--solve-field-config", default="",
+                    help="astrometry.net configuration file naming the index files")
+    ap.add_argument("--parity", default="neg", choices=("neg", "pos", "both"))
     ap.add_argument("--repeat", type=int, default=1, help="runs per exposure; wall = median")
     args = ap.parse_args(argv)
+    options = AstrometryConfig(parity=args.parity, solve_field_config=args.solve_field_config)
     night_dir = Path(args.night)
     night = night_dir.name
     truth = json.loads((night_dir / "truth.json").read_text())
@@ -139,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     catalog_s = time.perf_counter() - t0
     cands = guider_candidates(night_dir)
     rows = [
-        run_exposure(e, night_dir, cands, catalog, night, args.backend, max(1, args.repeat))
+        run_exposure(e, night_dir, cands, catalog, night, args.backend, max(1, args.repeat), options)
         for e in truth["exposures"]
     ]
     out = {
         "night": night,
         "backend": args.backend,
+        "parity": args.parity,
         "summary": summarise(rows, catalog_s),
         "exposures": rows,
     }

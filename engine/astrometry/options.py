@@ -73,6 +73,11 @@ class AstrometryConfig:
     """Matches with residuals above ``clip_sigma`` x rms are rejected in each fit."""
     min_matches: int = 6
     """Fewer catalogue matches than this is a failure."""
+    min_match_fraction: float = 0.25
+    """A solution must match at least this fraction of the stars it should see: the fewer of the
+    detections and the catalogue stars it puts on the image. A chance alignment of a handful of
+    stars (seen: 6 of 171 detections, rms 0.19 arcsec, on a frame of the wrong parity) fails
+    it; true solutions match 90-100 % here."""
     max_rms_arcsec: float = 0.5
     """A fit rms above this is a failure [arcsec]."""
 
@@ -111,7 +116,11 @@ class AstrometryConfig:
             )
         if self.min_matches < 3:
             raise ConfigError(
-                "astrometry: min_matches must be >= 3 (a TAN fit has 4 free parameters)"
+                "astrometry: min_matches must be >= 3 (the fit has 6 free parameters: CD and CRVAL)"
+            )
+        if not 0.0 <= self.min_match_fraction <= 1.0:
+            raise ConfigError(
+                f"astrometry: min_match_fraction must be within 0-1, got {self.min_match_fraction}"
             )
         if self.parity not in PARITIES:
             raise ConfigError(f"astrometry: parity must be neg, pos or both, got {self.parity!r}")

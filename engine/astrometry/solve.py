@@ -352,6 +352,8 @@ def solve_wcs(
         rms = math.sqrt(float(np.mean(np.sum(resid[inl] ** 2, axis=1))))
         xi, eta = sky_to_standard(catalog.ra, catalog.dec, *crval)
         pred = _predict(np.column_stack([xi, eta]), crpix0, cd)
+    ny, nx = shape
+    on_image = int(np.sum((pred[:, 0] >= 0) & (pred[:, 0] < nx) & (pred[:, 1] >= 0) & (pred[:, 1] < ny)))
     return _checked(
         WcsSolution(
             tan_wcs(crval, crpix0, cd),
@@ -363,12 +365,16 @@ def solve_wcs(
         ),
         cfg,
         votes,
+        expected=min(len(det_xy), on_image),
     )
 
 
-def _checked(sol: WcsSolution, cfg: AstrometryConfig, votes: int) -> WcsSolution:
+def _checked(sol: WcsSolution, cfg: AstrometryConfig, votes: int, expected: int) -> WcsSolution:
+    """``sol`` if it passes every acceptance test; ``expected``: the fewer of the detections and
+    the catalogue stars the solution puts on the image."""
     facts = {
         "n_matched": sol.n_matched,
+        "n_expected": expected,
         "rms_arcsec": sol.rms_arcsec,
         "votes": votes,
         "scale_arcsec": sol.scale_arcsec,
@@ -376,6 +382,12 @@ def _checked(sol: WcsSolution, cfg: AstrometryConfig, votes: int) -> WcsSolution
     }
     if sol.n_matched < cfg.min_matches:
         raise _fail(f"only {sol.n_matched} catalogue matches (need {cfg.min_matches})", **facts)
+    if sol.n_matched < cfg.min_match_fraction * expected:
+        raise _fail(
+            f"only {sol.n_matched} of {expected} stars matched the catalogue "
+            f"(< {cfg.min_match_fraction:.0%}: a chance alignment, or the wrong image parity?)",
+            **facts,
+        )
     if not sol.rms_arcsec <= cfg.max_rms_arcsec:
         raise _fail(
             f"astrometric fit rms {sol.rms_arcsec:.2f} arcsec > {cfg.max_rms_arcsec} arcsec",
