@@ -29,7 +29,16 @@ CONSOLE_TABLE = "console"
 """Table of the configuration file read by the console (keymap...), ignored by the engine."""
 
 
+def _whole(value: float | None) -> str:
+    """``value`` rounded to a whole number, ``-`` when missing; never ``-0``."""
+    if value is None:
+        return "-"
+    text = f"{value:.0f}"
+    return "0" if text == "-0" else text
+
+
 # --------------------------------------------------------------------------------------------- config
+
 def config_path(ns: argparse.Namespace) -> Path | None:
     """The configuration file in use: ``--config``, ``$SEDMTUI_CONFIG``, else ``./sedmtui.toml``."""
     from engine.config import config_file_path
@@ -148,7 +157,7 @@ def targets_table(rows: list[dict], candidates: dict[str, int] | None = None) ->
             f"{r['airmass']:.2f}" if r["airmass"] is not None else "-", state,
             "-" if r["quality"] is None else str(r["quality"]), typ,
             f"{r['redshift']:.3f}" if r["redshift"] is not None else "-",
-            f"{r['rlap']:.1f}" if r["rlap"] is not None else "-", f"{r['s2n']:.0f}" if r["s2n"] is not None else "-",
+            f"{r['rlap']:.1f}" if r["rlap"] is not None else "-", _whole(r["s2n"]),
             ext, "yes" if r["delivered"] else "no",
             (r.get("quality_reason") or r.get("error") or "") if (r["quality"] or 0) > 0 or r.get("error") else "",
         ])
@@ -255,7 +264,7 @@ def _describe_extraction(reader, night: str, eid: int) -> str:
     if cls and cls.get("type"):
         parts.append(f"SNID {cls.get('subtype') or cls['type']} z {cls['z']:.3f} rlap {cls['rlap']:.1f}")
     if ext["s2n"] is not None:
-        parts.append(f"S/N {ext['s2n']:.0f}")
+        parts.append(f"S/N {_whole(ext['s2n'])}")
     return " · ".join(parts)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.instrument import sedm
 from sedmtui.maprender import SpaxelLayout
+from sedmtui.state import _num
 
 DEFAULT_RANGE: tuple[float, float] = (5000.0, 7000.0)
 """Wavelength range of the spaxel map by default (as the verification figure) [Angstrom]."""
@@ -368,7 +369,7 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
         why = json.loads(r.get("facts_json") or "{}").get("classification") or "not classified"
         out.append(("SNID", f"none: {why}", "warn" if "template" in why or "failed" in why else None))
     if r.get("s2n") is not None:
-        out.append(("S/N", f"{r['s2n']:.0f}", None))
+        out.append(("S/N", _num(r['s2n'], ".0f"), None))
     out.append(("airmass", f"{t.get('airmass') or 0:.2f}  exp {t.get('exptime') or 0:.0f} s", None))
     out.append(("extraction", f"{r.get('tag')} ({r.get('status')}) by {r.get('reducer') or 'auto'}", None))
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sedmtui.data import ExtractionData, TargetData, markers_of, type_label
 from sedmtui.edits import EditState
-from sedmtui.state import clean_object
+from sedmtui.state import _num, clean_object
 
 
 def extraction_summary(ext: ExtractionData | None) -> str:
@@ -23,7 +23,7 @@ def extraction_summary(ext: ExtractionData | None) -> str:
     if cls and cls.get("type"):
         parts.append(f"{type_label(cls)} z {cls['z']:.3f} rlap {cls['rlap']:.1f}")
     if r.get("s2n") is not None:
-        parts.append(f"S/N {r['s2n']:.0f}")
+        parts.append(f"S/N {_num(r['s2n'], '.0f')}")
     return " · ".join(parts)
 
 

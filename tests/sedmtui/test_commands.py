@@ -158,3 +158,9 @@ def test_redex_flags_and_commands_stay_textual_free():
             "print(','.join(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == ""
+
+
+def test_a_signal_to_noise_that_rounds_to_zero_never_prints_as_minus_zero():
+    from engine.commands import _whole
+
+    assert [_whole(v) for v in (-0.3, 0.2, -1.6, 12.5, None)] == ["0", "0", "-2", "12", "-"]

@@ -6,7 +6,6 @@ Only tests use these; they may import ``engine.synth`` and read truth files.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,9 +1,9 @@
 """The built-in WCS solver (pure, on synthetic star lists) and the astrometry.net backend."""
 
 import math
-from pathlib import Path
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
