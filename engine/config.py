@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from engine.errors import ConfigError
+from engine.instrument.sedm import GUIDER_PARITY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +124,7 @@ class AstrometryConfig:
     """Reference star catalogue directory (FITS tables ra, dec, mag); empty: ``<raw_root>/catalog``."""
     backend: str = "builtin"
     """``builtin`` or ``solve-field`` (astrometry.net, when installed)."""
-    parity: str = "neg"
+    parity: str = GUIDER_PARITY
     """Guider image parity (astrometry.net's names): ``neg`` (mirrored: the Rainbow Camera),
     ``pos`` or ``both``."""
     solve_field_cpulimit_s: float = 5.0

@@ -47,11 +47,13 @@ def demo_environment(environ: dict | None = None) -> dict[str, str]:
 
 def ensure_source(demo_dir: Path, night: str, full: bool, echo) -> Path:
     """The synthetic raw night (made once, reused)."""
-    from engine.synth.night import SYNTH_FORMAT, write_night
+    from engine.synth import SYNTH_FORMAT
 
     source = demo_dir / ("source-full" if full else "source-mini")
     done = source / ".done"
     if not (done.exists() and done.read_text().strip() == f"format {SYNTH_FORMAT}"):
+        from engine.synth.night import write_night
+
         echo(f"synthesising a {'full' if full else 'mini'} SEDM night {night} into {source} (once)…")
         t0 = time.perf_counter()
         shutil.rmtree(source, ignore_errors=True)

@@ -48,9 +48,8 @@ def _astrometry(header, task: dict, kind: str, out_dir: Path, raw_name: str) -> 
 
     settings = task["config"]["astrometry"]
     try:
-        options = SolverOptions(parity=settings.get("parity", "neg"),
-                                solve_field_cpulimit_s=settings.get("solve_field_cpulimit_s", 5.0),
-                                solve_field_config=settings.get("solve_field_config", ""))
+        options = SolverOptions(parity=settings["parity"], solve_field_cpulimit_s=settings["solve_field_cpulimit_s"],
+                                solve_field_config=settings["solve_field_config"])
         frames = select_guider_frames(header, guider_candidates(task["raw_dir"]))
         loc = locate_target(header, frames, task["catalog_dir"], task["night"], backend=settings["backend"],
                             config=options)

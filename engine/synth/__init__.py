@@ -2,3 +2,7 @@
 
 Used by tests, benchmarks and the demo; the reduction code never imports it.
 """
+
+SYNTH_FORMAT = 2
+"""What a seed renders, numbered: raised whenever the same seed gives other frames, so that a
+cached night (``sedmtui --demo``) is made again (2: mirrored Rainbow Camera frames)."""

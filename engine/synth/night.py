@@ -36,10 +36,6 @@ from engine.synth.frames import (
 from engine.synth.plan import FramePlan, plan_night
 
 
-SYNTH_FORMAT = 2
-"""What a seed renders, numbered: raised whenever the same seed gives other frames, so that a
-cached night (``sedmtui --demo``) is made again (2: mirrored Rainbow Camera frames)."""
-
 
 @lru_cache(maxsize=1)
 def _context(night: str, camera: str, seed: int, raw_root: str) -> NightContext:
