@@ -42,8 +42,13 @@ def _astrometry(header, task: dict, kind: str, out_dir: Path, raw_name: str) -> 
     """Astrometric target position (science only), the failure reason, guider view data."""
     if kind != "science":
         return None, "standard: brightest spaxel", None
-    from engine.astrometry import (guider_candidates, guider_product_name, locate_target, select_guider_frames,
-                                   write_guider_product)
+    from engine.astrometry import (
+        guider_candidates,
+        guider_product_name,
+        locate_target,
+        select_guider_frames,
+        write_guider_product,
+    )
     from engine.astrometry.options import AstrometryConfig as SolverOptions
 
     settings = task["config"]["astrometry"]
