@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.io.inputs import Refusal, is_night, parse_night
+
 log = logging.getLogger(__name__)
 
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs", "lustre", "gpfs"}
@@ -27,7 +29,7 @@ RAW_FILE = re.compile(r"^(ifu|rc)\d{8}_\d{2}_\d{2}_\d{2}\.fits$")
 def is_raw_frame(path: str | os.PathLike) -> bool:
     """True for ``ifuYYYYMMDD_HH_MM_SS.fits`` / ``rc...fits`` directly inside a night directory."""
     p = Path(path)
-    return bool(RAW_FILE.match(p.name)) and bool(NIGHT_DIR.match(p.parent.name))
+    return bool(RAW_FILE.match(p.name)) and is_night(p.parent.name)
 
 
 def filesystem_type(path: str | os.PathLike) -> str:
@@ -57,17 +59,40 @@ def resolve_polling(setting: str, raw_root: str | os.PathLike) -> bool:
 
 
 def scan_raw(raw_root: str | os.PathLike, nights: Iterable[str] | None = None) -> list[Path]:
-    """Every raw frame under ``raw_root/YYYYMMDD/`` (optionally only some nights), sorted."""
+    """Every raw frame under ``raw_root/YYYYMMDD/`` (optionally only some nights), sorted.
+
+    Directories whose name is not a real date (``20261399``) are skipped; see
+    :func:`ignored_night_dirs` for them and their reasons.
+    """
     root = Path(raw_root)
     out: list[Path] = []
     if not root.is_dir():
         return out
     wanted = set(nights) if nights is not None else None
     for d in root.iterdir():
-        if d.is_dir() and NIGHT_DIR.match(d.name) and (wanted is None or d.name in wanted):
-            with os.scandir(d) as it:
-                out.extend(Path(e.path) for e in it if e.is_file() and RAW_FILE.match(e.name))
+        if d.is_dir() and is_night(d.name) and (wanted is None or d.name in wanted):
+            try:
+                with os.scandir(d) as it:
+                    out.extend(Path(e.path) for e in it if e.is_file() and RAW_FILE.match(e.name))
+            except OSError as exc:
+                log.warning("cannot list %s: %s", d, exc)
     return sorted(out)
+
+
+def ignored_night_dirs(raw_root: str | os.PathLike) -> dict[str, str]:
+    """``{name: reason}`` of directories under the raw root that look like nights but are not."""
+    root = Path(raw_root)
+    out: dict[str, str] = {}
+    try:
+        entries = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return out
+    for d in entries:
+        if NIGHT_DIR.match(d.name) and d.is_dir():
+            night = parse_night(d.name)
+            if isinstance(night, Refusal):
+                out[d.name] = night.reason
+    return out
 
 
 class EventWatcher:
@@ -157,6 +182,7 @@ class CompletenessSweep:
                 self.candidates[p] = Candidate(st.st_size, st.st_mtime, now)
             elif (old.size, old.mtime) != (st.st_size, st.st_mtime):
                 old.size, old.mtime, old.stable_since = st.st_size, st.st_mtime, now
+                old.next_try = 0.0  # new bytes: try again once stable, not after the back-off
 
     def ready(self, now: float | None = None, *, force: bool = False) -> list[Path]:
         """Candidates stable for ``stable_s`` (all stable-looking ones with ``force``)."""
@@ -170,6 +196,7 @@ class CompletenessSweep:
                 continue
             if (st.st_size, st.st_mtime) != (c.size, c.mtime):
                 c.size, c.mtime, c.stable_since = st.st_size, st.st_mtime, now
+                c.next_try = 0.0  # the file changed since the failed attempt: retry once stable
                 continue
             if now < c.next_try:
                 continue

@@ -29,51 +29,82 @@ def _parse_header_cards(block: bytes) -> dict[str, str]:
     return cards
 
 
-def expected_fits_size(path: str | os.PathLike) -> int:
-    """Size a FITS file must have, from its headers (data is not read).
+VALID_BITPIX = frozenset({8, 16, 32, 64, -32, -64})
+MAX_NAXIS = 999
+MAX_HEADER_BLOCKS = 1000
+"""A header longer than this many 2880-byte blocks (36 000 cards) is refused."""
+MAX_HDUS = 1000
 
-    Walks every HDU: header blocks until ``END``, then
-    ``ceil(|BITPIX|/8 * GCOUNT * (PCOUNT + prod(NAXISn)) / 2880) * 2880`` data bytes.
+
+def _structure(cards: dict[str, str], name: str, *, hdu: int) -> int:
+    """Data bytes of one HDU from its structural keywords; refuse impossible values.
 
     Raises
     ------
     FrameError
-        (retryable) the file ends inside a header; (not retryable) it is not FITS.
+        (not retryable) a malformed, negative or impossible BITPIX, NAXIS, NAXISn, PCOUNT
+        or GCOUNT.
+    """
+    try:
+        bitpix = int(cards.get("BITPIX", "8"))
+        naxis = int(cards.get("NAXIS", "0"))
+        if not 0 <= naxis <= MAX_NAXIS:
+            raise ValueError(f"NAXIS = {naxis}")
+        dims = [int(cards.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]
+        pcount = int(cards.get("PCOUNT", "0"))
+        gcount = int(cards.get("GCOUNT", "1"))
+    except ValueError as exc:
+        raise FrameError(f"{name}: malformed FITS structural keyword in HDU {hdu} ({exc})") from exc
+    if bitpix not in VALID_BITPIX:
+        raise FrameError(f"{name}: HDU {hdu} has BITPIX = {bitpix} (not one of {sorted(VALID_BITPIX)})")
+    bad = [f"NAXIS{i + 1} = {d}" for i, d in enumerate(dims) if d < 0]
+    if bad or pcount < 0 or gcount < 0:
+        what = ", ".join(bad + ([f"PCOUNT = {pcount}"] if pcount < 0 else []) + ([f"GCOUNT = {gcount}"] if gcount < 0 else []))
+        raise FrameError(f"{name}: HDU {hdu} has a negative size keyword ({what}); not a valid FITS file")
+    nelem = math.prod(dims) if dims else 0
+    return abs(bitpix) // 8 * gcount * (pcount + nelem) if naxis else 0
+
+
+def expected_fits_size(path: str | os.PathLike) -> int:
+    """Size a FITS file must have, from its headers (data is not read).
+
+    Walks every HDU: header blocks until ``END``, then
+    ``ceil(|BITPIX|/8 * GCOUNT * (PCOUNT + prod(NAXISn)) / 2880) * 2880`` data bytes. Each
+    step moves forward, so a hostile header cannot make this loop.
+
+    Raises
+    ------
+    FrameError
+        (retryable) the file ends inside a header; (not retryable) it is not FITS, or a
+        structural keyword is malformed, negative or absurd.
     """
     path = Path(path)
     size = path.stat().st_size
     offset = 0
     with open(path, "rb") as fh:
-        first = True
-        while offset < size:
+        for hdu in range(MAX_HDUS):
             cards: dict[str, str] = {}
+            blocks = 0
             while "END" not in cards:
                 fh.seek(offset)
                 block = fh.read(BLOCK)
                 if len(block) < BLOCK:
                     raise FrameError(f"{path.name}: file ends inside a FITS header (still being written?)", retryable=True)
-                if first and not block.startswith(b"SIMPLE  ="):
+                if offset == 0 and not block.startswith(b"SIMPLE  ="):
                     raise FrameError(f"{path.name}: not a FITS file (no SIMPLE card)")
-                first = False
+                blocks += 1
+                if blocks > MAX_HEADER_BLOCKS:
+                    raise FrameError(f"{path.name}: HDU {hdu} header has no END within {MAX_HEADER_BLOCKS} blocks")
                 cards.update(_parse_header_cards(block))
                 offset += BLOCK
-            try:
-                bitpix = abs(int(cards.get("BITPIX", "8")))
-                naxis = int(cards.get("NAXIS", "0"))
-                dims = [int(cards.get(f"NAXIS{i}", "0")) for i in range(1, naxis + 1)]
-                pcount = int(cards.get("PCOUNT", "0"))
-                gcount = int(cards.get("GCOUNT", "1"))
-            except ValueError as exc:
-                raise FrameError(f"{path.name}: malformed FITS structural keyword ({exc})") from exc
-            nelem = math.prod(dims) if dims else 0
-            nbytes = bitpix // 8 * gcount * (pcount + nelem) if naxis else 0
+            nbytes = _structure(cards, path.name, hdu=hdu)
             offset += int(math.ceil(nbytes / BLOCK)) * BLOCK
             if offset >= size:
-                break
+                return offset
             fh.seek(offset)
             if not fh.read(8).startswith(b"XTENSION"):
-                break
-    return offset
+                return offset
+    raise FrameError(f"{path.name}: more than {MAX_HDUS} HDUs; refused")
 
 
 def check_complete(path: str | os.PathLike) -> int:
@@ -187,7 +218,11 @@ def write_atomic(hdul: fits.HDUList | fits.PrimaryHDU, path: str | os.PathLike) 
     for hdu in hdul:
         fit_comments(hdu.header)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # two processes never share a temporary
+    try:
+        hdul.writeto(tmp, overwrite=True, output_verify="silentfix")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path

@@ -14,6 +14,7 @@ cleanly; a restart resumes: finished work is recorded in the database and is not
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
@@ -26,14 +27,15 @@ from pathlib import Path
 
 from engine.config import Config
 from engine.errors import EngineError, RequestError
-from engine.ingest.watcher import EventWatcher, resolve_polling, scan_raw
+from engine.ingest.watcher import EventWatcher, ignored_night_dirs, resolve_polling, scan_raw
+from engine.io.inputs import Refusal, parse_night
 from engine.pipeline.ingest import Ingestor, nights_to_scan
 from engine.pipeline.jobs import InlineExecutor, Job, init_worker, start_worker
 from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
-from engine.state.requests import claim_next, requeue_stale, validate_shape
+from engine.state.requests import claim_next, requeue_stale
 from engine.state.writer import StateWriter
-from engine.timeutil import utc_now
+from engine.timeutil import utc_now, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,22 @@ def default_stages(config: Config) -> list[Stage]:
     from engine.pipeline.registry import build_stages
 
     return build_stages(config)
+
+
+def absolute_paths(config: Config) -> Config:
+    """``config`` with its raw root, reduction root and database made absolute, once.
+
+    Watch events name files by absolute paths and rescans by the configured spelling; a
+    relative ``--raw-root`` would ingest every file twice.
+    """
+    paths = config.paths
+    resolved = dataclasses.replace(
+        paths,
+        raw_root=str(Path(paths.raw_root).expanduser().resolve()),
+        redux_root=str(Path(paths.redux_root).expanduser().resolve()),
+        db=str(Path(paths.db).expanduser().resolve()) if paths.db else "",
+    )
+    return dataclasses.replace(config, paths=resolved)
 
 
 class Engine:
@@ -64,11 +82,15 @@ class Engine:
                  stages: list[Stage] | None = None) -> None:
         if once and night is None:
             raise EngineError("--once needs --night YYYYMMDD")
+        if night is not None and isinstance(parse_night(night), Refusal):
+            raise EngineError(f"--night: {parse_night(night).reason}")
+        config = absolute_paths(config)
         self.config = config
         self.night = night
         self.once = once
         self.raw_root = Path(config.paths.raw_root)
         self.redux_root = Path(config.paths.redux_root)
+        self.ignored_dirs: set[str] = set()
         self.db = open_writer(config.paths.db_path)
         self.writer = StateWriter(self.db)
         self.stages = stages if stages is not None else default_stages(config)
@@ -90,8 +112,7 @@ class Engine:
         n = requeue_stale(self.db)
         if n:
             self.writer.event("engine", f"{n} interrupted request(s) put back in the queue")
-        with self.writer.transaction():
-            self.db.execute("UPDATE observations SET state='waiting', stage='requeued after restart' WHERE state='reducing'")
+        self._requeue_observations()
         workers = self.config.engine.workers
         if workers <= 1:
             self.executor = InlineExecutor()
@@ -115,6 +136,17 @@ class Engine:
             self.watcher = EventWatcher(self.raw_root, force_polling=polling, poll_delay_ms=self.config.watch.poll_delay_ms)
             self.watcher.start()
             self.writer.event("engine", f"watching {self.raw_root} ({'polling' if polling else 'inotify'})")
+
+    def _requeue_observations(self) -> None:
+        """Exposures left ``reducing`` by a dead engine go back to ``waiting``, each with an event."""
+        with self.writer.transaction():
+            rows = self.writer.all("SELECT id, night, obs_id, object FROM observations WHERE state='reducing'")
+            for r in rows:
+                self.writer.update("observations", r["id"], {"state": "waiting", "stage": "requeued after restart",
+                                                             "updated": utc_now_iso()})
+                self.writer.event("observation", f"{r['obs_id']} {r['object'] or ''}: interrupted by an engine stop; "
+                                  "queued again", night=r["night"], obs_id=r["obs_id"], level="warning",
+                                  payload={"state": "waiting", "requeued": True})
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM request a clean stop."""
@@ -193,6 +225,7 @@ class Engine:
         scan_nights = nights_to_scan(self.night) if self.night else None
         if now - self._last_rescan > self.config.watch.rescan_s or self._last_rescan == 0.0:
             self.ingestor.nominate(scan_raw(self.raw_root, scan_nights))
+            self._report_ignored_dirs()
             self._last_rescan = now
         if self.watcher is not None:
             paths = self.watcher.drain()
@@ -205,6 +238,15 @@ class Engine:
         if self.night:
             self._open_night(self.night)
         return bool(rows)
+
+    def _report_ignored_dirs(self) -> None:
+        """Say once (log and event) why a directory that looks like a night is ignored."""
+        for name, reason in sorted(ignored_night_dirs(self.raw_root).items()):
+            if name not in self.ignored_dirs:
+                self.ignored_dirs.add(name)
+                log.warning("ignoring %s: %s", self.raw_root / name, reason)
+                self.writer.event("engine", f"ignoring raw directory {name}: {reason}", level="warning",
+                                  payload={"ignored_dir": name})
 
     def _open_night(self, night: str) -> None:
         if night not in self.nights:
@@ -298,7 +340,8 @@ class Engine:
             worked = True
             self._set_activity(f"request #{req['id']} {req['kind']} {req['target'] or ''}".strip())
             try:
-                validate_shape(req["kind"], req["night"], req["target"], req["params"])
+                if req["refusal"]:
+                    raise RequestError(req["refusal"])
                 handler = handlers.get(req["kind"])
                 if handler is None:
                     raise RequestError(f"this engine cannot serve {req['kind']} requests yet")

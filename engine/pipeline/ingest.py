@@ -1,5 +1,13 @@
 """Ingest: promote complete raw files into ``frames`` rows (and ``observations`` for IFU
-standard/science exposures), recording bad files with their reason and retrying them."""
+standard/science exposures), recording bad files with their reason and retrying them.
+
+Every file passes the input boundary (:mod:`engine.io.inputs`) first: its night directory,
+its name, its FITS structure and its header cards. A file refused for good (not FITS, an
+impossible time in its name, an unparsable header card, ``EXPTIME <= 0``...) is recorded once
+with its reason and not read again unless it changes. A file still being written (truncated)
+is retried; a change of its size or mtime makes it a candidate again at once, so a slowly
+written file is ingested within ``stable_s`` (plus one sweep) of its completion.
+"""
 
 from __future__ import annotations
 
@@ -10,64 +18,94 @@ from pathlib import Path
 
 from engine.config import WatchConfig
 from engine.errors import FrameError
-from engine.ingest.planner import classify_frame, obs_id_of
+from engine.ingest.planner import classify_frame
 from engine.ingest.watcher import CompletenessSweep
-from engine.io.fitsio import check_complete, header_value, read_header
+from engine.io.fitsio import check_complete
+from engine.io.inputs import (
+    RawName,
+    Refusal,
+    check_exposure,
+    clean_text,
+    parse_night,
+    parse_raw_name,
+    read_frame_header,
+)
 from engine.state.writer import StateWriter
 from engine.timeutil import previous_night, utc_now_iso
 
 log = logging.getLogger(__name__)
 
-HEADER_KEYS_KEPT = (
-    "OBJECT", "NAME", "IMGTYPE", "EXPTIME", "ADCSPEED", "GAIN", "AIRMASS", "ENDAIR", "JD", "MJD_OBS",
-    "TEL_RA", "TEL_DEC", "OBJRA", "OBJDEC", "TEL_PA", "END_PA", "IN_AIR", "IN_HUM", "BARPRESS", "DOMEST",
-    "LAMPCUR", "REQ_ID", "OBJ_ID", "P60PRID", "CAM_NAME", "RA_RATE", "DEC_RATE", "OBSDATE", "OBSTIME",
-)
 
+def frame_row(path: Path, values: dict, size: int, mtime: float, name: RawName) -> dict:
+    """The ``frames`` row of a complete raw file (classified with the SEDM rules).
 
-def frame_row(path: Path, header, size: int, mtime: float) -> dict:
-    """The ``frames`` row of a complete raw file (classified with the SEDM rules)."""
-    night_dir = path.parent.name
-    obs_id = obs_id_of(path.name)
-    prev_day = bool(obs_id) and int(obs_id[:2]) >= 20
-    cls = classify_frame(header, path.name, previous_day=prev_day)
-    jd = header_value(header, "JD", cast=float)
+    Parameters
+    ----------
+    path : Path
+        The raw file.
+    values : dict
+        Its validated header keywords (:func:`engine.io.inputs.read_frame_header`).
+    size, mtime : int, float
+        File size and modification time.
+    name : RawName
+        Its parsed file name.
+    """
+    prev_day = int(name.obs_id[:2]) >= 20
+    cls = classify_frame(values, path.name, previous_day=prev_day)
+    jd = values.get("JD")
     if jd is None or jd <= 0:
-        jd = _jd_from_name(path.name)
+        jd = name.jd
     return {
-        "night": night_dir,
+        "night": path.parent.name,
         "file": path.name,
         "path": str(path),
         "camera": "rc" if cls.kind == "guider" else "ifu",
         "kind": cls.kind,
         "lamp": cls.lamp,
         "reason": cls.reason,
-        "object": str(header.get("OBJECT", "") or ""),
-        "name": str(header.get("NAME", "") or ""),
-        "imgtype": str(header.get("IMGTYPE", "") or ""),
-        "exptime": header_value(header, "EXPTIME", cast=float),
-        "adcspeed": header_value(header, "ADCSPEED", cast=float),
-        "airmass": header_value(header, "AIRMASS", cast=float),
+        "object": str(values.get("OBJECT", "")),
+        "name": str(values.get("NAME", "")),
+        "imgtype": str(values.get("IMGTYPE", "")),
+        "exptime": values.get("EXPTIME"),
+        "adcspeed": values.get("ADCSPEED"),
+        "airmass": values.get("AIRMASS"),
         "jd": jd,
-        "obs_id": obs_id,
+        "obs_id": name.obs_id,
         "size": size,
         "mtime": mtime,
         "state": "ingested",
         "error": None,
-        "header_json": json.dumps({k: header[k] for k in HEADER_KEYS_KEPT if k in header}, default=str),
+        "next_retry": None,
+        "header_json": json.dumps(values, default=str),
     }
 
 
-def _jd_from_name(name: str) -> float | None:
-    import datetime as dt
+def file_key(path: Path) -> tuple[str, str]:
+    """``(night directory, file name)``: the same file however the raw root is spelled."""
+    return path.parent.name, path.name
 
-    from engine.ingest.planner import date_of
 
-    d, o = date_of(name), obs_id_of(name)
-    if not d or not o:
-        return None
-    t = dt.datetime.strptime(f"{d}{o}", "%Y%m%d%H_%M_%S").replace(tzinfo=dt.timezone.utc)
-    return 2440587.5 + t.timestamp() / 86400.0
+def read_raw_file(path: Path) -> dict:
+    """A raw file through the input boundary: its ``frames`` row, or a FrameError with the reason.
+
+    Raises
+    ------
+    FrameError
+        The file is refused (``retryable`` when it may still be being written).
+    """
+    night = parse_night(path.parent.name)
+    if isinstance(night, Refusal):
+        raise FrameError(f"{path.name}: directory {night.reason}")
+    name = parse_raw_name(path.name)
+    if isinstance(name, Refusal):
+        raise FrameError(name.reason)
+    size = check_complete(path)
+    values = read_frame_header(path)
+    row = frame_row(path, values, size, path.stat().st_mtime, name)
+    refusal = check_exposure(values, row["kind"], path.name)
+    if refusal is not None:
+        raise FrameError(refusal.reason)
+    return row
 
 
 class Ingestor:
@@ -85,12 +123,30 @@ class Ingestor:
         self.writer = writer
         self.watch = watch
         self.sweep_state = CompletenessSweep(stable_s=watch.stable_s)
-        rows = writer.all("SELECT path, state FROM frames")
-        self.known = {Path(r["path"]) for r in rows if r["state"] != "failed"}
+        rows = writer.all("SELECT night, file, state, next_retry, size, mtime FROM frames")
+        self.known = {(r["night"], r["file"]) for r in rows if r["state"] != "failed"}
+        self.refused: dict[tuple[str, str], tuple] = {
+            (r["night"], r["file"]): (r["size"], r["mtime"]) for r in rows
+            if r["state"] == "failed" and r["next_retry"] is None
+        }
 
     def nominate(self, paths) -> None:
-        """Consider paths (from events or a rescan); already-ingested files are ignored."""
-        self.sweep_state.nominate(p for p in paths if p not in self.known)
+        """Consider paths (from events or a rescan); ingested and refused files are ignored
+        (a refused file is considered again only once its size or mtime changed)."""
+        self.sweep_state.nominate(p for p in paths if file_key(p) not in self.known and not self._still_refused(p))
+
+    def _still_refused(self, path: Path) -> bool:
+        seen = self.refused.get(file_key(path))
+        if seen is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return True
+        if (st.st_size, st.st_mtime) == seen:
+            return True
+        del self.refused[file_key(path)]
+        return False
 
     @property
     def pending(self) -> int:
@@ -103,25 +159,30 @@ class Ingestor:
         new_rows = []
         for path in self.sweep_state.ready(now, force=force):
             try:
-                size = check_complete(path)
-                header = read_header(path)
-                row = frame_row(path, header, size, path.stat().st_mtime)
+                row = read_raw_file(path)
             except FrameError as exc:
                 self._bad_file(path, exc, now, force)
                 continue
             except OSError as exc:  # vanished or unreadable
                 self._bad_file(path, FrameError(f"{path.name}: {exc}", retryable=True), now, force)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bad file is recorded, never stops the night
+                log.exception("reading %s failed", path)
+                self._bad_file(path, FrameError(f"{path.name}: cannot be read ({type(exc).__name__}: {exc})"), now, force)
+                continue
             self._record(row)
             self.sweep_state.done(path)
-            self.known.add(path)
+            self.known.add(file_key(path))
             new_rows.append(row)
         return new_rows
+
+    def _existing(self, night: str, file: str) -> dict | None:
+        return self.writer.one("SELECT id, error, path FROM frames WHERE night=? AND file=?", [night, file])
 
     def _record(self, row: dict) -> None:
         w = self.writer
         with w.transaction():
-            existing = w.one("SELECT id FROM frames WHERE path=?", [row["path"]])
+            existing = self._existing(row["night"], row["file"])
             row = dict(row, updated=utc_now_iso())
             if existing:
                 w.update("frames", existing["id"], row)
@@ -154,33 +215,39 @@ class Ingestor:
                 night=row["night"], obs_id=row["obs_id"], payload={"state": "waiting"})
 
     def _bad_file(self, path: Path, exc: FrameError, now: float, force: bool) -> None:
+        """Record a refused file with its reason; retry only what may still be being written."""
         cand = self.sweep_state.candidates[path]
         backoff = self.watch.retry_backoff_s
         delay = backoff[min(cand.attempts, len(backoff) - 1)]
-        give_up = cand.attempts + 1 >= self.watch.max_retries or (force and not exc.retryable)
-        if force and exc.retryable and cand.attempts >= 1:
-            give_up = True
-        message = str(exc) if not give_up else f"{exc} (gave up after {cand.attempts + 1} attempts)"
+        give_up = (not exc.retryable or cand.attempts + 1 >= self.watch.max_retries
+                   or (force and cand.attempts >= 1))
+        reason = clean_text(exc, max_len=500)
+        message = reason if not give_up or not exc.retryable else f"{reason} (gave up after {cand.attempts + 1} attempts)"
         cand = self.sweep_state.retry_later(path, delay, message, now)
+        if give_up:
+            self.sweep_state.done(path)
+            self.refused[file_key(path)] = (cand.size, cand.mtime)
+        log.warning("%s", message)
+        if isinstance(parse_night(path.parent.name), Refusal):
+            return  # not a night directory: logged, never a state row
         night = path.parent.name
         w = self.writer
         with w.transaction():
-            existing = w.one("SELECT id, error FROM frames WHERE path=?", [str(path)])
+            existing = self._existing(night, path.name)
             fields = {
                 "night": night, "file": path.name, "path": str(path), "state": "failed", "error": message,
                 "attempts": cand.attempts, "next_retry": None if give_up else now + delay,
-                "size": cand.size, "mtime": cand.mtime, "obs_id": obs_id_of(path.name), "updated": utc_now_iso(),
+                "size": cand.size, "mtime": cand.mtime, "updated": utc_now_iso(),
             }
+            name = parse_raw_name(path.name)
+            fields["obs_id"] = None if isinstance(name, Refusal) else name.obs_id
             if existing:
                 w.update("frames", existing["id"], fields)
             else:
                 w.insert("frames", dict(fields, created=utc_now_iso()))
             if existing is None or existing["error"] != message:
                 w.event("frame_failed", message, night=night, frame=path.name, level="warning",
-                        payload={"retry_in_s": None if give_up else delay})
-        if give_up:
-            self.sweep_state.done(path)
-        log.warning("%s", message)
+                        payload={"retry_in_s": None if give_up else delay, "retryable": bool(exc.retryable)})
 
 
 def nights_to_scan(night: str) -> list[str]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlite_utils import Database
 
-from engine.errors import SchemaError
+from engine.errors import EngineError, SchemaError
 from engine.state.schema import MIGRATION_SET, SCHEMA_MIGRATIONS, migrations
 
 BUSY_TIMEOUT_S = 10.0
@@ -36,22 +40,105 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One atomic write that takes the write lock first (``BEGIN IMMEDIATE``).
+
+    A deferred ``BEGIN`` that reads and then writes fails at once with "database is locked"
+    when another connection (a console filing a request) commits in between: the busy timeout
+    cannot help a read snapshot that became stale. ``BEGIN IMMEDIATE`` waits for the lock (up
+    to the busy timeout) before reading, so the transaction never has to upgrade. Nested calls
+    become savepoints of the outer transaction.
+    """
+    if conn.in_transaction:
+        name = f"sp_{secrets.token_hex(6)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _raw_conn(db) -> sqlite3.Connection:
+    """The sqlite3 connection of a ``sqlite_utils.Database`` (or the connection itself)."""
+    return db.conn if isinstance(db, Database) else db
+
+
+def immediate(db) -> Iterator[sqlite3.Connection]:
+    """:func:`write_transaction` on a ``sqlite_utils.Database`` or a connection."""
+    return write_transaction(_raw_conn(db))
+
+
+def _unwritable_files(path: Path) -> list[str]:
+    """The database's files (and directory) this user cannot write, for error messages."""
+    bad = []
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if p.exists() and not os.access(p, os.W_OK):
+            owner = _owner(p)
+            bad.append(f"{p.name} (owner {owner})" if owner else p.name)
+    if not os.access(path.parent, os.W_OK):
+        bad.append(f"the directory {path.parent}")
+    return bad
+
+
+def _owner(path: Path) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (ImportError, KeyError, OSError):
+        return ""
+
+
 def open_writer(path: str | Path) -> Database:
     """Open (create, migrate) the database for the engine, the only writer of state rows.
 
     WAL mode, ``synchronous=NORMAL``, a 64 MB journal size limit; pending migrations are
-    applied, each in its own transaction.
+    applied, each in its own transaction. The connection is in autocommit mode: every write
+    transaction is explicit (:func:`write_transaction`), never an implicit deferred ``BEGIN``.
+
+    Raises
+    ------
+    EngineError
+        The database or its ``-wal``/``-shm`` files cannot be written by this user.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
+    conn.isolation_level = None
     db = Database(conn, execute_plugins=False)
-    db.enable_wal()
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA journal_size_limit=67108864")
-    db.execute("PRAGMA foreign_keys=ON")
-    check_schema(conn)
-    migrations.apply(db)
+    try:
+        db.enable_wal()
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA journal_size_limit=67108864")
+        db.execute("PRAGMA foreign_keys=ON")
+        check_schema(conn)
+        migrations.apply(db)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        bad = _unwritable_files(path)
+        hint = (f"; not writable by this user: {', '.join(bad)}. Fix the permissions, or remove a stale "
+                "-wal/-shm left by another user when no process has the database open") if bad else ""
+        msg = f"cannot write the state database {path}: {exc}{hint}"
+        raise EngineError(msg) from exc
     return db
 
 

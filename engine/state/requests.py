@@ -20,17 +20,25 @@ Kinds and parameters
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import sqlite3
 from typing import Any
 
-from engine.errors import RequestError
+from engine.io.inputs import (
+    MAX_USER,
+    REQUEST_KINDS,
+    TARGETED_KINDS,
+    Refusal,
+    check_request_row,
+    clean_text,
+    encode_params,
+    validate_request,
+)
+from engine.state.db import immediate
 from engine.timeutil import utc_now_iso
 
-REQUEST_KINDS: tuple[str, ...] = ("reextract", "recover", "accept", "reject", "report", "final_report")
-TARGETED_KINDS: frozenset[str] = frozenset({"reextract", "recover", "accept", "reject"})
-
+__all__ = ["REQUEST_KINDS", "TARGETED_KINDS", "claim_next", "default_user", "requeue_stale", "submit_request",
+           "validate_shape"]
 
 def default_user() -> str:
     """The requesting user: ``$SEDM_USER``, else the login name."""
@@ -46,31 +54,14 @@ def default_user() -> str:
 def validate_shape(kind: str, night: str | None, target: str | None, params: dict[str, Any]) -> None:
     """Check a request's kind and parameter shapes (the engine checks meaning).
 
+    Delegates to :func:`engine.io.inputs.validate_request`, the input boundary.
+
     Raises
     ------
     RequestError
-        Unknown kind, missing target, malformed centroid, region or lstep.
+        Unknown kind, bad night or target, malformed centroid (NaN included), region, lstep.
     """
-    if kind not in REQUEST_KINDS:
-        raise RequestError(f"unknown request kind {kind!r}; known: {', '.join(REQUEST_KINDS)}")
-    if kind in TARGETED_KINDS and not (night and target):
-        raise RequestError(f"a {kind} request needs a night and a target (HH_MM_SS)")
-    if kind == "reextract":
-        centroid = params.get("centroid")
-        if centroid is not None:
-            if len(centroid) != 2 or not all(isinstance(v, (int, float)) for v in centroid):
-                raise RequestError(f"centroid must be two numbers [x, y], not {centroid!r}")
-        region = params.get("region")
-        if region is not None:
-            if not isinstance(region, dict) or not set(region) <= {"radius", "include", "exclude"}:
-                raise RequestError(f"region must be {{radius|include|exclude}}, not {region!r}")
-            if "include" in region and len(region["include"]) == 0:
-                raise RequestError("the region includes no spaxel")
-        lstep = params.get("lstep", 1)
-        if not isinstance(lstep, int) or not 1 <= lstep <= 5:
-            raise RequestError(f"lstep must be an integer 1-5, not {lstep!r}")
-    if kind in {"accept", "reject"} and not isinstance(params.get("extraction_id"), int):
-        raise RequestError(f"a {kind} request needs the extraction_id of the re-extraction")
+    validate_request(kind, night, target, params)
 
 
 def submit_request(
@@ -82,38 +73,58 @@ def submit_request(
     params: dict[str, Any] | None = None,
     user: str | None = None,
 ) -> int:
-    """Insert a ``pending`` request (the only write a console makes) and return its id."""
+    """Insert a ``pending`` request (the only write a console makes) and return its id.
+
+    Raises
+    ------
+    RequestError
+        Invalid request (see :func:`validate_shape`), or parameters larger than
+        :data:`engine.io.inputs.MAX_PARAMS_BYTES`.
+    """
     params = dict(params or {})
     validate_shape(kind, night, target, params)
+    params_json = encode_params(params)
+    user = clean_text(user or default_user(), max_len=MAX_USER)
     with conn:
         cur = conn.execute(
             """INSERT INTO requests (created, user, kind, night, target, params_json, status)
                VALUES (?, ?, ?, ?, ?, ?, 'pending')""",
-            [utc_now_iso(), user or default_user(), kind, night, target, json.dumps(params)],
+            [utc_now_iso(), user, kind, night, target, params_json],
         )
     return int(cur.lastrowid)
 
 
 def claim_next(db) -> dict[str, Any] | None:
-    """Engine: take the oldest pending request (status -> ``running``)."""
-    with db.atomic():
-        row = db.execute(
-            "SELECT * FROM requests WHERE status='pending' ORDER BY id LIMIT 1"
-        ).fetchone()
+    """Engine: take the oldest pending request (status -> ``running``).
+
+    The row is checked at the boundary (:func:`engine.io.inputs.check_request_row`): a
+    request whose stored parameters are malformed (a client wrote the table directly) comes
+    back with ``params = None`` and ``refusal`` set to the reason, so the engine fails it
+    instead of crashing on it at every restart.
+    """
+    with immediate(db):
+        cur = db.execute("SELECT * FROM requests WHERE status='pending' ORDER BY id LIMIT 1")
+        row = cur.fetchone()
         if row is None:
             return None
-        cols = [d[0] for d in db.execute("SELECT * FROM requests LIMIT 0").description]
-        req = dict(zip(cols, row))
+        req = dict(zip([d[0] for d in cur.description], row))
         db.execute(
             "UPDATE requests SET status='running', claimed_at=? WHERE id=?", [utc_now_iso(), req["id"]]
         )
     req["status"] = "running"
-    req["params"] = json.loads(req["params_json"] or "{}")
+    for key in ("night", "target", "user", "kind"):
+        if req.get(key) is not None and not isinstance(req[key], str):
+            req[key] = str(req[key])
+    checked = check_request_row(req)
+    req["params"] = None if isinstance(checked, Refusal) else checked
+    req["refusal"] = checked.reason if isinstance(checked, Refusal) else None
+    req["target"] = None if req["target"] is None else clean_text(req["target"], max_len=40)
+    req["user"] = None if req["user"] is None else clean_text(req["user"], max_len=MAX_USER)
     return req
 
 
 def requeue_stale(db) -> int:
     """Engine start-up: requests left ``running`` by a dead engine become ``pending``."""
-    with db.atomic():
+    with immediate(db):
         cur = db.execute("UPDATE requests SET status='pending', claimed_at=NULL WHERE status='running'")
     return cur.rowcount

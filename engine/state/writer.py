@@ -19,9 +19,43 @@ from sqlite_utils import Database
 
 from engine import __version__
 from engine.errors import LeaseError
+from engine.io.inputs import clean_text
+from engine.state.db import immediate
 from engine.timeutil import now_s, utc_now_iso
 
 LEASE_NAME = "engine"
+MAX_EVENT_MESSAGE = 2000
+"""Longest event message kept [characters]; outside text in it is neutralised (clean_text)."""
+
+
+def holder_is_dead(owner: str | None) -> bool:
+    """True if a lease holder ``host:pid`` ran on this host and that process no longer exists.
+
+    Only a provable absence counts: another host, a malformed owner, or a process this user
+    may not signal (``EPERM``: it exists) all answer False.
+    """
+    host, _, pid_text = str(owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent (state ``Z`` in /proc) is gone too."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _json(value: Any) -> str | None:
@@ -45,8 +79,8 @@ class StateWriter:
     # ------------------------------------------------------------------ transactions
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """One atomic write (nested calls become savepoints)."""
-        with self.db.atomic():
+        """One atomic write that takes the write lock first (nested calls become savepoints)."""
+        with immediate(self.db):
             yield self.db
 
     def data_version(self) -> int:
@@ -57,26 +91,33 @@ class StateWriter:
     def acquire_lease(self, timeout_s: float) -> None:
         """Take the writer lease, or raise if another live engine holds it.
 
+        A lease whose heartbeat is younger than ``timeout_s`` is respected, unless its holder
+        ran on this host and its process is provably gone (``kill -9``): then it is taken
+        over at once, with an event saying so.
+
         Raises
         ------
         LeaseError
-            Another engine's heartbeat is younger than ``timeout_s``.
+            Another engine's heartbeat is younger than ``timeout_s`` and it may be alive.
         """
         token = secrets.token_hex(8)
         now = now_s()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.db):
             row = self.db.execute(
                 "SELECT owner, heartbeat, status, heartbeat_iso FROM engine WHERE name = ?", [LEASE_NAME]
             ).fetchone()
+            takeover = None
             if row is not None and row[2] == "running" and row[1] is not None and now - row[1] < timeout_s:
-                age = now - row[1]
-                msg = (
-                    f"another engine ({row[0]}) holds the state database: its last heartbeat was "
-                    f"{age:.1f} s ago ({row[3]}). Stop it first, or wait {timeout_s - age:.0f} s "
-                    "if it has died."
-                )
-                raise LeaseError(msg)
+                if holder_is_dead(row[0]):
+                    takeover = f"the previous engine ({row[0]}) is gone (no such process on this host)"
+                else:
+                    age = now - row[1]
+                    msg = (
+                        f"another engine ({row[0]}) holds the state database: its last heartbeat was "
+                        f"{age:.1f} s ago ({row[3]}). Stop it first, or wait {timeout_s - age:.0f} s "
+                        "if it has died."
+                    )
+                    raise LeaseError(msg)
             self.db.execute(
                 """INSERT INTO engine (name, owner, token, version, started, heartbeat, heartbeat_iso,
                                        activity, queue_len, status)
@@ -87,11 +128,9 @@ class StateWriter:
                      status='running'""",
                 [LEASE_NAME, self.owner, token, __version__, utc_now_iso(), now, utc_now_iso()],
             )
+            if takeover:
+                self._event_sql("engine", f"lease taken over: {takeover}", level="warning")
             self._event_sql("engine", f"engine started ({self.owner}, version {__version__})")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         self.token = token
 
     def heartbeat(self, activity: str | None = None, queue_len: int | None = None) -> None:
@@ -145,10 +184,13 @@ class StateWriter:
         level: str = "info",
         payload: Mapping[str, Any] | None = None,
     ) -> int:
+        if message is not None:
+            message = clean_text(message, max_len=MAX_EVENT_MESSAGE)
         cur = self.db.execute(
             """INSERT INTO events (ts, night, kind, obs_id, frame, level, message, payload_json)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-            [utc_now_iso(), night, kind, obs_id, frame, level, message, _json(payload)],
+            [utc_now_iso(), night, kind, None if obs_id is None else clean_text(obs_id, max_len=40),
+             None if frame is None else clean_text(frame, max_len=200), level, message, _json(payload)],
         )
         return int(cur.lastrowid)
 
