@@ -20,9 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
+
+from engine.io.inputs import clean_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ENGINE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 CONSOLE_TABLE = "console"
@@ -81,16 +84,18 @@ def _open(ns: argparse.Namespace, *, write: bool):
         if not db.exists():
             raise SystemExit(_fail(f"no state database at {db}: start the engine (sedmtui --batch) or pass --db",
                                    EXIT_USAGE))
-        reader = StateReader(db)
+        reader = StateReader(db, readonly=not write)
         conn = connect(db) if write else None
     except EngineError as exc:
         raise SystemExit(_fail(str(exc), EXIT_USAGE)) from exc
+    except sqlite3.Error as exc:
+        raise SystemExit(_fail(f"cannot open the state database: {exc}", EXIT_USAGE)) from exc
     night = getattr(ns, "night", None) or next(iter(reader.nights()), None)
     return config, reader, conn, night
 
 
 def _fail(msg: str, code: int) -> int:
-    print(f"sedmtui: {msg}", file=sys.stderr)
+    print(f"sedmtui: {clean_text(msg)}", file=sys.stderr)
     return code
 
 
@@ -103,8 +108,8 @@ def engine_line(status: dict) -> str:
     state = "alive" if status.get("alive") else ("stopped" if status.get("status") == "stopped" else "STALE")
     activity = status.get("activity") or "-"
     doing = "" if activity == state else f" · {activity}"
-    return (f"engine: {state}{doing} · queue {status.get('queue_len') or 0} · "
-            f"heartbeat {age_s} ({status.get('owner') or '?'}, {status.get('version') or '?'})")
+    return clean_text(f"engine: {state}{doing} · queue {status.get('queue_len') or 0} · "
+                      f"heartbeat {age_s} ({status.get('owner') or '?'}, {status.get('version') or '?'})")
 
 
 def no_engine_message(status: dict) -> str:
@@ -161,15 +166,22 @@ def targets_table(rows: list[dict], candidates: dict[str, int] | None = None) ->
             ext, "yes" if r["delivered"] else "no",
             (r.get("quality_reason") or r.get("error") or "") if (r["quality"] or 0) > 0 or r.get("error") else "",
         ])
+    body = [[clean_text(c) for c in b] for b in body]  # header and request text may hold escape codes
     widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([fmt(head)] + [fmt(b) for b in body])
 
 
 def run_status(ns: argparse.Namespace) -> int:
-    """``sedmtui status``: engine status, calibration and the night's targets as text."""
+    """``sedmtui status``: engine status, calibration and the night's targets as text.
+
+    Read-only: it opens the database without creating any file, so it also works on a
+    read-only mount or on a database owned by another user.
+    """
     try:
         return _status(ns)
+    except sqlite3.Error as exc:
+        return _fail(f"cannot read the state database: {exc}", EXIT_USAGE)
     except BrokenPipeError:  # `sedmtui status | head`: the reader went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -190,7 +202,7 @@ def _status(ns: argparse.Namespace) -> int:
         src = f" from {cal['source_night']}" if cal["source_night"] and cal["source_night"] != night else ""
         rms = stats.get("wave_rms_median_aa")
         flat = stats.get("flat_std")
-        print(f"night {night} · calibration {cal['status']}{src} ({cal['level'] or '-'} set)"
+        print(f"night {clean_text(night)} · calibration {cal['status']}{src} ({cal['level'] or '-'} set)"
               + (f" · λ rms {rms:.2f} Å" if rms is not None else "") + (f" · {stats['nspax']} spaxels" if stats.get("nspax") else "")
               + (f" · flat std {100 * flat:.1f} %" if flat is not None else ""))
     rows = reader.targets(night)
@@ -199,8 +211,8 @@ def _status(ns: argparse.Namespace) -> int:
     print(targets_table(rows, cands) if rows else "no exposure yet")
     pending = reader.requests(status="pending") + reader.requests(status="running")
     if pending:
-        print(f"{len(pending)} request(s) waiting: " + ", ".join(f"#{r['id']} {r['kind']} {r['target'] or ''}".strip()
-                                                              for r in pending))
+        print(clean_text(f"{len(pending)} request(s) waiting: " + ", ".join(
+            f"#{r['id']} {r['kind']} {r['target'] or ''}".strip() for r in pending)))
     reader.close()
     return EXIT_OK
 
@@ -222,7 +234,7 @@ def run_report(ns: argparse.Namespace) -> int:
         if not path.exists():
             return _fail(f"no report for {night} yet ({path} does not exist): run `sedmtui report` with a live engine",
                          EXIT_USAGE)
-        print(path.read_text(), end="")
+        print(clean_text(path.read_text(errors="replace"), keep_newlines=True), end="")
         return EXIT_OK
     status = reader.engine_status()
     if not status.get("alive"):
@@ -247,7 +259,7 @@ def run_report(ns: argparse.Namespace) -> int:
         return _fail(f"the engine refused: {row['error']}", EXIT_FAILED)
     paths = json.loads(row["result_json"] or "{}")
     shown = Path(paths.get("final") or paths.get("report") or report)
-    print(shown.read_text(), end="")
+    print(clean_text(shown.read_text(errors="replace"), keep_newlines=True), end="")
     print(f"\n(written to {', '.join(paths.values())})")
     return EXIT_OK
 
@@ -330,12 +342,12 @@ def _print_outcome(config, reader, night: str, obs_id: str, kind: str, result: d
     eid = result.get("extraction_id")
     d = Path(config.paths.redux_root) / night
     if kind == "reextract":
-        print("re-extraction ready: " + _describe_extraction(reader, night, eid))
+        print("re-extraction ready: " + clean_text(_describe_extraction(reader, night, eid)))
         if result.get("spec_fits"):
             print(f"new spectrum: {d / result['spec_fits']}")
         print(f"accept: sedmtui redex {obs_id} --accept      reject: sedmtui redex {obs_id} --reject")
     elif kind == "accept":
-        print("accepted: " + _describe_extraction(reader, night, eid))
+        print("accepted: " + clean_text(_describe_extraction(reader, night, eid)))
         if result.get("spec_fits"):
             print(f"current spectrum: {d / result['spec_fits']}")
     elif kind == "reject":

@@ -64,6 +64,9 @@ class CalibrationStage:
             speeds = {round(float(r["adcspeed"]), 1) for r in cal if r["kind"] in ("dome", "arc") and r["adcspeed"] is not None}
         return cal, speeds
 
+    def __init__(self) -> None:
+        self._waiting: dict[str, str] = {}  # night -> the last "waiting" reason announced
+
     def plan(self, view: EngineView) -> list[Job]:
         jobs = []
         for night in sorted(view.nights):
@@ -73,27 +76,80 @@ class CalibrationStage:
             frames, speeds = self._frames(view, night)
             cal = calibration_set(frames)
             level = cal.level(speeds)
-            after_twilight = 0.0 <= view.now_ut_hour < 12.0 and view.now_ut_hour >= view.config.engine.twilight_ut_hour
-            ready = level == "ideal" or (level == "minimum" and after_twilight) or (
-                level in ("minimum", "partial") and view.once and view.ingest_idle)
+            ready, why = self._readiness(view, night, level)
             if not ready:
-                if view.once and view.ingest_idle and level == "incomplete":
+                if why == "fallback":
                     self._fallback(view, night, f"incomplete calibration set {cal.counts()}")
+                else:
+                    self._announce_wait(view, night, f"calibration of {night} waiting: {level} set {cal.counts()}; {why}")
                 continue
+            self._waiting.pop(night, None)
             payload = {"biases": {str(k): v for k, v in cal.biases.items()}, "domes": cal.domes, "arcs": cal.arcs}
             config = view.config.to_dict()
             jobs.append(Job(stage=self.name, key=key, fn=calibrate_night,
                             args=(night, payload, str(night_dir(view, night)), config, key), priority=10,
                             context={"night": night, "level": level, "counts": cal.counts(),
-                                     "label": f"calibrating {night}"}))
+                                     "label": f"calibrating {night}", "why": why}))
         return jobs
+
+    def _readiness(self, view: EngineView, night: str, level: str) -> tuple[bool, str]:
+        """``(ready, why)``: whether a night's calibration may start now, and the reason.
+
+        * ``ideal``: at once.
+        * ``minimum`` (5 / 3 / 3): after evening twilight of the current night, or once the
+          night's calibration frames are known to be all there.
+        * ``partial`` (>= 1 of each): once they are all there.
+        * ``incomplete``: once they are all there, fall back (``why == "fallback"``).
+
+        The calibration frames are all there when ``--once`` says so, when the night's on-sky
+        exposures have begun (SEDM takes its calibrations before them), or when the night is
+        over (an earlier UT date than today); in watch mode nothing may be waiting to be
+        ingested either.
+        """
+        if level == "ideal":
+            return True, "ideal set"
+        science = view.writer.one(
+            "SELECT count(*) AS n FROM frames WHERE night=? AND state='ingested' AND kind IN ('standard','science')",
+            [night])["n"]
+        past = bool(view.today) and night < view.today
+        if view.once:
+            complete, because = view.ingest_idle, "the night's data are complete (--once)"
+        elif past:
+            complete, because = view.ingest_idle, f"the night is over (today is {view.today})"
+        elif science:
+            complete, because = view.ingest_idle, f"on-sky exposures have begun ({science})"
+        else:
+            complete, because = False, ""
+        tonight = night == view.today or not view.today
+        after_twilight = tonight and 0.0 <= view.now_ut_hour < 12.0 and view.now_ut_hour >= view.config.engine.twilight_ut_hour
+        if level == "minimum" and after_twilight:
+            return True, "minimum set after twilight"
+        if level in ("minimum", "partial") and complete:
+            return True, f"{level} set: {because}"
+        if level == "incomplete" and complete:
+            return False, "fallback"
+        if level == "incomplete":
+            return False, ("needs at least 1 bias, 1 dome and 1 Hg, Cd and Xe arc; waiting for more frames "
+                           "(falls back once the night's exposures begin or the night is over)")
+        return False, (f"waiting for the ideal set (10 biases, 5 domes, 5 of each arc); the {level} set will be "
+                       "used once the night's exposures begin, after twilight, or once the night is over")
+
+    def _announce_wait(self, view: EngineView, night: str, message: str) -> None:
+        """One event per night and reason, so a console can say why nothing happens."""
+        if self._waiting.get(night) == message:
+            return
+        self._waiting[night] = message
+        with view.writer.transaction():
+            view.writer.update_night(night, calib_status="waiting")
+            view.writer.event("calibration", message, night=night, payload={"status": "waiting"})
 
     def on_submit(self, view: EngineView, job: Job) -> None:
         """The engine started the calibration."""
         night, level = job.context["night"], job.context["level"]
         with view.writer.transaction():
             view.writer.update_night(night, calib_status="running")
-            view.writer.event("calibration", f"calibration of {night} started ({level} set: {job.context['counts']})",
+            view.writer.event("calibration", f"calibration of {night} started ({level} set: {job.context['counts']}; "
+                              f"{job.context.get('why', '')})",
                               night=night, payload={"status": "running", "level": level})
 
     def progress(self, view: EngineView, job: Job, stage: str, fraction: float, message: str) -> None:

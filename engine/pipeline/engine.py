@@ -125,7 +125,7 @@ class Engine:
             self.progress_queue = ctx.Queue()
             self.executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=ctx, initializer=init_worker,
-                initargs=(self.progress_queue, self.config.classify.templates_dir),
+                initargs=(self.progress_queue, self.config.classify.templates_dir, os.getpid()),
             )
             # Spawn every worker now (imports and templates loaded) rather than on the first job.
             for _ in range(workers):
@@ -215,8 +215,8 @@ class Engine:
         return EngineView(
             config=self.config, writer=self.writer, nights=set(self.nights),
             running={job.key for job in self.futures.values()}, once=self.once,
-            ingest_idle=self.ingestor is not None and self.ingestor.pending == 0,
-            now_ut_hour=now.hour + now.minute / 60.0,
+            ingest_idle=self.ingestor is not None and self.ingestor.fresh == 0,
+            now_ut_hour=now.hour + now.minute / 60.0, today=now.strftime("%Y%m%d"),
         )
 
     def _ingest(self) -> bool:

@@ -153,6 +153,11 @@ class Ingestor:
         """Files seen but not yet ingested (including those waiting for a retry)."""
         return len(self.sweep_state.candidates)
 
+    @property
+    def fresh(self) -> int:
+        """Files seen and not yet tried (a file waiting for a retry does not hold the night up)."""
+        return sum(1 for c in self.sweep_state.candidates.values() if c.attempts == 0 or c.next_try == 0.0)
+
     def sweep(self, *, force: bool = False, now: float | None = None) -> list[dict]:
         """Ingest every stable candidate; return the new frame rows."""
         now = time.time() if now is None else now

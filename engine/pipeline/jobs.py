@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
@@ -49,9 +53,54 @@ class Job:
     context: dict = field(default_factory=dict)
 
 
-def init_worker(progress_queue, templates_dir: str = "") -> None:
-    """Pool initializer: remember the progress queue and load the SNID templates in this worker."""
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option: the signal a process receives when its parent dies (Linux)."""
+
+
+def die_with_parent(engine_pid: int | None) -> None:
+    """Make this worker process exit when the engine that owns it dies, even by ``kill -9``.
+
+    On Linux the worker asks for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``;
+    the parent is the pool's fork server, which exits when the engine does). Everywhere, a
+    daemon thread checks once a second that ``engine_pid`` is still this worker's ancestor
+    and exits the process if not, so no worker goes on writing products for a dead engine.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if engine_pid is None:
+        return
+    if not _alive(engine_pid):
+        os._exit(1)
+    threading.Thread(target=_watch_engine, args=(engine_pid,), name="engine-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _watch_engine(engine_pid: int, period_s: float = 1.0) -> None:
+    while True:
+        time.sleep(period_s)
+        if not _alive(engine_pid) or os.getppid() == 1:
+            os._exit(1)
+
+
+def init_worker(progress_queue, templates_dir: str = "", engine_pid: int | None = None) -> None:
+    """Pool initializer: die with the engine, remember the progress queue, load the SNID templates."""
     global _progress_queue  # noqa: PLW0603 - per-process channel set once at start-up
+    die_with_parent(engine_pid)
     _progress_queue = progress_queue
     if templates_dir:
         from engine.science.classification import warm_template_library

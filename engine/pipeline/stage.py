@@ -39,6 +39,8 @@ class EngineView:
         No raw file is waiting to be ingested.
     now_ut_hour : float
         Current UT hour (for the twilight rule).
+    today : str
+        Current UT date ``YYYYMMDD`` (an earlier night is over: no more frames will come).
     """
 
     config: Config
@@ -48,6 +50,7 @@ class EngineView:
     once: bool
     ingest_idle: bool
     now_ut_hour: float
+    today: str = ""
 
 
 class Stage(Protocol):

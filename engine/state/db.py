@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
@@ -26,18 +27,42 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     path : path-like
         Database file.
     readonly : bool
-        Open with ``mode=ro``: the connection can never write.
+        Never write, and never create a file: see :func:`readonly_uri`.
+
+    Raises
+    ------
+    SchemaError
+        ``readonly`` and the file does not exist.
     """
     path = Path(path)
     if readonly:
         if not path.exists():
             raise SchemaError(f"state database {path} does not exist (is the engine running?)")
-        uri = f"file:{path.resolve()}?mode=ro"
+        uri, _immutable = readonly_uri(path)
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     else:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def readonly_uri(path: Path) -> tuple[str, bool]:
+    """``(uri, immutable)`` of a connection that reads ``path`` and creates no file.
+
+    A WAL database opened with ``mode=ro`` makes SQLite create the ``-wal`` and ``-shm``
+    files when they are missing and the directory is writable -- owned by the reader's user,
+    which then stops an engine running as another user ("attempt to write a readonly
+    database") -- and fails outright when they are missing on a read-only mount. So:
+
+    * both ``-wal`` and ``-shm`` exist (an engine has the database open): ``mode=ro``;
+    * otherwise no process is writing it: ``immutable=1``, which reads the file as a
+      snapshot without locks or side files (:class:`~engine.state.reader.StateReader`
+      reopens with ``mode=ro`` once an engine starts and the ``-wal`` appears).
+    """
+    target = quote(str(path.resolve()))
+    if Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists():
+        return f"file:{target}?mode=ro", False
+    return f"file:{target}?mode=ro&immutable=1", True
 
 
 @contextmanager
@@ -182,7 +207,33 @@ def check_schema(conn: sqlite3.Connection, *, require_current: bool = False) -> 
 
 
 def open_reader(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the database for a console or tool: schema checked, never migrated."""
-    conn = connect(path, readonly=readonly)
-    check_schema(conn, require_current=True)
+    """Open the database for a console or tool: schema checked, never migrated.
+
+    A read-write open that fails because the files cannot be written (a read-only mount,
+    a database owned by another user, a missing ``-shm``) falls back to a read-only one.
+
+    Raises
+    ------
+    SchemaError
+        Missing, unreadable, not a database, or a schema this program does not know, with a
+        message saying what to do.
+    """
+    path = Path(path)
+    try:
+        conn = connect(path, readonly=readonly)
+        try:
+            check_schema(conn, require_current=True)
+        except sqlite3.OperationalError:
+            conn.close()
+            if readonly:
+                raise
+            conn = connect(path, readonly=True)
+            check_schema(conn, require_current=True)
+    except sqlite3.DatabaseError as exc:
+        bad = _unwritable_files(path)
+        hint = f" (not writable by this user: {', '.join(bad)})" if bad else ""
+        msg = f"cannot read the state database {path}: {exc}{hint}"
+        if not os.access(path, os.R_OK):
+            msg = f"cannot read the state database {path}: permission denied (owner {_owner(path) or '?'})"
+        raise SchemaError(msg) from exc
     return conn

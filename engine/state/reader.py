@@ -51,7 +51,22 @@ class StateReader:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self.conn = open_reader(self.path, readonly=readonly)
+        self._snapshot = self._is_immutable()
+
+    def _is_immutable(self) -> bool:
+        """True when the connection reads an immutable snapshot: after opening (and reading
+        the schema) there is still no ``-wal``/``-shm``, so no connection could create them."""
+        return not (Path(f"{self.path}-wal").exists() and Path(f"{self.path}-shm").exists())
+
+    def _reopen_if_engine_started(self) -> None:
+        """A snapshot connection sees no change: reopen it once an engine opens the database."""
+        if self._snapshot and Path(f"{self.path}-wal").exists() and Path(f"{self.path}-shm").exists():
+            old = self.conn
+            self.conn = open_reader(self.path, readonly=True)
+            self._snapshot = self._is_immutable()
+            old.close()
 
     def close(self) -> None:
         """Close the connection."""
@@ -64,6 +79,10 @@ class StateReader:
     # ------------------------------------------------------------------ tailing
     def data_version(self) -> int:
         """``PRAGMA data_version``: changes when another connection commits."""
+        if self._snapshot:
+            self._reopen_if_engine_started()
+            if not self._snapshot:
+                return -int(self.conn.execute("PRAGMA data_version").fetchone()[0]) - 1  # a change
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def max_event_id(self) -> int:
