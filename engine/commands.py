@@ -88,7 +88,7 @@ def _open(ns: argparse.Namespace, *, write: bool):
         conn = connect(db) if write else None
     except EngineError as exc:
         raise SystemExit(_fail(str(exc), EXIT_USAGE)) from exc
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise SystemExit(_fail(f"cannot open the state database: {exc}", EXIT_USAGE)) from exc
     night = getattr(ns, "night", None) or next(iter(reader.nights()), None)
     return config, reader, conn, night
