@@ -6,11 +6,12 @@
     sedmtui --batch                headless engine: watch the raw root, reduce every night
     sedmtui --batch --night D --once   reduce one night and exit
     sedmtui --demo                 synthesise a night, run the engine on it, open the console
-    sedmtui synth OUT [--night D] [--mini] [--seed N] [--camera pixis|andor]
+    sedmtui synth OUT [--night D] [--mini] [--seed N] [--camera pixis|andor] [--priors wide|nominal]
     sedmtui classify SPECTRUM...   classify spectra with the built-in SNID
     sedmtui report [--final] [--comment TEXT]
     sedmtui redex HH_MM_SS [X Y] [--recover] [--lstep N] | --accept | --reject
     sedmtui status                 engine status and the night's targets, as text
+    sedmtui doctor [--night D]     check the reduction root (database, lease, stuck rows, files)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 import logging
 import sys
 
-SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status")
+SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor")
 
 EPILOG = """\
 configuration: a TOML file (--config or $SEDMTUI_CONFIG, else ./sedmtui.toml), then environment
@@ -77,6 +78,10 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
                        help="redraw only the detector noise: the same night seen again (noise-floor benchmarks)")
         p.add_argument("--camera", choices=["pixis", "andor"], default=None)
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--priors", choices=["wide", "nominal"], default=None,
+                       help="instrument priors: 'wide' (any SEDM: wide lattice, dispersion, distortion, finite "
+                            "lenslet array, detector defects) or 'nominal' (narrow draw); default: "
+                            "engine.synth.priors.DEFAULT_PRIORS (nominal for now)")
     elif command == "report":
         _common(p)
         p.add_argument("--final", action="store_true", help="also produce the final report text")
@@ -97,7 +102,7 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--extraction", type=int, default=None,
                        help="with --accept/--reject: the extraction id (default: the newest waiting one)")
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the engine")
-    elif command == "status":
+    elif command in ("status", "doctor"):
         _common(p)
     return p
 
@@ -146,9 +151,12 @@ def run_synth(ns: argparse.Namespace) -> int:
 
     night = ns.night or night_of(utc_now())
     t0 = time.perf_counter()
+    extra = {"priors": ns.priors} if ns.priors else {}
     path = write_night(ns.out, night, mini=ns.mini, seed=ns.seed, camera=ns.camera, workers=ns.workers,
-                       noise_seed=ns.noise_seed)
-    print(f"wrote {path.parent} ({'mini' if ns.mini else 'full'} night, seed {ns.seed}) in {time.perf_counter() - t0:.1f} s")
+                       noise_seed=ns.noise_seed, **extra)
+    priors = f", {ns.priors} priors" if ns.priors else ""
+    print(f"wrote {path.parent} ({'mini' if ns.mini else 'full'} night, seed {ns.seed}{priors}) "
+          f"in {time.perf_counter() - t0:.1f} s")
     print(f"truth: {path}")
     return 0
 
@@ -188,7 +196,7 @@ def run_engine_command(cmd: str, ns) -> int:
         from engine.classify.cli import main as classify_main
 
         return classify_main(list(ns))
-    if cmd in ("report", "redex", "status"):
+    if cmd in ("report", "redex", "status", "doctor"):
         from engine import commands
 
         return getattr(commands, f"run_{cmd}")(ns)

@@ -22,7 +22,19 @@ from engine.instrument.sky import (
 )
 from engine.synth import guider as gd
 from engine.synth import spectra as sp
-from engine.synth.detector import READ_MODES, BiasPattern, add_cosmic_ray_at, add_cosmic_rays, draw_bias_pattern, read_out, scan_keywords
+from engine.synth import priors as pr
+from engine.synth.detector import (
+    READ_MODES,
+    BiasPattern,
+    Defects,
+    add_cosmic_ray_at,
+    add_cosmic_rays,
+    apply_defects,
+    draw_bias_pattern,
+    draw_defects,
+    read_out,
+    scan_keywords,
+)
 from engine.synth.headers import base_header, file_stamp, ifu_header
 from engine.synth.instrument import TELESCOPE_AREA_CM2, TrueInstrument, draw_instrument, instrument_throughput
 from engine.synth.plan import Exposure, FramePlan
@@ -48,17 +60,26 @@ class NightContext:
     patterns: dict[float, BiasPattern]
     grid: sp.FineGrid
     raw_root: Path
+    priors: str = pr.DEFAULT_PRIORS
+    defects: Defects | None = None
+    """The detector's defects (wide priors; ``None`` for nominal draws)."""
 
     @classmethod
-    def build(cls, night: str, camera: str, seed: int, raw_root: Path) -> NightContext:
+    def build(cls, night: str, camera: str, seed: int, raw_root: Path, priors: str = pr.DEFAULT_PRIORS) -> NightContext:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-        instrument = draw_instrument(rng)
+        instrument = draw_instrument(rng, pr.check_priors(priors))
         patterns = {
             speed: draw_bias_pattern(mode, rng)
             for (cam, speed), mode in sorted(READ_MODES.items())
             if cam == camera
         }
-        return cls(night, camera, seed, instrument, patterns, sp.fine_grid(), Path(raw_root))
+        defects = None
+        if priors == "wide":
+            lit = instrument.usable if instrument.usable.any() else np.ones(instrument.n, bool)
+            x_lit = (float(np.percentile(instrument.x_ref[lit], 10)), float(np.percentile(instrument.x_ref[lit], 90)))
+            y_lit = (float(np.percentile(instrument.y_ref[lit], 10)), float(np.percentile(instrument.y_ref[lit], 90)))
+            defects = draw_defects(np.random.default_rng(np.random.SeedSequence([seed, 6])), x_lit, y_lit)
+        return cls(night, camera, seed, instrument, patterns, sp.fine_grid(), Path(raw_root), priors, defects)
 
 
 def _scattered_light(image: np.ndarray) -> np.ndarray:
@@ -114,7 +135,8 @@ def target_sed(exp: Exposure, grid_wave: np.ndarray) -> np.ndarray:
 
 
 def _exposure_psf(exp: Exposure) -> Psf:
-    return Psf(fwhm_arcsec=exp.seeing_fwhm, ab=exp.psf_ab, theta_rad=exp.psf_theta)
+    return Psf(fwhm_arcsec=exp.seeing_fwhm, beta=exp.psf_beta, eta=exp.psf_eta, core_ratio=exp.psf_core_ratio,
+               ab=exp.psf_ab, theta_rad=exp.psf_theta, chroma=exp.psf_chroma)
 
 
 def _scene_electrons(ctx: NightContext, exp: Exposure, exptime: float) -> tuple[np.ndarray, np.ndarray]:
@@ -173,9 +195,13 @@ def finish_ifu(ctx: NightContext, plan: FramePlan, electrons: np.ndarray | None,
     mode = READ_MODES[(ctx.camera, plan.adcspeed)]
     if electrons is None:
         electrons = np.zeros(sedm.CCD_SHAPE, dtype=np.float32)
+        if ctx.defects is not None:
+            electrons = apply_defects(electrons, 0.0, ctx.defects, illuminated=False)
         return read_out(electrons, mode, ctx.patterns[plan.adcspeed], rng, poisson=False)
     electrons = electrons + _scattered_light(electrons)
     add_cosmic_rays(electrons, plan.exptime, rng)
+    if ctx.defects is not None:
+        electrons = apply_defects(electrons, plan.exptime, ctx.defects, illuminated=True)
     if ctx.camera == "pixis":
         lo, hi = sedm.PIXIS_OVERSCAN_COLUMNS
         electrons[:, lo:hi] = 0.0

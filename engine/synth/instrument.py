@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.instrument import sedm
+from engine.synth import priors as pr
 
 REF_T = sedm.REFERENCE_WAVELENGTH_AA**-0.5
 
@@ -51,6 +52,8 @@ class TrueInstrument:
     """True where the 3700-9300 A trace lies in the usable detector region."""
     pixel_flat: np.ndarray = field(repr=False)
     """Shape ``CCD_SHAPE``: pixel-to-pixel response (mean 1)."""
+    draw: dict = field(default_factory=dict, repr=False, compare=False)
+    """The drawn instrument parameters (``truth.json``'s ``instrument_draw``)."""
 
     @property
     def n(self) -> int:
@@ -81,14 +84,27 @@ def _field_poly(xn: np.ndarray, yn: np.ndarray, coeffs: np.ndarray) -> np.ndarra
     return a[0] * xn + a[1] * yn + a[2] * xn * yn + a[3] * xn**2 + a[4] * yn**2
 
 
-def draw_instrument(rng: np.random.Generator) -> TrueInstrument:
-    """Draw one night's true instrument state around the nominal SEDM constants.
+def draw_instrument(rng: np.random.Generator, priors: str = pr.DEFAULT_PRIORS) -> TrueInstrument:
+    """Draw one night's true instrument state.
 
     Parameters
     ----------
     rng : numpy.random.Generator
         Source of every random number (the night's seed).
+    priors : {"nominal", "wide"}
+        ``"nominal"``: the narrow draw around the nominal SEDM constants (unbounded lenslet
+        array); ``"wide"``: the ranges of :data:`engine.synth.priors.WIDE_PRIORS` and a finite
+        microlens array (see :func:`engine.synth.wide.draw_wide_instrument`).
     """
+    if pr.check_priors(priors) == "wide":
+        from engine.synth.wide import draw_wide_instrument  # wide.py builds on this module
+
+        return draw_wide_instrument(rng)
+    return _draw_nominal(rng)
+
+
+def _draw_nominal(rng: np.random.Generator) -> TrueInstrument:
+    """The narrow draw around the nominal constants (unchanged since SYNTH_FORMAT 2)."""
     # Lattice: nominal pitch/angle/origin, perturbed for the night.
     pitch = sedm.CCD_LATTICE_PITCH_PX * (1.0 + rng.normal(0.0, 0.0008))
     angle = sedm.CCD_LATTICE_ANGLE_DEG + rng.normal(0.0, 0.03)
@@ -131,10 +147,16 @@ def draw_instrument(rng: np.random.Generator) -> TrueInstrument:
     usable = sedm.trace_is_usable(x_ref, y_ref, tilt_arr)
     norm = np.median(flat[usable])
     pixel_flat = (1.0 + rng.normal(0.0, 0.003, sedm.CCD_SHAPE)).astype(np.float32)
+    draw = {
+        "priors": "nominal", "pitch_px": pitch, "angle_deg": angle, "origin_px": [float(v) for v in origin],
+        "mla_outline": {"shape": "unbounded", "note": "every lenslet whose trace touches the detector"},
+        "min_trace_y_separation_px": pr.min_trace_y_separation(pitch, angle, 0.004, 236.0 * pr.TRACE_LENGTH_MARGIN)[0],
+        "defects": None,
+    }
     return TrueInstrument(
         q=qq, r=rr, sky_xy=sky_xy, x_ref=x_ref, y_ref=y_ref, disp=disp, tilt=tilt_arr, curv=curv,
         sigma_y=sigma_y, sigma_chroma=sigma_chroma, lsf_sigma=lsf, flat=flat / norm,
-        flat_chroma=flat_chroma, usable=usable, pixel_flat=pixel_flat,
+        flat_chroma=flat_chroma, usable=usable, pixel_flat=pixel_flat, draw=draw,
     )
 
 

@@ -34,22 +34,24 @@ from engine.synth.frames import (
     write_guider_frames,
 )
 from engine.synth.plan import FramePlan, plan_night
+from engine.synth.priors import DEFAULT_PRIORS, check_priors
 
 
 
 @lru_cache(maxsize=1)
-def _context(night: str, camera: str, seed: int, raw_root: str) -> NightContext:
-    return NightContext.build(night, camera, seed, Path(raw_root))
+def _context(night: str, camera: str, seed: int, raw_root: str, priors: str = DEFAULT_PRIORS) -> NightContext:
+    return NightContext.build(night, camera, seed, Path(raw_root), priors)
 
 
 def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: str,
-                 noise_seed: int | None = None) -> dict:
+                 noise_seed: int | None = None, priors: str = DEFAULT_PRIORS) -> dict:
     """Render and write one IFU frame (and its guider frames); return its truth entries.
 
     ``noise_seed`` redraws only the detector's randomness (photon and read noise, cosmic rays,
-    dark sky): the same scene, seen again.
+    dark sky): the same scene, seen again. ``priors`` names the instrument's prior set
+    (:mod:`engine.synth.priors`); ``plan`` must come from ``plan_night`` with the same one.
     """
-    ctx = _context(night, camera, seed, raw_root)
+    ctx = _context(night, camera, seed, raw_root, priors)
     rng = np.random.default_rng(plan.seed)
     entry: dict = {"file": plan.file, "dir": plan.dir_night, "kind": plan.kind, "object": plan.obj,
                    "exptime": plan.exptime, "adcspeed": plan.adcspeed, "start": plan.start.isoformat()}
@@ -98,6 +100,7 @@ def write_night(
     workers: int | None = None,
     progress=None,
     noise_seed: int | None = None,
+    priors: str = DEFAULT_PRIORS,
 ) -> Path:
     """Synthesise a night; return the path of its ``truth.json``.
 
@@ -121,16 +124,22 @@ def write_night(
         Redraw the detector noise of every frame (photon and read noise, cosmic rays) from this
         seed, all else equal: a twin of the ``seed`` night whose difference from it is pure
         noise (the benchmarks use it to measure the noise floor of accuracy figures).
+    priors : {"nominal", "wide"}
+        The instrument's prior set (:mod:`engine.synth.priors`): ``"nominal"`` the narrow draw
+        around the nominal constants (frames unchanged since format 2), ``"wide"`` the wide
+        priors, a finite microlens array and detector defects, recorded in ``truth.json``'s
+        ``instrument_draw``. Default :data:`engine.synth.priors.DEFAULT_PRIORS`.
     """
+    check_priors(priors)
     t0 = time.perf_counter()
     camera = camera or ("andor" if night >= "20230407" else "pixis")
     out = Path(out)
-    plans = plan_night(night, mini=mini, seed=seed, camera=camera)
+    plans = plan_night(night, mini=mini, seed=seed, camera=camera, priors=priors)
     for d in {p.dir_night for p in plans} | {night}:
         (out / d).mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 2 if mini else 4)
     results: list[dict] = []
-    args = [(p, night, camera, seed, str(out), noise_seed) for p in plans]
+    args = [(p, night, camera, seed, str(out), noise_seed, priors) for p in plans]
     if workers <= 1:
         for a in args:
             results.append(render_frame(*a))
@@ -143,7 +152,7 @@ def write_night(
                 results.append(fut.result())
                 if progress:
                     progress(f"wrote {a[0].file}")
-    ctx = _context(night, camera, seed, str(out))
+    ctx = _context(night, camera, seed, str(out), priors)
     cat_dir = out / "catalog"
     cat_dir.mkdir(exist_ok=True)
     stars = [r["stars"] for r in results if r["stars"] is not None]
@@ -152,7 +161,7 @@ def write_night(
         cat.meta["COMMENT"] = "reference stars (r-band AB) around the night's fields"
         cat.write(cat_dir / f"refcat_{night}.fits", overwrite=True)
     truth_path = truth_mod.write_truth(
-        out, night, ctx, results, mini=mini, seed=seed, camera=camera, noise_seed=noise_seed,
+        out, night, ctx, results, mini=mini, seed=seed, camera=camera, noise_seed=noise_seed, priors=priors,
         elapsed_s=time.perf_counter() - t0, version=__version__,
     )
     return truth_path

@@ -74,6 +74,10 @@ class Exposure:
     pointing_error_arcsec: tuple[float, float] = (0.0, 0.0)
     req_id: str = ""
     p60prid: str = ""
+    psf_beta: float = 2.5
+    psf_eta: float = 0.6
+    psf_core_ratio: float = 0.75
+    psf_chroma: float = -0.2
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,44 @@ def _standard(start: dt.datetime, rng: np.random.Generator, used: set[str]) -> t
     return exp, exptime
 
 
-def plan_night(night: str, *, mini: bool, seed: int, camera: str) -> list[FramePlan]:
-    """Every raw IFU frame of the night, in time order, each with its own seed."""
+def draw_night_conditions(seed: int) -> dict:
+    """The night's seeing, PSF family and flexure sizes under the wide priors.
+
+    Drawn from their own stream of ``seed`` (the nominal plan's draws are untouched).
+
+    Returns
+    -------
+    dict
+        ``seeing_median_arcsec, psf_beta, psf_eta, psf_core_ratio, psf_chroma, psf_ab_min,
+        jflex_sigma_px, iflex_sigma_px`` (see :data:`engine.synth.priors.WIDE_PRIORS`).
+    """
+    from engine.synth.priors import PRIORS
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
+    keys = ("seeing_median_arcsec", "psf_beta", "psf_eta", "psf_core_ratio", "psf_chroma", "psf_ab_min",
+            "jflex_sigma_px", "iflex_sigma_px")
+    return {k: PRIORS[k].draw(rng) for k in keys}
+
+
+def _widen(exp: Exposure, cond: dict, rng: np.random.Generator) -> Exposure:
+    """``exp`` with its seeing, PSF and flexure redrawn around the night's ``cond``."""
+    seeing = float(np.clip(cond["seeing_median_arcsec"] * math.exp(rng.normal(0.0, 0.15)), 0.8, 3.0))
+    js, is_ = cond["jflex_sigma_px"], cond["iflex_sigma_px"]
+    return replace(
+        exp, seeing_fwhm=seeing, psf_ab=float(rng.uniform(cond["psf_ab_min"], 0.98)),
+        psf_beta=cond["psf_beta"], psf_eta=cond["psf_eta"], psf_core_ratio=cond["psf_core_ratio"],
+        psf_chroma=cond["psf_chroma"],
+        jflex=float(np.clip(rng.normal(0.0, js), -2.5 * js, 2.5 * js)),
+        iflex=float(np.clip(rng.normal(0.0, is_), -2.5 * is_, 2.5 * is_)),
+    )
+
+
+def plan_night(night: str, *, mini: bool, seed: int, camera: str, priors: str = "nominal") -> list[FramePlan]:
+    """Every raw IFU frame of the night, in time order, each with its own seed.
+
+    ``priors="wide"`` redraws every exposure's seeing, PSF and flexure from the night's
+    :func:`draw_night_conditions`; all else is the nominal plan.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     day = dt.datetime.strptime(night, "%Y%m%d").replace(tzinfo=dt.timezone.utc)
     prev = (day - dt.timedelta(days=1)).strftime("%Y%m%d")
@@ -294,4 +334,9 @@ def plan_night(night: str, *, mini: bool, seed: int, camera: str) -> list[FrameP
         add(t, "skip", 60.0, science_speed, "ZTF dome-closed test", "ZTF26closed", "Science", night,
             dome_open=False, skip_reason="dome closed")
     seeds = np.random.SeedSequence([seed, 2]).generate_state(len(frames))
-    return [replace(f, seed=int(s)) for f, s in zip(frames, seeds)]
+    frames = [replace(f, seed=int(s)) for f, s in zip(frames, seeds)]
+    if priors == "wide":
+        cond = draw_night_conditions(seed)
+        wrng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        frames = [replace(f, exposure=_widen(f.exposure, cond, wrng)) if f.exposure is not None else f for f in frames]
+    return frames

@@ -18,7 +18,8 @@ from engine.synth.instrument import REF_T, TrueInstrument
 from engine.synth.spectra import FineGrid
 
 N_COLS = 292
-"""Columns spanned by a rendered trace (3500-10000 A plus the LSF wings)."""
+"""Columns spanned by a rendered trace (3500-10000 A plus the LSF wings) at the nominal
+dispersion; a longer drawn law gets more (:func:`trace_columns`)."""
 
 HALF_ROWS = 6
 HALF_TAPS = 5
@@ -36,13 +37,27 @@ def _invert_dispersion(instr: TrueInstrument, idx: np.ndarray, dx: np.ndarray) -
     return t
 
 
+def trace_columns(instr: TrueInstrument) -> int:
+    """Columns a rendered trace spans: ``N_COLS``, or more when a wide draw's law is longer.
+
+    Nominal draws always get ``N_COLS`` (their frames are frozen; the few of their traces that
+    would need a column more lie off the detector's edge).
+    """
+    if instr.draw.get("priors", "nominal") == "nominal":
+        return N_COLS
+    ends = instr.x_of_wave(np.array([10000.0, 3500.0]))
+    need = int(np.ceil(np.max(ends[:, 1] - ends[:, 0]))) + 14  # 8 before the red end, 5 LSF taps + 1 after the blue
+    return max(N_COLS, need)
+
+
 def _column_counts(
-    instr: TrueInstrument, idx: np.ndarray, spec: np.ndarray, grid: FineGrid, i0: np.ndarray, iflex: float
+    instr: TrueInstrument, idx: np.ndarray, spec: np.ndarray, grid: FineGrid, i0: np.ndarray, iflex: float,
+    n_cols: int = N_COLS,
 ) -> np.ndarray:
     """Electrons per column for lenslets ``idx`` from continuum spectra ``spec`` (per unit t)."""
     cum = np.zeros((len(idx), spec.shape[1] + 1))
     np.cumsum(spec * grid.dt, axis=1, out=cum[:, 1:])
-    edges = i0[:, None] + np.arange(N_COLS + 1)[None, :] - 0.5
+    edges = i0[:, None] + np.arange(n_cols + 1)[None, :] - 0.5
     t_edge = _invert_dispersion(instr, idx, edges - instr.x_ref[idx][:, None] - iflex) + REF_T
     # cum[j] is the integral up to grid node j - 1/2 (piecewise constant per node).
     pos = (t_edge - grid.t[0]) / grid.dt + 0.5
@@ -69,7 +84,7 @@ def _lsf_blur(counts: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def _add_lines(
     instr: TrueInstrument, idx: np.ndarray, counts: np.ndarray, i0: np.ndarray,
-    line_wave: np.ndarray, line_e: np.ndarray, iflex: float,
+    line_wave: np.ndarray, line_e: np.ndarray, iflex: float, n_cols: int = N_COLS,
 ) -> None:
     """Add analytic emission lines (electrons ``line_e``, shape ``(k, m)``) into ``counts``."""
     xl = instr.x_of_wave(line_wave, idx) + iflex
@@ -79,18 +94,18 @@ def _add_lines(
     cols = base[:, :, None] + offs[None, None, :]
     frac = ndtr((cols + 0.5 - xl[:, :, None]) / sig) - ndtr((cols - 0.5 - xl[:, :, None]) / sig)
     local = cols - i0[:, None, None]
-    ok = (local >= 0) & (local < N_COLS)
+    ok = (local >= 0) & (local < n_cols)
     rows = np.broadcast_to(np.arange(len(idx))[:, None, None], local.shape)
     np.add.at(counts, (rows[ok], local[ok]), (line_e[:, :, None] * frac)[ok])
 
 
 def _spread_rows(
     instr: TrueInstrument, idx: np.ndarray, counts: np.ndarray, i0: np.ndarray, jflex: float, iflex: float,
-    image: np.ndarray,
+    image: np.ndarray, n_cols: int = N_COLS,
 ) -> None:
     """Distribute column counts over rows with each trace's Gaussian profile into ``image``."""
     ny, nx = image.shape
-    cols = i0[:, None] + np.arange(N_COLS)[None, :]
+    cols = i0[:, None] + np.arange(n_cols)[None, :]
     yc = instr.y_of_x(cols.astype(float) - iflex, idx) + jflex
     t_col = _invert_dispersion(instr, idx, cols - instr.x_ref[idx][:, None] - iflex) + REF_T
     wave = np.clip(t_col, 1e-3, None) ** -2.0
@@ -140,15 +155,16 @@ def render_traces(
     image = np.zeros(sedm.CCD_SHAPE, dtype=np.float64)
     x_red = instr.x_of_wave(np.array([10000.0]))[:, 0] + iflex
     i0_all = np.floor(x_red).astype(int) - 8
+    n_cols = trace_columns(instr)
     for start in range(0, instr.n, chunk):
         idx = np.arange(start, min(start + chunk, instr.n))
         i0 = i0_all[idx]
         if continuum is not None:
-            counts = _column_counts(instr, idx, continuum[idx], grid, i0, iflex)
+            counts = _column_counts(instr, idx, continuum[idx], grid, i0, iflex, n_cols)
             counts = _lsf_blur(counts, instr.lsf_sigma[idx])
         else:
-            counts = np.zeros((len(idx), N_COLS))
+            counts = np.zeros((len(idx), n_cols))
         if line_wave is not None and line_electrons is not None:
-            _add_lines(instr, idx, counts, i0, line_wave, line_electrons[idx], iflex)
-        _spread_rows(instr, idx, counts, i0, jflex, iflex, image)
+            _add_lines(instr, idx, counts, i0, line_wave, line_electrons[idx], iflex, n_cols)
+        _spread_rows(instr, idx, counts, i0, jflex, iflex, image, n_cols)
     return (image * instr.pixel_flat).astype(np.float32)

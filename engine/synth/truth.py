@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from engine.instrument import sedm
 from engine.synth.frames import NightContext, _exposure_psf
-from engine.synth.plan import FramePlan
+from engine.synth.plan import FramePlan, draw_night_conditions
 
 TRUTH_WAVE_AA = np.linspace(3500.0, 10000.0, 66)
 """Wavelengths at which trace positions and throughputs are tabulated [Angstrom]."""
@@ -41,6 +41,26 @@ DOC = {
                   "flat_5000_8500 (mean throughput over 5000-8500 A / its median over usable lenslets), "
                   "x_at_wave / y_at_wave (CCD positions at the wavelengths of extension WAVE). The calibration "
                   "frames (domes, arcs) are rendered with zero flexure, so this table describes them exactly.",
+    "priors": "prior set of the draw: 'nominal' (narrow draw around engine/instrument/sedm.py, unbounded "
+              "lenslet array, no defects) or 'wide' (ranges of engine.synth.priors.describe_priors())",
+    "instrument_draw": "the drawn instrument. Both prior sets: priors, pitch_px (CCD distance of neighbouring "
+                       "lenslet images), angle_deg (lattice q axis from CCD +x), origin_px (CCD x, y of lenslet "
+                       "(0, 0) at 7000 A, the spaxel-frame origin), mla_outline, min_trace_y_separation_px "
+                       "(analytic: min |v_y - tilt v_x| over lattice vectors v with |v_x| below the trace "
+                       "length), defects. Wide draws add: attempts/builds (redraws under the separation rule), "
+                       "lattice_basis_px, trace_length_px (3700-9300 A at the centre), separation_vector_px, "
+                       "measured_min_trace_y_separation_px (on the drawn traces), distortion (coefficients of "
+                       "the quadratic + cubic terms in normalised coordinates, max_px, max_slope), dispersion "
+                       "(scale = D / 38900, coeffs_centre D C E F, c_e_f_factors = C/2e5, E/8e6, F/6e7, field "
+                       "terms), tilt_mean/tilt_range, curv_mean_per_px, widths (sigma_y_px at the centre and "
+                       "its field terms, sigma_chroma, lsf), throughput (flat_scatter, vignetting, gradient, "
+                       "flat_chroma_scatter, pixel_flat_rms), mla_outline (shape circle, radius_lenslets; a "
+                       "lenslet exists when q^2 + q r + r^2 <= radius^2), defects (bad_columns: x, rows "
+                       "[y0, y1), dead with response or hot with offset_e + rate_e_s; hot_pixels x, y, "
+                       "rate_e_s; bleed: a pixel saturating rows around it in every exposed frame; "
+                       "scattered_light: fraction of the frame's mean illumination times a smooth pattern), "
+                       "conditions (the night's seeing median, PSF family and flexure sizes). Defects are the "
+                       "detector's: the same on every frame of the night.",
 }
 
 
@@ -121,7 +141,7 @@ def _trace_table(ctx: NightContext) -> fits.BinTableHDU:
 
 def write_truth(
     out: Path, night: str, ctx: NightContext, results: list[dict], *, mini: bool, seed: int, camera: str,
-    elapsed_s: float, version: str, noise_seed: int | None = None,
+    elapsed_s: float, version: str, noise_seed: int | None = None, priors: str = "nominal",
 ) -> Path:
     """Write ``truth.json`` and ``truth/traces.fits``; return the JSON path."""
     tdir = out / night / "truth"
@@ -142,6 +162,7 @@ def write_truth(
         "noise_seed": noise_seed,
         "mini": mini,
         "camera": camera,
+        "priors": priors,
         "generator": f"sedmtui {version} engine.synth",
         "elapsed_s": round(elapsed_s, 2),
         "frames": frames,
@@ -154,10 +175,21 @@ def write_truth(
             "ifu_centre_epoch": sedm.ifu_centre_for(night).__dict__,
             "catalog": f"../catalog/refcat_{night}.fits",
         },
+        "instrument_draw": instrument_draw(ctx),
     }
     path = out / night / "truth.json"
     path.write_text(json.dumps(truth, indent=1, default=_jsonable))
     return path
+
+
+def instrument_draw(ctx: NightContext) -> dict:
+    """The night's drawn instrument, detector defects and observing conditions (JSON-ready)."""
+    draw = dict(ctx.instrument.draw)
+    draw["defects"] = ctx.defects.record() if ctx.defects is not None else None
+    if ctx.priors == "wide":
+        draw["conditions"] = draw_night_conditions(ctx.seed)
+        draw["prior_table"] = "engine.synth.priors.describe_priors()"
+    return draw
 
 
 def _jsonable(value):
