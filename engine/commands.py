@@ -3,6 +3,7 @@
 ::
 
     sedmtui status                          engine status and the night's targets, as text
+    sedmtui doctor [--night D]              check the reduction root and say what to do
     sedmtui report [--final] [--comment T] [--print]
     sedmtui redex HH_MM_SS [X Y] [--recover] [--lstep N] [--no-wait]
     sedmtui redex HH_MM_SS --accept | --reject [--extraction ID]
@@ -217,6 +218,26 @@ def _status(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------- doctor
+def run_doctor(ns: argparse.Namespace) -> int:
+    """``sedmtui doctor``: check the reduction root (read-only) and say what to do.
+
+    Exit status 0 when nothing failed (warnings allowed), 1 when a check failed.
+    """
+    from engine.errors import EngineError
+    from engine.state.doctor import diagnose, format_report
+
+    try:
+        config, _console, _path = load_config_with_console(ns)
+    except EngineError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    night = getattr(ns, "night", None)
+    sections = diagnose(Path(config.paths.db_path), Path(config.paths.redux_root), night)
+    print(format_report(sections))
+    failed = any(f.level == "fail" for _s, findings in sections for f in findings)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------- report
 def _report_paths(config, night: str) -> tuple[Path, Path]:
     d = Path(config.paths.redux_root) / night
@@ -360,6 +381,7 @@ def _print_outcome(config, reader, night: str, obs_id: str, kind: str, result: d
 __all__ = [
     "engine_line",
     "load_config_with_console",
+    "run_doctor",
     "run_redex",
     "run_report",
     "run_status",

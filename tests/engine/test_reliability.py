@@ -536,3 +536,37 @@ def test_raw_name_parser_accepts_real_times_only():
     assert good.obs_id == "23_59_59" and abs(good.jd - 2461369.499988) < 1e-5
     for bad in ("ifu20261124_24_00_00.fits", "ifu20261131_03_00_00.fits", "rc20261124_03_60_61.fits", "x.fits", None, 5):
         assert isinstance(parse_raw_name(bad), Refusal) and parse_raw_name(bad).reason
+
+
+# ------------------------------------------------------------------------------------ doctor
+def test_doctor_finds_stuck_rows_orphans_missing_products_and_foreign_side_files(tmp_path, capsys):
+    from engine.cli import sub_parser
+    from engine.commands import run_doctor
+
+    redux = tmp_path / "redux"
+    w = StateWriter(open_writer(redux / "sedm.db"))
+    w.owner = f"{socket.gethostname()}:{_dead_pid()}"
+    w.acquire_lease(timeout_s=30)
+    w.ensure_night(NIGHT, "raw", str(redux / NIGHT))
+    oid = w.insert("observations", {"night": NIGHT, "obs_id": "03_00_00", "object": "ZTF26abc", "kind": "science",
+                                    "state": "reducing", "cube_file": "e3d_missing.fits"})
+    w.insert("extractions", {"observation_id": oid, "night": NIGHT, "obs_id": "03_00_00", "tag": "robot",
+                             "status": "current", "spec_fits": "spec_missing.fits"})
+    w.insert("requests", {"created": "2020-01-01T00:00:00.000Z", "kind": "report", "night": NIGHT, "status": "pending"})
+    w.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (redux / NIGHT).mkdir(parents=True, exist_ok=True)
+    (redux / NIGHT / ".spec_x.fits.4242.part").write_bytes(b"x")
+    if os.geteuid() == 0:
+        os.chown(f"{redux / 'sedm.db'}-shm", 65534, 65534)  # a reader of another user created it
+    ns = sub_parser("doctor").parse_args(["--redux-root", str(redux), "--night", NIGHT])
+    code = run_doctor(ns)
+    out = capsys.readouterr().out
+    w.db.close()
+    assert code == 1
+    assert "lease holder" in out and "is gone" in out
+    assert "1 exposure(s) left 'reducing'" in out  # the holder is gone: nobody will finish it
+    assert "request(s) pending for more than" in out and "start it" in out
+    assert "orphaned temporary file" in out and ".spec_x.fits.4242.part" in out
+    assert "2 of 2 product(s) missing" in out
+    if os.geteuid() == 0:
+        assert "different owners" in out and "attempt to write a readonly database" in out
