@@ -10,6 +10,9 @@ coordinates ``(q, r)``, its sky position, and its trace on the CCD:
 * a Gaussian line-spread function of sigma ``lsf_sigma`` along the dispersion;
 * a throughput ``flat * (1 + flat_chroma (lambda - 6500)/3000)`` relative to the median lenslet.
 
+:func:`draw_instrument` draws it either narrowly around the nominal constants (``"nominal"``) or
+from the wide priors of :mod:`engine.synth.priors` (``"wide"``, :mod:`engine.synth.wide`).
+
 Only tests and benchmarks read this truth; the reduction code never does.
 """
 

@@ -175,7 +175,7 @@ WIDE_PRIORS: tuple[Prior, ...] = (
     Prior("psf_core_ratio", 0.6, 0.9, "", 0.75, note="core sigma / (FWHM / 2.355)"),
     Prior("psf_chroma", -0.3, -0.1, "", -0.2, note="PSF widths scale as (lambda / 5000)^chroma"),
     Prior("psf_ab_min", 0.80, 0.92, "", 0.88, note="exposures' axis ratio uniform in [ab_min, 0.98]"),
-    Prior("jflex_sigma_px", 0.3, 1.5, "px", 0.8, note="rms y flexure of exposures, clipped at 2.5 sigma"),
+    Prior("jflex_sigma_px", 0.3, 1.2, "px", 0.8, note="rms y flexure of exposures, clipped at 2.5 sigma (<= 3 px)"),
     Prior("iflex_sigma_px", 0.1, 0.6, "px", 0.3, note="rms x flexure of exposures, clipped at 2.5 sigma"),
     # Detector defects (the same on every frame of a night)
     Prior("n_bad_columns", 3, 6, "", None,

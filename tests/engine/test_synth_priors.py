@@ -199,14 +199,14 @@ def test_wide_frames_carry_the_recorded_defects(tmp_path):
     dome_plan, dome, dome_raw = frames["dome"]
     _, bias, _ = frames["bias"]
     ins = ctx.instrument
-    for col in defects["bad_columns"]:
+    for k, col in enumerate(defects["bad_columns"]):
         x, y0, y1 = col["x"], col["y0"], col["y1"]
         rows = np.arange(max(y0, 50), min(y1, 1998))
-        if col["kind"] == "dead":
+        if col["kind"] == "dead" and k < 2:  # the first two cross the lit traces
             lit = dome[rows, x - 3 : x + 4]
             neighbours = np.delete(lit, 3, axis=1).mean()
             assert lit[:, 3].mean() < (col["response"] + 0.15) * neighbours
-        else:
+        elif col["kind"] == "hot":
             assert np.median(bias[rows, x]) - np.median(bias[rows, x + 2]) == pytest.approx(col["offset_e"], rel=0.3)
     # the first two columns cross the lit traces
     lit_cols = [c for c in defects["bad_columns"][:2]]
