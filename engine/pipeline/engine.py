@@ -39,6 +39,9 @@ from engine.timeutil import utc_now, utc_now_iso
 
 log = logging.getLogger(__name__)
 
+MAX_REQUESTS_PER_STEP = 100
+"""Requests served per loop iteration at most; the rest wait for the next one."""
+
 
 def default_stages(config: Config) -> list[Stage]:
     """The night pipeline, in order: calibration, then per-exposure science, then requests."""
@@ -330,10 +333,12 @@ class Engine:
             handlers.update(getattr(stage, "request_handlers", lambda: {})())
         return handlers
 
-    def _serve_requests(self) -> bool:
+    def _serve_requests(self, limit: int = MAX_REQUESTS_PER_STEP) -> bool:
+        """Serve pending requests, at most ``limit`` per loop iteration (a flood of requests
+        must not stop the heartbeat, ingest or the collection of finished jobs)."""
         worked = False
         handlers = self.request_handlers()
-        while True:
+        for _ in range(limit):
             req = claim_next(self.db)
             if req is None:
                 return worked
@@ -358,6 +363,7 @@ class Engine:
                 self._submit(outcome, self.view())
             else:
                 self.finish_request(req, result=outcome)
+        return worked
 
     def finish_request(self, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
         """Mark a request done or failed (with an event), in one transaction."""

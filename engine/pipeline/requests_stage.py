@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.errors import RequestError
 from engine.instrument import sedm
+from engine.io.inputs import clean_text
 from engine.pipeline.jobs import Job
 from engine.pipeline.stage import EngineView
 from engine.report import write_report
@@ -27,6 +28,7 @@ from engine.timeutil import utc_now_iso
 def finish_request_in(view: EngineView, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
     """Mark a request done/failed with an event (inside the caller's transaction)."""
     status = "failed" if error else "done"
+    error = None if error is None else clean_text(error, max_len=2000)
     view.writer.update("requests", req["id"], {"status": status, "result_json": json.dumps(result or {}, default=str),
                                                "error": error, "finished_at": utc_now_iso()})
     msg = f"request #{req['id']} {req['kind']} {req['target'] or ''}: " + (error or "done")
