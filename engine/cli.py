@@ -82,6 +82,9 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
                        help="instrument priors: 'wide' (any SEDM: wide lattice, dispersion, distortion, finite "
                             "lenslet array, detector defects) or 'nominal' (narrow draw); default: "
                             "engine.synth.priors.DEFAULT_PRIORS (nominal for now)")
+        p.add_argument("--pin", action="append", default=[], metavar="KEY=VALUE",
+                       help="with --priors wide: set a drawn quantity instead of drawing it, e.g. "
+                            "--pin pitch_px=40 --pin origin_px=900,1100 (keys: engine.synth.wide.PIN_KEYS)")
     elif command == "report":
         _common(p)
         p.add_argument("--final", action="store_true", help="also produce the final report text")
@@ -151,9 +154,16 @@ def run_synth(ns: argparse.Namespace) -> int:
 
     night = ns.night or night_of(utc_now())
     t0 = time.perf_counter()
-    extra = {"priors": ns.priors} if ns.priors else {}
-    path = write_night(ns.out, night, mini=ns.mini, seed=ns.seed, camera=ns.camera, workers=ns.workers,
-                       noise_seed=ns.noise_seed, **extra)
+    extra: dict = {"priors": ns.priors} if ns.priors else {}
+    try:
+        if ns.pin:
+            extra["pin"] = {k: (tuple(float(v) for v in val.split(",")) if "," in val else float(val))
+                            for k, _, val in (item.partition("=") for item in ns.pin)}
+        path = write_night(ns.out, night, mini=ns.mini, seed=ns.seed, camera=ns.camera, workers=ns.workers,
+                           noise_seed=ns.noise_seed, **extra)
+    except ValueError as exc:
+        print(f"sedmtui synth: {exc}", file=sys.stderr)
+        return 2
     priors = f", {ns.priors} priors" if ns.priors else ""
     print(f"wrote {path.parent} ({'mini' if ns.mini else 'full'} night, seed {ns.seed}{priors}) "
           f"in {time.perf_counter() - t0:.1f} s")

@@ -65,9 +65,11 @@ class NightContext:
     """The detector's defects (wide priors; ``None`` for nominal draws)."""
 
     @classmethod
-    def build(cls, night: str, camera: str, seed: int, raw_root: Path, priors: str = pr.DEFAULT_PRIORS) -> NightContext:
+    def build(cls, night: str, camera: str, seed: int, raw_root: Path, priors: str = pr.DEFAULT_PRIORS,
+              pin: tuple | None = None) -> NightContext:
+        """The night's context; ``pin`` is a tuple of ``(key, value)`` pairs (see ``draw_instrument``)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-        instrument = draw_instrument(rng, pr.check_priors(priors))
+        instrument = draw_instrument(rng, pr.check_priors(priors), dict(pin) if pin else None)
         patterns = {
             speed: draw_bias_pattern(mode, rng)
             for (cam, speed), mode in sorted(READ_MODES.items())

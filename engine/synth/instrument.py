@@ -87,7 +87,9 @@ def _field_poly(xn: np.ndarray, yn: np.ndarray, coeffs: np.ndarray) -> np.ndarra
     return a[0] * xn + a[1] * yn + a[2] * xn * yn + a[3] * xn**2 + a[4] * yn**2
 
 
-def draw_instrument(rng: np.random.Generator, priors: str = pr.DEFAULT_PRIORS) -> TrueInstrument:
+def draw_instrument(
+    rng: np.random.Generator, priors: str = pr.DEFAULT_PRIORS, pin: dict | None = None
+) -> TrueInstrument:
     """Draw one night's true instrument state.
 
     Parameters
@@ -98,11 +100,16 @@ def draw_instrument(rng: np.random.Generator, priors: str = pr.DEFAULT_PRIORS) -
         ``"nominal"``: the narrow draw around the nominal SEDM constants (unbounded lenslet
         array); ``"wide"``: the ranges of :data:`engine.synth.priors.WIDE_PRIORS` and a finite
         microlens array (see :func:`engine.synth.wide.draw_wide_instrument`).
+    pin : dict, optional
+        Wide draws only: quantities to set instead of drawing
+        (:data:`engine.synth.wide.PIN_KEYS`).
     """
     if pr.check_priors(priors) == "wide":
         from engine.synth.wide import draw_wide_instrument  # wide.py builds on this module
 
-        return draw_wide_instrument(rng)
+        return draw_wide_instrument(rng, pin)
+    if pin:
+        raise ValueError("pin= needs priors='wide'")
     return _draw_nominal(rng)
 
 

@@ -39,19 +39,28 @@ from engine.synth.priors import DEFAULT_PRIORS, check_priors
 
 
 @lru_cache(maxsize=1)
-def _context(night: str, camera: str, seed: int, raw_root: str, priors: str = DEFAULT_PRIORS) -> NightContext:
-    return NightContext.build(night, camera, seed, Path(raw_root), priors)
+def _context(night: str, camera: str, seed: int, raw_root: str, priors: str = DEFAULT_PRIORS,
+             pin: tuple | None = None) -> NightContext:
+    return NightContext.build(night, camera, seed, Path(raw_root), priors, pin)
+
+
+def _pin_key(pin: dict | None) -> tuple | None:
+    """``pin`` as a hashable, ordered tuple of ``(key, value)`` pairs."""
+    if not pin:
+        return None
+    return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple, np.ndarray)) else v) for k, v in pin.items()))
 
 
 def render_frame(plan: FramePlan, night: str, camera: str, seed: int, raw_root: str,
-                 noise_seed: int | None = None, priors: str = DEFAULT_PRIORS) -> dict:
+                 noise_seed: int | None = None, priors: str = DEFAULT_PRIORS, pin: dict | None = None) -> dict:
     """Render and write one IFU frame (and its guider frames); return its truth entries.
 
     ``noise_seed`` redraws only the detector's randomness (photon and read noise, cosmic rays,
     dark sky): the same scene, seen again. ``priors`` names the instrument's prior set
     (:mod:`engine.synth.priors`); ``plan`` must come from ``plan_night`` with the same one.
+    ``pin`` sets drawn quantities of a wide instrument (:data:`engine.synth.wide.PIN_KEYS`).
     """
-    ctx = _context(night, camera, seed, raw_root, priors)
+    ctx = _context(night, camera, seed, raw_root, priors, _pin_key(pin))
     rng = np.random.default_rng(plan.seed)
     entry: dict = {"file": plan.file, "dir": plan.dir_night, "kind": plan.kind, "object": plan.obj,
                    "exptime": plan.exptime, "adcspeed": plan.adcspeed, "start": plan.start.isoformat()}
@@ -101,6 +110,7 @@ def write_night(
     progress=None,
     noise_seed: int | None = None,
     priors: str = DEFAULT_PRIORS,
+    pin: dict | None = None,
 ) -> Path:
     """Synthesise a night; return the path of its ``truth.json``.
 
@@ -129,8 +139,18 @@ def write_night(
         around the nominal constants (frames unchanged since format 2), ``"wide"`` the wide
         priors, a finite microlens array and detector defects, recorded in ``truth.json``'s
         ``instrument_draw``. Default :data:`engine.synth.priors.DEFAULT_PRIORS`.
+    pin : dict, optional
+        With ``priors="wide"``: quantities to set instead of drawing, e.g. ``{"pitch_px": 40.0}``
+        for a night at the edge of the priors (keys :data:`engine.synth.wide.PIN_KEYS`; the
+        trace-separation rule still holds, ``ValueError`` otherwise).
     """
     check_priors(priors)
+    if pin:
+        from engine.synth.wide import check_pin
+
+        check_pin(pin)
+        if priors != "wide":
+            raise ValueError("pin= needs priors='wide'")
     t0 = time.perf_counter()
     camera = camera or ("andor" if night >= "20230407" else "pixis")
     out = Path(out)
@@ -139,7 +159,7 @@ def write_night(
         (out / d).mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 2 if mini else 4)
     results: list[dict] = []
-    args = [(p, night, camera, seed, str(out), noise_seed, priors) for p in plans]
+    args = [(p, night, camera, seed, str(out), noise_seed, priors, pin) for p in plans]
     if workers <= 1:
         for a in args:
             results.append(render_frame(*a))
@@ -152,7 +172,7 @@ def write_night(
                 results.append(fut.result())
                 if progress:
                     progress(f"wrote {a[0].file}")
-    ctx = _context(night, camera, seed, str(out), priors)
+    ctx = _context(night, camera, seed, str(out), priors, _pin_key(pin))
     cat_dir = out / "catalog"
     cat_dir.mkdir(exist_ok=True)
     stars = [r["stars"] for r in results if r["stars"] is not None]

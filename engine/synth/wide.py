@@ -42,6 +42,9 @@ NOMINAL_C, NOMINAL_E, NOMINAL_F = 2.0e5, 8.0e6, 6.0e7
 MAX_ATTEMPTS = 5000
 ATTEMPTS_PER_PITCH = 400
 MAX_BUILDS = 50
+PIN_KEYS: tuple[str, ...] = ("pitch_px", "angle_deg", "origin_px", "disp_scale", "disp_c_factor",
+                             "disp_e_factor", "disp_f_factor", "distortion_px", "tilt_mean")
+"""Quantities a caller may set instead of drawing (``origin_px`` is an ``(x, y)`` pair)."""
 
 
 def _t(wave_aa: float | np.ndarray) -> np.ndarray:
@@ -80,12 +83,13 @@ def _lattice(pitch: float, angle: float, origin: np.ndarray) -> tuple[np.ndarray
     return qq, rr, origin + qq[:, None] * basis[0] + rr[:, None] * basis[1]
 
 
-def _draw_geometry(rng: np.random.Generator, pitch: float) -> dict:
+def _draw_geometry(rng: np.random.Generator, pitch: float, pin: dict) -> dict:
     """One candidate lattice + dispersion + distortion + slope draw at ``pitch`` (before the rule)."""
-    g: dict = {"pitch_px": pitch, "angle_deg": P["angle_deg"].draw(rng)}
-    g["origin_px"] = np.array([P["origin_x_px"].draw(rng), P["origin_y_px"].draw(rng)])
-    g["disp_scale"] = P["disp_scale"].draw(rng)
-    g["disp_factors"] = [P[k].draw(rng) for k in ("disp_c_factor", "disp_e_factor", "disp_f_factor")]
+    g: dict = {"pitch_px": pitch, "angle_deg": pin.get("angle_deg", P["angle_deg"].draw(rng))}
+    origin = np.array([P["origin_x_px"].draw(rng), P["origin_y_px"].draw(rng)])
+    g["origin_px"] = np.array(pin.get("origin_px", origin), dtype=float)
+    g["disp_scale"] = pin.get("disp_scale", P["disp_scale"].draw(rng))
+    g["disp_factors"] = [pin.get(k, P[k].draw(rng)) for k in ("disp_c_factor", "disp_e_factor", "disp_f_factor")]
     g["disp"] = np.array([sedm.DISPERSION_D_PX * g["disp_scale"], NOMINAL_C * g["disp_factors"][0],
                           NOMINAL_E * g["disp_factors"][1], NOMINAL_F * g["disp_factors"][2]])
     q, r, pos0 = _lattice(g["pitch_px"], g["angle_deg"], g["origin_px"])
@@ -93,7 +97,7 @@ def _draw_geometry(rng: np.random.Generator, pitch: float) -> dict:
     xn, yn = _normalised(pos0[near])
     val, dval, _ = _terms(xn, yn)
     coef = rng.normal(0.0, 1.0, (2, 7))
-    amp = P["distortion_px"].draw(rng)
+    amp = pin.get("distortion_px", P["distortion_px"].draw(rng))
     o_val = _terms(*_normalised(g["origin_px"][None, :]))[0]
     disp_xy = (val - o_val) @ coef.T
     coef *= amp / max(np.hypot(*disp_xy.T).max(), 1e-9)
@@ -105,7 +109,7 @@ def _draw_geometry(rng: np.random.Generator, pitch: float) -> dict:
     g["distortion_max_px"] = float(np.hypot(*((val - o_val) @ coef.T).T).max())
     g["distortion_max_slope"] = float(slope)
     room = TILT_MAX - slope
-    g["tilt_mean"] = float(rng.uniform(-room, room))
+    g["tilt_mean"] = float(pin.get("tilt_mean", rng.uniform(-room, room)))
     g["curv_mean"] = P["curv_per_px"].draw(rng)
     ends = _law(g["disp"][None, :], _t(np.array([3700.0, 9300.0])))[0]
     g["trace_length_px"] = float(ends[0] - ends[1])
@@ -116,18 +120,20 @@ def _draw_geometry(rng: np.random.Generator, pitch: float) -> dict:
     return g
 
 
-def _draw_accepted_geometry(rng: np.random.Generator) -> dict:
+def _draw_accepted_geometry(rng: np.random.Generator, pin: dict | None = None) -> dict:
     """Draw geometries until one passes the trace-separation rule; record the attempts.
 
     The pitch is drawn first and kept for up to ``ATTEMPTS_PER_PITCH`` draws of the rest, so that
     its distribution stays near uniform (a small pitch needs a short trace and a narrow angle
-    window; a pitch with no allowed draw after that many attempts is redrawn).
+    window; a pitch with no allowed draw after that many attempts is redrawn). Quantities in
+    ``pin`` (keys :data:`PIN_KEYS`) are set, not drawn.
     """
-    pitch = P["pitch_px"].draw(rng)
+    pin = check_pin(pin)
+    pitch = pin.get("pitch_px", P["pitch_px"].draw(rng))
     for attempt in range(1, MAX_ATTEMPTS + 1):
         if attempt % ATTEMPTS_PER_PITCH == 0:
-            pitch = P["pitch_px"].draw(rng)
-        g = _draw_geometry(rng, pitch)
+            pitch = pin.get("pitch_px", P["pitch_px"].draw(rng))
+        g = _draw_geometry(rng, pitch, pin)
         sep, vec = pr.min_trace_y_separation(
             g["pitch_px"], g["angle_deg"], g["tilt_mean"], g["trace_length_px"] * pr.TRACE_LENGTH_MARGIN
         )
@@ -136,16 +142,30 @@ def _draw_accepted_geometry(rng: np.random.Generator) -> dict:
             g["separation_vector_px"] = vec
             g["attempts"] = attempt
             return g
-    raise RuntimeError("no instrument draw passed the trace-separation rule")  # pragma: no cover
+    raise ValueError(f"no draw with {pin} passes the trace-separation rule (min |v_y - tilt v_x| >= "
+                     f"{pr.TRACE_SEPARATION_MIN_PX} px over lattice vectors with |v_x| < the trace length)")
 
 
-def draw_wide_instrument(rng: np.random.Generator) -> TrueInstrument:
+def check_pin(pin: dict | None) -> dict:
+    """``pin`` as a dict of known keys (``ValueError`` for an unknown one)."""
+    pin = dict(pin or {})
+    unknown = set(pin) - set(PIN_KEYS)
+    if unknown:
+        raise ValueError(f"cannot pin {sorted(unknown)}: known keys are {', '.join(PIN_KEYS)}")
+    return pin
+
+
+def draw_wide_instrument(rng: np.random.Generator, pin: dict | None = None) -> TrueInstrument:
     """Draw a night's instrument from the wide priors (:data:`engine.synth.priors.WIDE_PRIORS`).
 
     Parameters
     ----------
     rng : numpy.random.Generator
         Source of every random number.
+    pin : dict, optional
+        Quantities to set instead of drawing (keys :data:`PIN_KEYS`, e.g. ``{"pitch_px": 60.0,
+        "angle_deg": 40.0}`` for a case at the edge of the priors). The trace-separation rule still
+        holds: ``ValueError`` when the pinned values leave no allowed draw.
 
     Returns
     -------
@@ -154,14 +174,18 @@ def draw_wide_instrument(rng: np.random.Generator) -> TrueInstrument:
         parameter (``truth.json``'s ``instrument_draw``).
     """
     for attempt in range(1, MAX_BUILDS + 1):
-        g = _draw_accepted_geometry(rng)
+        g = _draw_accepted_geometry(rng, pin)
         ins = _build(rng, g)
         measured = measured_min_trace_separation(ins)
         if measured >= pr.TRACE_SEPARATION_MEASURED_MIN_PX:
             break
+    else:
+        raise ValueError(f"no draw with {pin} keeps the drawn traces {pr.TRACE_SEPARATION_MEASURED_MIN_PX} px apart")
     pixel_flat = (1.0 + rng.normal(0.0, ins.draw["throughput"]["pixel_flat_rms"], sedm.CCD_SHAPE)).astype(np.float32)
     ins.draw["builds"] = attempt
     ins.draw["measured_min_trace_y_separation_px"] = measured
+    ins.draw["pinned"] = {k: (list(v) if isinstance(v, (tuple, list, np.ndarray)) else v)
+                          for k, v in check_pin(pin).items()}
     return replace(ins, pixel_flat=pixel_flat)
 
 

@@ -166,6 +166,8 @@ def test_synth_command_takes_priors():
 
     assert sub_parser("synth").parse_args(["out", "--priors", "wide"]).priors == "wide"
     assert sub_parser("synth").parse_args(["out"]).priors is None
+    ns = sub_parser("synth").parse_args(["out", "--priors", "wide", "--pin", "pitch_px=60", "--pin", "origin_px=900,1100"])
+    assert ns.pin == ["pitch_px=60", "origin_px=900,1100"]
     with pytest.raises(SystemExit):
         sub_parser("synth").parse_args(["out", "--priors", "odd"])
 
@@ -220,6 +222,18 @@ def test_wide_frames_carry_the_recorded_defects(tmp_path):
     y0 = b["y"] - n // 2
     assert np.all(dome_raw[y0 : y0 + n, b["x"]] == sedm.SATURATION_ADU)
     assert (dome_raw == sedm.SATURATION_ADU).sum() < 5 * n + 200  # the dome is not ruined
+    # the wide dome's traces lie where the truth says (away from the bad columns)
+    bad_x = np.array([c["x"] for c in defects["bad_columns"]] + [b["x"]])
+    errs = []
+    for k in np.random.default_rng(0).choice(np.flatnonzero(ins.usable), 60, replace=False):
+        x = int(round(ins.x_ref[k]))
+        if np.abs(bad_x - x).min() < 2:
+            continue
+        yc = ins.y_of_x(np.array([[float(x)]]), np.array([k]))[0, 0]
+        rows = np.arange(int(yc) - 2, int(yc) + 4)
+        prof = dome[rows, x]
+        errs.append(np.sum(rows * prof) / np.sum(prof) - yc)
+    assert np.median(np.abs(errs)) < 0.1
     sl = defects["scattered_light"]
     assert _within("scatter_fraction", sl["fraction"]) and 1 <= len(sl["blobs"]) <= 3
     assert ctx.defects.scatter.shape == sedm.CCD_SHAPE and ctx.defects.scatter.mean() == pytest.approx(1.0, 1e-3)
@@ -232,3 +246,30 @@ def test_describe_priors_is_a_table():
             "psf_beta", "seeing_median_arcsec", "jflex_sigma_px", "n_bad_columns", "scatter_fraction"} <= names
     assert all(r["lo"] < r["hi"] for r in rows)
     assert pr.priors_table_markdown().count("\n") == len(rows) + 1
+
+
+@pytest.mark.parametrize("pin", [
+    {"pitch_px": 40.0},
+    {"pitch_px": 60.0, "origin_px": (1223.5, 823.5)},
+    {"disp_scale": 0.92, "disp_c_factor": -2.0, "angle_deg": 10.0},
+])
+def test_pinned_draws_at_the_edges_of_the_priors(pin):
+    """Cases at the edge of the priors can be asked for (calibration tests); the rule still holds."""
+    ins = draw_instrument(np.random.default_rng(5), "wide", pin)
+    d = ins.draw
+    for key, value in pin.items():
+        got = {"disp_c_factor": d["dispersion"]["c_e_f_factors"][0], "disp_scale": d["dispersion"]["scale"]}.get(key, d.get(key))
+        assert np.allclose(got, value), key
+    assert d["pinned"] == {k: list(v) if isinstance(v, tuple) else v for k, v in pin.items()}
+    assert d["min_trace_y_separation_px"] >= pr.TRACE_SEPARATION_MIN_PX
+    assert measured_min_trace_separation(ins) >= pr.TRACE_SEPARATION_MEASURED_MIN_PX
+
+
+def test_a_forbidden_pin_is_refused():
+    with pytest.raises(ValueError, match="trace-separation rule"):
+        draw_instrument(np.random.default_rng(0), "wide", {"pitch_px": 47.0, "angle_deg": 0.0, "tilt_mean": 0.0,
+                                                            "disp_scale": 1.0})
+    with pytest.raises(ValueError, match="cannot pin"):
+        draw_instrument(np.random.default_rng(0), "wide", {"sigma": 1.0})
+    with pytest.raises(ValueError):
+        draw_instrument(np.random.default_rng(0), "nominal", {"pitch_px": 50.0})
