@@ -1,24 +1,48 @@
-"""Spaxel grid: hexagonal coordinates, sky positions and neighbours of every trace.
+"""Spaxel grid: the lenslet lattice measured from the trace positions themselves.
 
 Each trace's 7000-A position ``(x_ref, y_ref)`` on the CCD is a node of the lenslet lattice.
-Starting from the nominal lattice (pitch, angle, origin), every node gets integer axial
-coordinates ``(q, r)``; the lattice basis, origin and a quadratic distortion are then refitted
-by linear least squares and the assignment repeated until it is stable. Lenslet ``(0, 0)`` is
-the node nearest the nominal origin, so the spaxel frame is the same every night. Sky positions
-follow from ``(q, r)`` through the nominal lenslet geometry (pitch 1.155 units of 0.55 arcsec,
-rotation 103 degrees).
+Nothing here needs the nominal lattice to the pixel:
+
+1. **Basis.** The nearest-neighbour vectors of all nodes give the pitch (their median length)
+   and the orientation (their angles folded modulo 60 degrees). Of the six equivalent axes
+   the one within ``CCD_LATTICE_ANGLE_TOLERANCE_DEG`` of the nominal ``q`` axis is ``q``.
+2. **Labels.** Axial coordinates ``(q, r)`` are grown outward from the central node, each
+   step predicted from the node it starts at (so a smooth distortion of many pixels across
+   the field never accumulates), then refined against a cubic model of the CCD position as a
+   function of ``(q, r)`` fitted by linear least squares. Nodes farther than
+   ``REJECT_PX`` (or 5 robust sigmas) from the model are rejected one by one: spurious or
+   broken traces never move the lattice, and never abort the night.
+3. **Centre.** Lenslet ``(0, 0)`` is the centre of the microlens array: the array's known
+   outline (``sedm.in_mla``) is slid over the lattice and the offset that best explains which
+   nodes carry a trace, and which nodes that the detector would show carry none, wins. When
+   the outline's edges are not on the detector (nothing tells the offset), the node nearest
+   the nominal origin is ``(0, 0)`` and the grid says so (``centre_method = "nominal"``).
+
+Sky positions follow from ``(q, r)`` through the nominal lenslet geometry (pitch 1.155
+units of 0.55 arcsec, rotation 103 degrees).
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from engine.errors import AlgorithmError
 from engine.instrument import sedm
 
 NEIGHBOUR_STEPS = ((1, 0), (0, 1), (-1, 1), (-1, 0), (0, -1), (1, -1))
+REJECT_PX = 1.5
+"""A node farther than this from the lattice model is not a lenslet image [pixel]."""
+MATCH_FRACTION = 0.3
+"""A grown step finds its node within this fraction of the pitch."""
+CENTRE_SEARCH = 25
+"""Offsets of the array centre tried around the nominal origin [lenslets]."""
+CENTRE_MARGIN = 6
+"""The best centre must explain this many more nodes than the runner-up to be trusted."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +58,17 @@ class SpaxelGrid:
     neighbours : numpy.ndarray
         Shape ``(n, 6)`` indices of the six neighbours (-1: none).
     lattice_rms_px : float
-        Scatter of the trace positions about the fitted lattice [pixel].
+        Scatter of the accepted trace positions about the fitted lattice [pixel].
     duplicate : numpy.ndarray
-        bool: two traces claimed the same ``(q, r)`` (the one farther from its node).
+        bool: not a lenslet of its own (two traces claimed the same ``(q, r)``: the one farther
+        from its node; or the trace is off the lattice, see ``rejected``).
+    rejected : numpy.ndarray, optional
+        bool: the trace's position is not a node of the lattice (spurious or broken trace).
+    pitch_px, angle_deg : float
+        Measured lattice pitch [pixel] and ``q``-axis angle from the CCD ``x`` axis [degree].
+    centre_method : str
+        ``"mla"``: lenslet ``(0, 0)`` located from the array's outline; ``"nominal"``: the
+        node nearest the nominal origin.
     """
 
     q: np.ndarray
@@ -45,60 +77,266 @@ class SpaxelGrid:
     neighbours: np.ndarray
     lattice_rms_px: float
     duplicate: np.ndarray
+    rejected: np.ndarray | None = None
+    pitch_px: float = float("nan")
+    angle_deg: float = float("nan")
+    centre_method: str = ""
 
     def vertices(self) -> np.ndarray:
         """Shape ``(n, 6, 2)`` hexagon outlines [spaxel unit]."""
         return sedm.hexagon_vertices(self.xy)
 
 
-def _design(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    xn, yn = (p[:, 0] - 1024.0) / 1024.0, (p[:, 1] - 1024.0) / 1024.0
-    return np.stack([np.ones_like(xn), q, r, xn * xn, xn * yn, yn * yn, xn**3, yn**3], 1)
+# ---------------------------------------------------------------------------------- basis
+def basis_from_angle(pitch_px: float, angle_deg: float) -> np.ndarray:
+    """Shape ``(2, 2)`` basis: rows are the CCD steps of ``q`` and ``r`` [pixel]."""
+    return sedm.lattice_basis_px(pitch_px, angle_deg)
 
 
-def fit_lattice(x_ref: np.ndarray, y_ref: np.ndarray, ok: np.ndarray | None = None) -> SpaxelGrid:
-    """Assign ``(q, r)`` to traces at 7000-A positions ``(x_ref, y_ref)`` [pixel].
+def measure_basis(points: np.ndarray) -> tuple[float, float]:
+    """Pitch and ``q``-axis angle of a hexagonal point lattice.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape ``(n, 2)`` node positions [pixel]; a few missing or spurious nodes are harmless.
+
+    Returns
+    -------
+    pitch_px : float
+        Median nearest-neighbour distance [pixel].
+    angle_deg : float
+        Orientation of the ``q`` axis [degree], the one of the six lattice directions within
+        ``CCD_LATTICE_ANGLE_TOLERANCE_DEG`` of the nominal.
 
     Raises
     ------
     AlgorithmError
-        The positions do not form the SEDM lattice (scatter above 1 pixel).
+        Too few nodes, or a pitch outside ``CCD_LATTICE_PITCH_RANGE_PX``.
     """
-    p = np.stack([x_ref, y_ref], 1)
-    ok = np.ones(len(p), bool) if ok is None else ok.copy()
-    basis = sedm.lattice_basis_px()
-    origin = np.array(sedm.CCD_LATTICE_ORIGIN_PX)
-    inv = np.linalg.inv(basis)
-    qr = np.rint((p - origin) @ inv).astype(int)
-    coef = None
-    for _ in range(5):
-        a = _design(p, qr[:, 0], qr[:, 1])
-        coef, *_ = np.linalg.lstsq(a[ok], p[ok], rcond=None)
-        # Local basis: the linear terms; distortion: the rest. Re-assign from the model.
-        pred = a @ coef
-        res = p - pred
-        # Move each node by its fractional residual in lattice units.
-        local_basis = np.stack([coef[1], coef[2]])
-        dqr = res @ np.linalg.inv(local_basis)
-        new_qr = qr + np.rint(dqr).astype(int)
-        if np.array_equal(new_qr, qr):
+    if len(points) < 20:
+        raise AlgorithmError(f"only {len(points)} trace positions: cannot measure the lenslet lattice",
+                             {"n_nodes": len(points)})
+    dist, idx = cKDTree(points).query(points, k=7)
+    pitch0 = float(np.median(dist[:, 1]))
+    vec = points[idx[:, 1:]] - points[:, None, :]
+    length = dist[:, 1:]
+    near = np.abs(length / pitch0 - 1.0) < 0.15
+    pitch = float(np.median(length[near]))
+    lo, hi = sedm.CCD_LATTICE_PITCH_RANGE_PX
+    if not lo <= pitch <= hi:
+        raise AlgorithmError(
+            f"the traces form a lattice of pitch {pitch:.1f} px, expected {lo:.0f}-{hi:.0f} px "
+            f"(nominal {sedm.CCD_LATTICE_PITCH_PX:.0f} px)", {"pitch_px": pitch})
+    ang = np.arctan2(vec[..., 1], vec[..., 0])[near]
+    folded = float(np.angle(np.mean(np.exp(6j * ang)))) / 6.0
+    nominal = math.radians(sedm.CCD_LATTICE_ANGLE_DEG)
+    k = round((nominal - folded) / (math.pi / 3.0))
+    angle = math.degrees(folded + k * math.pi / 3.0)
+    return pitch, angle
+
+
+# --------------------------------------------------------------------------------- labels
+def grow_labels(points: np.ndarray, basis: np.ndarray, seed: int) -> np.ndarray:
+    """Axial labels grown from node ``seed`` (label ``(0, 0)``) through nearest-neighbour steps.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, 2)`` int labels; ``INT_MIN`` rows were not reached.
+    """
+    n = len(points)
+    tree = cKDTree(points)
+    labels = np.full((n, 2), np.iinfo(np.int64).min, dtype=np.int64)
+    labels[seed] = 0
+    steps = np.array(NEIGHBOUR_STEPS)
+    step_px = steps @ basis
+    tol = MATCH_FRACTION * float(np.linalg.norm(basis[0]))
+    queue = deque([seed])
+    while queue:
+        i = queue.popleft()
+        d, j = tree.query(points[i] + step_px, k=1, distance_upper_bound=tol)
+        for s, jj in zip(steps, j):
+            if jj < n and labels[jj, 0] == np.iinfo(np.int64).min:
+                labels[jj] = labels[i] + s
+                queue.append(int(jj))
+    return labels
+
+
+def _design(qr: np.ndarray) -> np.ndarray:
+    """Cubic polynomial terms of ``(q, r)`` (scaled by 1/30), shape ``(n, 10)``."""
+    q, r = qr[:, 0] / 30.0, qr[:, 1] / 30.0
+    return np.stack([np.ones_like(q), q, r, q * q, q * r, r * r, q**3, q * q * r, q * r * r, r**3], 1)
+
+
+def fit_positions(points: np.ndarray, qr: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic model ``position(q, r)`` fitted to the ``use`` nodes with iterative rejection.
+
+    Returns
+    -------
+    coef : numpy.ndarray
+        Shape ``(10, 2)``.
+    kept : numpy.ndarray
+        bool ``(n,)``: nodes within ``REJECT_PX`` (and 5 robust sigmas) of the model.
+    """
+    keep = use.copy()
+    a = _design(qr.astype(float))
+    coef = np.zeros((10, 2))
+    for _ in range(10):
+        if keep.sum() < 30:
             break
-        qr = new_qr
-    res = p - _design(p, qr[:, 0], qr[:, 1]) @ coef
-    rms = float(np.sqrt(np.mean(np.sum(res[ok] ** 2, axis=1))))
-    if not np.isfinite(rms) or rms > 1.0:
-        raise AlgorithmError(f"trace positions do not fit the lenslet lattice (rms {rms:.2f} px)", {"rms_px": rms})
-    # Origin: the node nearest the nominal origin is (0, 0).
-    o_qr = np.rint((origin - coef[0]) @ np.linalg.inv(np.stack([coef[1], coef[2]]))).astype(int)
-    qr = qr - o_qr
+        coef, *_ = np.linalg.lstsq(a[keep], points[keep], rcond=None)
+        dist = np.hypot(*(points - a @ coef).T)
+        sigma = 1.4826 * np.median(dist[keep])
+        new = use & (dist < min(REJECT_PX, max(5.0 * sigma, 0.2)))
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return coef, keep
+
+
+def relabel(points: np.ndarray, qr: np.ndarray, coef: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Labels moved by the rounded residual of every node against the model (lattice units)."""
+    res = points - _design(qr.astype(float)) @ coef
+    return qr + np.rint(res @ np.linalg.inv(basis)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------- centre
+def locate_centre(
+    qr: np.ndarray, coef: np.ndarray, detectable, fallback: tuple[int, int]
+) -> tuple[tuple[int, int], str, int]:
+    """Label of the array's centre lenslet, from the array outline (``sedm.in_mla``).
+
+    Parameters
+    ----------
+    qr : numpy.ndarray
+        Shape ``(m, 2)`` labels of the nodes that carry a trace.
+    coef : numpy.ndarray
+        Lattice model of :func:`fit_positions`.
+    detectable : callable
+        ``detectable(xy) -> bool array``: a lenslet imaged at CCD position ``xy`` (shape
+        ``(k, 2)``) would certainly have been found.
+    fallback : tuple of int
+        Label of the node nearest the nominal origin.
+
+    Returns
+    -------
+    centre : tuple of int
+        Label of lenslet ``(0, 0)``.
+    method : str
+        ``"mla"`` or ``"nominal"`` (outline not seen well enough to choose).
+    margin : int
+        Nodes by which the best offset beats the runner-up.
+    """
+    pad = CENTRE_SEARCH + 30
+    q0, r0 = qr.min(0) - pad
+    shape = tuple(qr.max(0) + pad - qr.min(0) + pad + 1)
+    found = np.zeros(shape, bool)
+    found[qr[:, 0] - q0, qr[:, 1] - r0] = True
+    gq, gr = np.meshgrid(np.arange(shape[0]) + q0, np.arange(shape[1]) + r0, indexing="ij")
+    box = np.stack([gq.ravel(), gr.ravel()], 1)
+    seen = detectable(_design(box.astype(float)) @ coef).reshape(shape) | found
+    best: list[tuple[int, tuple[int, int]]] = []
+    for dq in range(-CENTRE_SEARCH, CENTRE_SEARCH + 1):
+        for dr in range(-CENTRE_SEARCH, CENTRE_SEARCH + 1):
+            c = (fallback[0] + dq, fallback[1] + dr)
+            tmpl = sedm.in_mla(gq - c[0], gr - c[1])
+            cost = int(np.count_nonzero(found & ~tmpl)) + int(np.count_nonzero(seen & tmpl & ~found))
+            best.append((cost, c))
+    best.sort()
+    margin = best[1][0] - best[0][0]
+    if margin < CENTRE_MARGIN or best[0][0] > 0.05 * len(qr):
+        return fallback, "nominal", margin
+    return best[0][1], "mla", margin
+
+
+# ---------------------------------------------------------------------------------- recipe
+def fit_lattice(
+    x_ref: np.ndarray, y_ref: np.ndarray, ok: np.ndarray | None = None, *, detectable=None
+) -> SpaxelGrid:
+    """Assign ``(q, r)`` to traces at 7000-A positions ``(x_ref, y_ref)`` [pixel].
+
+    Parameters
+    ----------
+    x_ref, y_ref : numpy.ndarray
+        Shape ``(n,)`` trace positions at 7000 A [pixel] (NaN: unknown).
+    ok : numpy.ndarray, optional
+        bool ``(n,)``: positions good enough to define the lattice (others are labelled from it).
+    detectable : callable, optional
+        ``detectable(xy) -> bool``: a lenslet imaged at CCD positions ``xy`` (shape ``(k, 2)``)
+        would have been found. Without it the array centre is not searched.
+
+    Raises
+    ------
+    AlgorithmError
+        The positions do not form a hexagonal lattice (with what was measured).
+    """
+    p = np.stack([x_ref, y_ref], 1).astype(float)
+    finite = np.all(np.isfinite(p), 1)
+    ok = finite if ok is None else (ok & finite)
+    idx_ok = np.flatnonzero(ok)
+    pitch, angle = measure_basis(p[idx_ok])
+    basis = basis_from_angle(pitch, angle)
+    centre = np.median(p[idx_ok], 0)
+    seed = idx_ok[int(np.argmin(np.hypot(*(p[idx_ok] - centre).T)))]
+    labels = np.zeros((len(p), 2), np.int64)
+    labels[finite] = grow_labels(p[finite], basis, int(np.flatnonzero(np.flatnonzero(finite) == seed)[0]))
+    reached = finite.copy()
+    reached[finite] = labels[finite, 0] != np.iinfo(np.int64).min
+    labels[~reached] = 0
+    if (reached & ok).sum() < 0.5 * ok.sum():
+        raise AlgorithmError(
+            f"only {(reached & ok).sum()} of {ok.sum()} traces could be linked into a lattice "
+            f"(pitch {pitch:.1f} px, angle {angle:.1f} deg)", {"pitch_px": pitch, "angle_deg": angle})
+    use = reached & ok
+    for _ in range(4):
+        coef, kept = fit_positions(p, labels, use)
+        new = labels.copy()
+        new[finite] = relabel(p[finite], labels[finite], coef, basis)
+        if np.array_equal(new, labels):
+            break
+        labels, use = new, finite & ok
+    coef, kept = fit_positions(p, labels, finite & ok)
+    res = np.where(finite[:, None], p - _design(labels.astype(float)) @ coef, np.inf)
     dist = np.hypot(res[:, 0], res[:, 1])
-    key = qr[:, 0] * 100000 + qr[:, 1]
-    order = np.lexsort((dist, key))
-    dup = np.zeros(len(p), bool)
+    accepted = finite & (dist < REJECT_PX)
+    rms = float(np.sqrt(np.mean(dist[kept] ** 2))) if kept.any() else float("nan")
+    if not np.isfinite(rms) or kept.sum() < 0.8 * ok.sum():
+        raise AlgorithmError(
+            f"trace positions do not fit a hexagonal lattice: {kept.sum()} of {ok.sum()} within "
+            f"{REJECT_PX} px (rms {rms:.2f} px; measured pitch {pitch:.1f} px, angle {angle:.1f} deg; "
+            f"nominal {sedm.CCD_LATTICE_PITCH_PX:.0f} px, {sedm.CCD_LATTICE_ANGLE_DEG:.1f} deg)",
+            {"rms_px": rms, "pitch_px": pitch, "angle_deg": angle, "n_kept": int(kept.sum())})
+    nominal = _nearest_label(np.array(sedm.CCD_LATTICE_ORIGIN_PX), coef, basis, labels[kept])
+    method = "nominal"
+    c = nominal
+    if detectable is not None:
+        c, method, _margin = locate_centre(labels[accepted], coef, detectable, nominal)
+    labels = labels - np.array(c)
+    return _grid(labels, dist, accepted, rms, pitch, angle, method)
+
+
+def _nearest_label(xy: np.ndarray, coef: np.ndarray, basis: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """Label of the lattice node nearest CCD position ``xy`` (Newton on the cubic model)."""
+    qr = labels[np.argmin(np.hypot(*(_design(labels.astype(float)) @ coef - xy).T))].astype(float)
+    inv = np.linalg.inv(basis)
+    for _ in range(5):
+        qr = qr + (xy - _design(qr[None])[0] @ coef) @ inv
+    r = np.rint(qr).astype(int)
+    return int(r[0]), int(r[1])
+
+
+def _grid(labels: np.ndarray, dist: np.ndarray, accepted: np.ndarray, rms: float, pitch: float, angle: float,
+          method: str) -> SpaxelGrid:
+    n = len(labels)
+    key = labels[:, 0] * 100000 + labels[:, 1]
+    order = np.lexsort((np.where(accepted, dist, np.inf), key))
+    dup = np.zeros(n, bool)
     dup[order[1:]] = key[order[1:]] == key[order[:-1]]
-    q, r = qr[:, 0], qr[:, 1]
+    dup |= ~accepted
+    q, r = labels[:, 0], labels[:, 1]
     index = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(q, r)) if not dup[i]}
     neighbours = np.array([[index.get((int(a) + dq, int(b) + dr), -1) for dq, dr in NEIGHBOUR_STEPS]
-                           for a, b in zip(q, r)], dtype=int)
+                           for a, b in zip(q, r)], dtype=int).reshape(n, 6)
     return SpaxelGrid(q=q, r=r, xy=sedm.hex_to_spaxel_xy(q, r), neighbours=neighbours, lattice_rms_px=rms,
-                      duplicate=dup)
+                      duplicate=dup, rejected=~accepted, pitch_px=pitch, angle_deg=angle, centre_method=method)

@@ -30,7 +30,7 @@ from engine.provenance import Provenance
 
 log = logging.getLogger(__name__)
 
-ARC_PAD_RED, ARC_PAD_BLUE, ARC_WINDOW = 75, 60, 380
+ARC_PAD_RED, ARC_PAD_BLUE, ARC_WINDOW = 75, 110, 430
 
 
 def clip_same_row(tf: TraceFit, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,9 +73,29 @@ def _geometry(tf: TraceFit, x0: np.ndarray, n_cols: int, col_ok: np.ndarray) -> 
     return TraceGeometry(x0=x0, n_cols=n_cols, y_centre=tf.y_at(cols), sigma=tf.sigma_at(cols), col_ok=col_ok)
 
 
-def _slope_at(tf: TraceFit, x: np.ndarray) -> np.ndarray:
-    u = (x - tf.x_mid) / 100.0
-    return (tf.ycoef[:, 1] + 2 * tf.ycoef[:, 2] * u) / 100.0
+def usable_traces(tf: TraceFit, wave) -> np.ndarray:
+    """True for traces whose measured 3700-9300 A span lies inside the usable detector region."""
+    ends = wave.x_of_wave(np.array([sedm.CUBE_WAVE_AA[0], sedm.CUBE_WAVE_AA[-1]]))
+    ok = np.ones(tf.n, bool)
+    for k in range(2):
+        ok &= sedm.inside_usable_region(ends[:, k], tf.y_at(ends[:, k : k + 1])[:, 0])
+    return ok & wave.ok
+
+
+def detectable_region(tf: TraceFit, wave, shape: tuple[int, int], margin: float = 12.0):
+    """``detectable(xy) -> bool``: a lenslet whose 7000-A image falls at CCD ``xy`` (shape
+    ``(k, 2)``) would have given a complete trace, judged from the measured extent of the
+    dome-lit range around 7000 A."""
+    good = tf.complete & wave.ok
+    ext_lo = float(np.median(tf.x_lo[good] - wave.x_ref[good])) if good.any() else -80.0
+    ext_hi = float(np.median(tf.x_hi[good] - wave.x_ref[good])) if good.any() else 150.0
+    ny, nx = shape
+
+    def detectable(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return (x + ext_lo > 6 + margin) & (x + ext_hi < nx - 7 - margin) & (y > margin) & (y < ny - margin)
+
+    return detectable
 
 
 def calibrate_night(
@@ -131,14 +151,15 @@ def calibrate_night(
     ax0, an, aok = arc_windows(tf)
     arc_op = build_operator(_geometry(tf, ax0, an, aok))
     spectra = {lamp: (arc_op.extract(m.image), arc_op.extract_variance(m.variance)) for lamp, m in arcs.items()}
-    wave, meas, used = solve(spectra, ax0, tf.x_mid, tf.y_at(tf.x_mid[:, None])[:, 0])
+    wave, meas, used = solve(spectra, ax0, tf.x_mid, tf.y_at(tf.x_mid[:, None])[:, 0], tf.x_lo.astype(float))
     timing["wavesol_s"] = time.perf_counter() - t1
     report(job_key, "spaxel grid and flat", 0.8)
     t1 = time.perf_counter()
     x_ref = wave.x_ref
     y_ref = tf.y_at(x_ref[:, None])[:, 0]
-    in_region = sedm.trace_is_usable(x_ref, y_ref, _slope_at(tf, x_ref))
-    grid = fit_lattice(x_ref, y_ref, ok=wave.ok & tf.complete & in_region)
+    in_region = usable_traces(tf, wave)
+    grid = fit_lattice(x_ref, y_ref, ok=wave.ok & tf.complete & (wave.n_lines >= 6),
+                       detectable=detectable_region(tf, wave, dome.image.shape))
     usable = in_region & wave.ok & ~grid.duplicate & (wave.n_lines >= 6)
     x0, n_cols, col_ok = extraction_windows(tf, wave, clip=lambda lo, hi: clip_same_row(tf, lo, hi))
     placeholder = Flat(achromatic=np.ones(tf.n), chromatic=np.ones((tf.n, sedm.CUBE_WAVE_AA.size)),

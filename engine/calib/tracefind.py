@@ -163,17 +163,30 @@ def link_peaks(peaks: list[tuple[int, np.ndarray, np.ndarray]], tol: float = 0.9
 
 
 def split_joined(traces: list[np.ndarray]) -> list[np.ndarray]:
-    """Split traces that ran into the next one of the same row, at their deepest flux dip."""
+    """Split links that ran from one trace into the next of the same row.
+
+    The length of a single trace is measured as the median link length (most links are single
+    traces); a link longer than 1.45 times that holds two or more traces end to end. It is cut
+    where its smoothed height is lowest within 15 % of a trace length of where the first
+    trace should end (its red start plus one length): the faint blue end of a trace is never
+    taken for the gap before its neighbour's bright red start.
+    """
+    lengths = np.array([t[-1, 0] - t[0, 0] for t in traces])
+    single = float(np.median(lengths)) if lengths.size else FULL_TRACE_LENGTH_PX
+    single = min(single, FULL_TRACE_LENGTH_PX)
     out = []
     stack = list(traces)
     while stack:
         t = stack.pop()
-        if t[-1, 0] - t[0, 0] <= FULL_TRACE_LENGTH_PX:
+        if t[-1, 0] - t[0, 0] <= 1.45 * single:
             out.append(t)
             continue
         h = uniform_filter1d(t[:, 2], 3)
-        inner = slice(len(t) // 6, len(t) - len(t) // 6)
-        cut = inner.start + int(np.argmin(h[inner]))
+        expected = t[0, 0] + single
+        near = np.flatnonzero(np.abs(t[:, 0] - expected) <= 0.15 * single)
+        if near.size == 0:
+            near = np.arange(len(t) // 6, len(t) - len(t) // 6)
+        cut = int(near[np.argmin(h[near])])
         stack.extend([t[: cut + 1], t[cut + 1 :]])
     return [t for t in out if t[-1, 0] - t[0, 0] >= MIN_TRACE_LENGTH_PX]
 

@@ -74,6 +74,13 @@ at least ~6.7 pixels in ``y``.
 CCD_LATTICE_ORIGIN_PX: tuple[float, float] = (895.0, 950.0)
 """Nominal CCD position ``(x, y)`` of lenslet ``(0, 0)`` at ``REFERENCE_WAVELENGTH_AA``."""
 
+CCD_LATTICE_PITCH_RANGE_PX: tuple[float, float] = (38.0, 62.0)
+"""Pitches the calibration accepts when it measures the lattice from the traces [pixel]."""
+
+CCD_LATTICE_ANGLE_TOLERANCE_DEG: float = 30.0
+"""The measured ``q`` axis is taken within this angle of ``CCD_LATTICE_ANGLE_DEG`` [degree]
+(a hexagonal lattice looks the same every 60 degrees; the prior picks which axis is ``q``)."""
+
 DISPERSION_D_PX: float = 38900.0
 """Nominal prism dispersion constant ``D`` [pixel Angstrom^0.5].
 
@@ -105,6 +112,15 @@ SKY_GRID_ANGLE_DEG: float = 103.0
 
 MLA_RADIUS_UNITS: float = 25.0
 """A target is inside the IFU when it is within this distance of the origin [spaxel unit]."""
+
+MLA_ROWS: tuple[int, int] = (-26, 25)
+"""Lattice rows ``r`` of the microlens array (52 rows; Lezmy et al. 2022: 52 x 45 lenslets)."""
+
+MLA_ROW_HALF_LENGTH: tuple[float, float] = (-22.5, 22.0)
+"""Extent of a row along the ``q`` axis, in lenslets from the array's centre: a lenslet exists
+when ``lo <= q + r/2 <= hi`` (45 lenslets in every row). The array is a lattice-aligned
+square of 45 x 52 * sqrt(3)/2 = 45 x 45 pitches (28 arcsec), centred on lenslet ``(0, 0)``,
+whose sky position is the IFU centre of the guider table."""
 
 HEX_CIRCUMRADIUS_UNITS: float = 2.0 / 3.0
 """Circumradius of a lenslet's hexagonal outline [spaxel unit] (flat-to-flat 1.155)."""
@@ -210,6 +226,21 @@ def hex_to_spaxel_xy(q: np.ndarray, r: np.ndarray) -> np.ndarray:
     v = LENSLET_PITCH_UNITS * (math.sqrt(3.0) / 2.0) * r
     t = math.radians(SKY_GRID_ANGLE_DEG)
     return np.stack([u * math.cos(t) - v * math.sin(t), u * math.sin(t) + v * math.cos(t)], -1)
+
+
+def in_mla(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """True for axial lattice coordinates ``(q, r)`` of lenslets that exist on the microlens array.
+
+    Parameters
+    ----------
+    q, r : numpy.ndarray
+        Axial coordinates relative to the array's centre lenslet (any matching shapes).
+    """
+    q = np.asarray(q, dtype=float)
+    r = np.asarray(r, dtype=float)
+    along = q + 0.5 * r
+    lo, hi = MLA_ROW_HALF_LENGTH
+    return (r >= MLA_ROWS[0]) & (r <= MLA_ROWS[1]) & (along >= lo) & (along <= hi)
 
 
 def hexagon_vertices(xy: np.ndarray) -> np.ndarray:
