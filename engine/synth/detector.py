@@ -8,6 +8,11 @@ Two cameras, as in SEDM's history:
   ``PSCANX0, PSCANX1, OSCANX0, OSCANX1`` give the 0-based half-open column ranges
   ``[PSCANX0, PSCANX1)`` (pre-scan), ``[PSCANX1, OSCANX0)`` (image), ``[OSCANX0, OSCANX1)``
   (over-scan); read speed 1.0 MHz.
+
+Wide draws (:mod:`engine.synth.priors`) add the detector's own defects, the same on every frame
+of a night (:class:`Defects`): bad columns (dead, or hot with charge on every read), hot pixels,
+one very hot pixel that saturates and bleeds along its column, and structured scattered light
+(a smooth 2D pattern scaled by each frame's mean illumination).
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ WIDE_PRIORS: tuple[Prior, ...] = (
           note="C / 2e5: up to -8..+20 px at 3700 A from the t^2 term alone"),
     Prior("disp_e_factor", -4.0, 6.0, "", 1.0, note="E / 8e6"),
     Prior("disp_f_factor", -5.0, 5.0, "", 1.0, note="F / 6e7"),
-    Prior("disp_field_px", 0.0, 0.004, "", 0.002,
+    Prior("disp_field_rms", 0.0, 0.004, "", 0.002,
           note="rms of the smooth field variation of D (besides the distortion's stretch)"),
     Prior("disp_c_gradient", -0.15, 0.15, "", 0.05, note="C varies as 1 + g x_n across the field"),
     # Trace geometry and widths

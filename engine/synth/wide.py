@@ -201,7 +201,7 @@ def _build(rng: np.random.Generator, g: dict) -> TrueInstrument:
     x_ref, y_ref = pos[:, 0], pos[:, 1]
     n_all = q.size
     # Dispersion: the distortion's stretch along x, a smooth field term, tiny per-lenslet scatter.
-    field_d = P["disp_field_px"].draw(rng)
+    field_d = P["disp_field_rms"].draw(rng)
     c_grad = P["disp_c_gradient"].draw(rng)
     stretch = (dval @ coef[0]) / SCALE_PX
     lin = rng.normal(0.0, field_d, 2)
