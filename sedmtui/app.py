@@ -24,12 +24,15 @@ from engine.state.reader import StateReader
 from sedmtui.commands import TargetProvider
 from sedmtui.data import ProductCache, load_target
 from sedmtui.messages import StateChanged, TargetLoaded
+from sedmtui.safe import clean
 from sedmtui.settings import ConsoleSettings
 from sedmtui.state import Delta, Tail, load_snapshot
 from sedmtui.widgets.header import NightHeader, header_text
 
-WRITE_ACTIONS = frozenset({"reextract", "accept", "reject", "recover", "report", "final_report", "request_report"})
-"""Actions hidden and disabled with ``--readonly`` (every key that would write a request)."""
+WRITE_ACTIONS = frozenset({"reextract", "accept", "reject", "recover", "report", "final_report", "request_report",
+                           "comment"})
+"""Actions hidden and disabled with ``--readonly`` (every key that would write a request, and the
+report comment, which only a request carries)."""
 
 
 def utc_now() -> dt.datetime:
@@ -87,6 +90,7 @@ class NightApp(App):
         self.engine = dict(self.snapshot.engine)
         self.calibration = dict(self.snapshot.calibration)
         self.targets: dict[str, dict] = {r["obs_id"]: r for r in self.snapshot.targets}
+        self.warnings = dict(self.snapshot.warnings)
         self.paused = False
         self.pending: list[Delta] = []
         self._stop = threading.Event()
@@ -134,7 +138,7 @@ class NightApp(App):
                 try:
                     delta = tail.poll()
                 except sqlite3.Error as exc:  # database busy or replaced: try again later
-                    self.call_from_thread(self.notify, f"state database: {exc}", severity="warning")
+                    self.call_from_thread(self.tell, f"state database: {exc}", severity="warning")
                     self._stop.wait(2.0)
                     continue
                 if delta is not None:
@@ -161,6 +165,8 @@ class NightApp(App):
             self.engine = delta.engine
         if delta.calibration is not None:
             self.calibration = delta.calibration
+        if delta.warnings is not None:
+            self.warnings = delta.warnings
         self.targets.update(delta.targets)
         self._dispatch(delta)
         self.refresh_headers()
@@ -186,7 +192,7 @@ class NightApp(App):
         """The header text (night, clock, engine, calibration, pause badge)."""
         pending = sum(len(d.events) for d in self.pending)
         return header_text(self.night, self.clock().strftime("%H:%M"), self.engine, self.calibration,
-                           paused=self.paused, pending=pending, readonly=self.readonly)
+                           paused=self.paused, pending=pending, readonly=self.readonly, warnings=self.warnings)
 
     def refresh_headers(self) -> None:
         """Update the header of every screen (a no-op where the text did not change)."""
@@ -204,7 +210,7 @@ class NightApp(App):
             for delta in pending:
                 self.apply_delta(delta)
         self.refresh_headers()
-        self.notify("live updates paused: p resumes" if self.paused else "live updates resumed", timeout=2)
+        self.tell("live updates paused: p resumes" if self.paused else "live updates resumed", timeout=2)
 
     def action_help(self) -> None:
         """Show the keys that work here."""
@@ -216,8 +222,45 @@ class NightApp(App):
 
     def copy(self, text: str, what: str) -> None:
         """Copy to the local clipboard through the terminal (OSC 52: works over SSH)."""
+        text = clean(text)
         self.copy_to_clipboard(text)
-        self.notify(f"copied {what}: {text}", timeout=3)
+        self.tell(f"copied {what}: {text}", timeout=3)
+
+    def tell(self, message: str, *, severity: str = "information", timeout: float | None = None) -> None:
+        """A notification of outside text: cleaned and never parsed as markup (see :mod:`sedmtui.safe`)."""
+        self.notify(clean(message, multiline=True), severity=severity, timeout=timeout, markup=False)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save an SVG of the screen (the palette's *Screenshot*) and say where.
+
+        Textual saves into the platform's downloads directory, which a reduction host
+        usually lacks ("Failed to save screenshot"): use the first writable of
+        ``$SEDMTUI_SCREENSHOT_DIR``, the downloads directory, the working directory, home, /tmp.
+        """
+        import os
+        import tempfile
+
+        from platformdirs import user_downloads_path  # the directory Textual would use
+        from textual._files import generate_datetime_filename
+
+        candidates = [path, os.environ.get("SEDMTUI_SCREENSHOT_DIR"), user_downloads_path(), Path.cwd(), Path.home(),
+                      tempfile.gettempdir()]
+        name = filename or generate_datetime_filename(self.title, ".svg", time_format)
+        errors = []
+        for d in candidates:
+            if not d or not Path(d).is_dir() or not os.access(d, os.W_OK):
+                continue
+            try:
+                saved = self.save_screenshot(name, str(d))
+            except OSError as exc:
+                errors.append(f"{d}: {exc}")
+                continue
+            self.tell(f"screenshot saved: {saved}", timeout=6)
+            return None
+        self.tell("screenshot not saved: no writable directory" + (f" ({'; '.join(errors)})" if errors else ""),
+                  severity="error", timeout=8)
+        return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.readonly and action in WRITE_ACTIONS:
@@ -232,14 +275,14 @@ class NightApp(App):
         from engine.state.requests import submit_request
 
         if self.readonly:
-            self.notify("read-only console: no request can be filed", severity="warning")
+            self.tell("read-only console: no request can be filed", severity="warning")
             return None
         try:
             if self.writer_conn is None:
                 self.writer_conn = connect(self.db_path)
             rid = submit_request(self.writer_conn, kind, night=self.night, target=obs_id, params=params)
         except (RequestError, sqlite3.Error) as exc:
-            self.notify(f"request refused: {exc}", severity="error", timeout=8)
+            self.tell(f"request refused: {exc}", severity="error", timeout=8)
             return None
         self._watch.put(rid)
         return rid
@@ -253,13 +296,17 @@ class NightApp(App):
 
     @work(thread=True, group="load", exit_on_error=False)
     def _load(self, obs_id: str, purpose: str, seq: int) -> None:
-        reader = StateReader(self.db_path, readonly=self.readonly)
+        data, error = None, ""
         try:
-            data = load_target(reader, self.redux_root, self.night, obs_id, self.cache,
-                               with_guider=purpose == "target")
-        finally:
-            reader.close()
-        self.post_message(TargetLoaded(obs_id, data, purpose, seq))
+            reader = StateReader(self.db_path, readonly=self.readonly)
+            try:
+                data = load_target(reader, self.redux_root, self.night, obs_id, self.cache,
+                                   with_guider=purpose == "target")
+            finally:
+                reader.close()
+        except Exception as exc:  # noqa: BLE001 - a bad row or product is shown, never raised
+            error = f"cannot read {obs_id}: {type(exc).__name__}: {exc}"
+        self.post_message(TargetLoaded(obs_id, data, purpose, seq, error))
 
     def on_target_loaded(self, message: TargetLoaded) -> None:
         for screen in reversed(self.screen_stack):
@@ -272,7 +319,7 @@ class NightApp(App):
         from sedmtui.screens.target import TargetScreen
 
         if obs_id not in self.targets:
-            self.notify(f"no exposure {obs_id}", severity="warning")
+            self.tell(f"no exposure {obs_id}", severity="warning")
             return
         if isinstance(self.screen, TargetScreen):
             self.pop_screen()

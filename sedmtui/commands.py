@@ -5,18 +5,20 @@ from __future__ import annotations
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
 
+from sedmtui.safe import clean, markup
 from sedmtui.state import clean_object, quality_severity
 
 
 def target_label(row: dict) -> str:
     """``04_21_30 ZTF26rugnhyk  Q5 Ia-norm`` for the palette."""
     q = row.get("quality")
-    parts = [row["obs_id"], clean_object(row.get("object"))]
+    parts = [clean(row["obs_id"]), clean_object(row.get("object"))]
     if q is not None:
         parts.append(f"Q{q}")
     if row.get("snid_type"):
-        parts.append(row.get("snid_subtype") or row["snid_type"])
+        parts.append(clean(row.get("snid_subtype") or row["snid_type"]))
     return "  ".join(parts)
 
 
@@ -29,23 +31,34 @@ class TargetProvider(Provider):
         for obs_id, row in sorted(app.targets.items()):
             sev = quality_severity(row.get("quality"))
             help_ = (row.get("quality_reason") or row.get("state") or "") if sev != "ok" else (row.get("state") or "")
-            out.append((f"go to {target_label(row)}", partial(app.open_target, obs_id), help_))
+            out.append((f"go to {target_label(row)}", partial(app.open_target, obs_id), markup(help_)))
         out.append(("night report: ask the engine and show it", partial(app.open_report, request=True),
-                    "report.txt; add a comment and send the final report there"))
+                    "report.txt; add a comment and write the final report there"))
         out.append(("pause / resume live updates", app.action_toggle_pause, "the tail keeps reading; a badge counts"))
         out.append(("help: keys that work here", app.action_help, "also ?"))
         return out
 
     async def discover(self) -> Hits:
         for title, callback, help_ in self._commands():
-            yield DiscoveryHit(title, callback, help=help_)
+            yield DiscoveryHit(Content(title), callback, text=title, help=help_)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, callback, help_ in self._commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_)
+                yield Hit(score, highlight(matcher, title), callback, text=title, help=help_)
+
+
+def highlight(matcher, title: str) -> Content:
+    """``matcher.highlight`` without markup: Textual's parses the title as markup, and titles
+    hold object names from FITS headers (``ZTFbad[/nope]`` would raise)."""
+    content = Content(title)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, title)
+    for offset in offsets:
+        if not title[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 __all__ = ["TargetProvider", "target_label"]

@@ -206,18 +206,27 @@ def read_guider(path: Path, half: int = 72) -> GuiderData:
 def _extraction(reader, night_dir: Path, row: dict | None, cache: ProductCache, errors: list[str]) -> ExtractionData | None:
     if row is None:
         return None
-    spectrum = psf = None
-    if row.get("spec_fits"):
-        try:
-            spectrum = cache.get(night_dir / row["spec_fits"], read_spectrum)
-        except (OSError, KeyError, ValueError) as exc:
-            errors.append(f"{row['spec_fits']}: {exc}")
-    if row.get("psf_file"):
-        try:
-            psf = cache.get(night_dir / row["psf_file"], read_psf)
-        except (OSError, KeyError, ValueError) as exc:
-            errors.append(f"{row['psf_file']}: {exc}")
+    spectrum = _product(night_dir, row.get("spec_fits"), read_spectrum, cache, errors)
+    psf = _product(night_dir, row.get("psf_file"), read_psf, cache, errors)
     return ExtractionData(row=row, classification=reader.classification(row["id"]), spectrum=spectrum, psf=psf)
+
+
+def _product(night_dir: Path, name: str | None, loader, cache: ProductCache, errors: list[str]):
+    """A product read with ``loader``, or None with the reason appended to ``errors``.
+
+    Any failure counts (a missing, truncated or foreign file raises whatever astropy raises):
+    the console says which file and why instead of stopping.
+    """
+    if not name:
+        return None
+    path = night_dir / name
+    try:
+        return cache.get(path, loader)
+    except FileNotFoundError:
+        errors.append(f"{name}: missing")
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        errors.append(f"{name}: unreadable ({type(exc).__name__}: {exc})")
+    return None
 
 
 def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: ProductCache,
@@ -241,22 +250,14 @@ def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: Produc
         return None
     night_dir = Path(redux_root) / night
     errors: list[str] = []
-    cube = None
-    if obs.get("cube_file"):
-        try:
-            cube = cache.get(night_dir / obs["cube_file"], read_cube_data)
-        except (OSError, KeyError, ValueError) as exc:
-            errors.append(f"{obs['cube_file']}: {exc}")
+    cube = _product(night_dir, obs.get("cube_file"), read_cube_data, cache, errors)
     rows = reader.extractions(night, obs_id)
     current = next((r for r in rows if r["id"] == obs.get("current_extraction_id")), None)
     cand_row = next((r for r in reversed(rows) if r["status"] == "candidate"), None)
     guider = None
     gfile = guider_file(rows, obs)
     if with_guider and gfile and (night_dir / gfile).exists():
-        try:
-            guider = cache.get(night_dir / gfile, read_guider)
-        except (OSError, KeyError, ValueError) as exc:
-            errors.append(f"{gfile}: {exc}")
+        guider = _product(night_dir, gfile, read_guider, cache, errors)
     return TargetData(target=target, observation=obs, cube=cube,
                       current=_extraction(reader, night_dir, current, cache, errors),
                       candidate=_extraction(reader, night_dir, cand_row, cache, errors), guider=guider, errors=errors)
@@ -266,10 +267,56 @@ def guider_file(rows: list[dict], obs: dict) -> str | None:
     """The exposure's guider stack: named in the robot extraction's facts (re-extractions do not
     repeat it), else the SEDM name ``guider_crr_b_<raw file>``."""
     for r in rows:
-        name = json.loads(r.get("facts_json") or "{}").get("guider_file")
+        name = row_facts(r).get("guider_file")
         if name:
-            return name
+            return str(name)
     return f"guider_crr_b_{obs['file']}" if obs.get("file") else None
+
+
+def row_facts(row: dict | None) -> dict:
+    """An extraction row's ``facts_json`` as a dict (``{}`` when absent or not a JSON object)."""
+    raw = (row or {}).get("facts_json")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def product_note(data: TargetData | None, name: str | None, what: str) -> str:
+    """``cube missing`` / ``cube unreadable (...)`` / ``no cube yet (reducing: cube)``: why a
+    product is not shown."""
+    if data is None:
+        return f"no {what}: exposure not loaded"
+    if name:
+        for err in data.errors:
+            if err.startswith(f"{name}:"):
+                return f"{what} {err[len(name) + 2:]}: {name}"
+        return f"{what} not shown ({name})"
+    obs = data.observation
+    return f"no {what} yet ({obs.get('state') or '?'})" if obs.get("state") != "done" else f"no {what}"
+
+
+def spectrum_note(data: TargetData, ext: ExtractionData | None) -> str:
+    """Why an exposure shows no spectrum, in words (the plot's title)."""
+    obs = data.observation
+    if ext is None:
+        stage = obs.get("stage") or ""
+        state = obs.get("state") or "?"
+        if obs.get("error"):
+            return f"no extraction: {state}: {obs['error']}"
+        return f"no extraction yet ({state}{': ' + stage if stage and stage != state else ''})"
+    name = ext.row.get("spec_fits")
+    if not name:
+        q = ext.row.get("quality")
+        why = ext.row.get("quality_reason") or ""
+        return f"no spectrum file in extraction {ext.row.get('tag')}" + (f" (Q{q} {why})".rstrip() if q is not None else "")
+    for err in data.errors:
+        if err.startswith(f"{name}:"):
+            return f"spectrum {err}"
+    return f"no spectrum ({name})"
 
 
 # --------------------------------------------------------------------------------------------- derived
@@ -333,11 +380,12 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
     """``(label, value, severity)`` lines of the facts panel."""
     ext = ext or data.current
     obs, t = data.observation, data.target
-    out: list[tuple[str, str, str | None]] = []
+    out: list[tuple[str, str, str | None]] = [("missing" if e.endswith(": missing") else "unreadable", e, "bad")
+                                              for e in data.errors]
     if ext is None:
-        out.append(("state", f"{obs.get('state')} · {obs.get('stage') or ''}", "dim"))
+        out.insert(0, ("state", f"{obs.get('state')} · {obs.get('stage') or ''}", "dim"))
         if obs.get("error"):
-            out.append(("error", str(obs["error"]), "bad"))
+            out.insert(1, ("error", str(obs["error"]), "bad"))
         return out
     r = ext.row
     h = ext.spectrum.header if ext.spectrum else {}
@@ -347,30 +395,32 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
     out.append(("SRCPOS", {"astrom": "astrom (guider WCS)", "auto": "auto (brightest spaxel)",
                            "manual": "manual (observer)"}.get(r.get("srcpos") or "", str(r.get("srcpos"))), None))
     if r.get("centroid_x") is not None:
-        out.append(("centroid", f"({r['centroid_x']:+.2f}, {r['centroid_y']:+.2f}) fitted at 7000 Å", None))
+        out.append(("centroid", f"({_num(r['centroid_x'], '+.2f')}, {_num(r.get('centroid_y'), '+.2f')}) fitted at 7000 Å",
+                    None))
     if r.get("psf_fwhm_arcsec") is not None:
-        out.append(("PSF FWHM", f"{r['psf_fwhm_arcsec']:.2f}″  ell {r.get('psf_ell') or 0:.2f}", None))
+        out.append(("PSF FWHM", f"{_num(r['psf_fwhm_arcsec'], '.2f')}″  ell {_num(r.get('psf_ell') or 0, '.2f')}", None))
     if r.get("adr_pa") is not None:
         chi2 = r.get("adr_chi2")
-        out.append(("ADR", f"PA {r['adr_pa']:.0f}°  X {r.get('adr_airmass') or 0:.2f}  χ² {chi2:.2f}",
+        out.append(("ADR", f"PA {_num(r['adr_pa'], '.0f')}°  X {_num(r.get('adr_airmass') or 0, '.2f')}  χ² {_num(chi2, '.2f')}",
                     "warn" if chi2 and chi2 > 5 else None))
     if r.get("fluxcal"):
         dt = r.get("calsrc_dt_h")
         std = standard_of(r.get("calsrc") or "")
-        out.append(("fluxcal", f"{std}  Δt {dt:.1f} h" if dt is not None else std, None))
+        out.append(("fluxcal", f"{std}  Δt {_num(dt, '.1f')} h" if dt is not None else std, None))
     else:
-        note = json.loads(r.get("facts_json") or "{}").get("fluxcal_note") or h.get("FLUXNOTE", "")
+        note = row_facts(r).get("fluxcal_note") or h.get("FLUXNOTE", "")
         out.append(("fluxcal", f"none: {note}" if note else "none", "warn"))
     cls = ext.classification
     if cls and cls.get("type"):
-        out.append(("SNID", f"{type_label(cls)}  z {cls['z']:.3f}  rlap {cls['rlap']:.1f}  {cls.get('template') or ''}",
+        out.append(("SNID", f"{type_label(cls)}  z {_num(cls.get('z'), '.3f')}  rlap {_num(cls.get('rlap'), '.1f')}  "
+                            f"{cls.get('template') or ''}",
                     None))
     else:
-        why = json.loads(r.get("facts_json") or "{}").get("classification") or "not classified"
+        why = str(row_facts(r).get("classification") or "not classified")
         out.append(("SNID", f"none: {why}", "warn" if "template" in why or "failed" in why else None))
     if r.get("s2n") is not None:
         out.append(("S/N", _num(r['s2n'], ".0f"), None))
-    out.append(("airmass", f"{t.get('airmass') or 0:.2f}  exp {t.get('exptime') or 0:.0f} s", None))
+    out.append(("airmass", f"{_num(t.get('airmass'), '.2f')}  exp {_num(t.get('exptime'), '.0f')} s", None))
     out.append(("extraction", f"{r.get('tag')} ({r.get('status')}) by {r.get('reducer') or 'auto'}", None))
     return out
 

@@ -52,6 +52,26 @@ def resolve_night(reader, night: str | None) -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d")
 
 
+def product_root(reader, night: str, db: Path, configured: Path, *, explicit: bool) -> Path:
+    """The reduction root whose ``<night>/`` holds the products of the database's night.
+
+    ``--redux-root`` wins when given. Otherwise the database's own directory comes first
+    (``sedmtui --db demo-night/redux/sedm.db`` must not read products from the default root),
+    then the directory the engine recorded for the night, then the configured root.
+    """
+    if explicit:
+        return configured
+    candidates = [db.parent]
+    row = reader.night(night) or {}
+    if row.get("redux_dir"):
+        candidates.append(Path(row["redux_dir"]).parent)
+    candidates.append(configured)
+    for root in candidates:
+        if (root / night).is_dir():
+            return root
+    return db.parent
+
+
 def build_app(ns: argparse.Namespace, *, clock=None):
     """The console App for a parsed command line (raises ``SystemExit`` with a message on errors)."""
     from engine.commands import load_config_with_console
@@ -66,8 +86,12 @@ def build_app(ns: argparse.Namespace, *, clock=None):
         raise SystemExit(_fail(str(exc))) from exc
     db = Path(config.paths.db_path)
     if not db.exists():
+        hint = ""
+        demo = Path(getattr(ns, "demo_dir", None) or "demo-night") / "redux" / "sedm.db"
+        if demo.exists() and demo.resolve() != db.resolve():
+            hint = f" (the demo's state is {demo}: sedmtui --db {demo})"
         raise SystemExit(_fail(f"no state database at {db}: start the engine (sedmtui --batch) or pass --db / "
-                               "--redux-root"))
+                               f"--redux-root{hint}"))
     try:
         reader = StateReader(db, readonly=bool(getattr(ns, "readonly", False)))
     except SchemaError as exc:
@@ -77,7 +101,8 @@ def build_app(ns: argparse.Namespace, *, clock=None):
     night = resolve_night(reader, getattr(ns, "night", None))
     from sedmtui.app import NightApp
 
-    return NightApp(db_path=db, night=night, redux_root=Path(config.paths.redux_root), settings=settings,
+    root = product_root(reader, night, db, Path(config.paths.redux_root), explicit=bool(getattr(ns, "redux_root", None)))
+    return NightApp(db_path=db, night=night, redux_root=root, settings=settings,
                     readonly=bool(getattr(ns, "readonly", False)), fit_radius=config.science.fit_radius,
                     clock=clock, reader=reader)
 

@@ -27,6 +27,8 @@ class TargetLoaded(Message):
     """``target`` (the target screen) or ``preview`` (the night screen's preview pane)."""
     seq: int = 0
     """Load number: a screen ignores the answers to loads it no longer waits for."""
+    error: str = ""
+    """Why ``data`` is None when the exposure exists but could not be read."""
 
 
 __all__ = ["StateChanged", "TargetLoaded"]

@@ -95,30 +95,56 @@ def marker_positions(data: TargetData | None, edit: EditState | None) -> dict[st
     return out
 
 
-def request_status(kind: str, row: dict, activity: str | None = None) -> tuple[str, str | None]:
-    """Status line and severity for a request row."""
-    rid = row["id"]
+def request_status(kind: str, row: dict, activity: str | None = None, *, subject: str | None = None,
+                   tag_of=None) -> tuple[str, str | None]:
+    """Status line and severity for a request row, in words (no internal ids).
+
+    Parameters
+    ----------
+    kind : str
+        Request kind.
+    row : dict
+        The ``requests`` row (``status``, ``error``, ``result_json``, ``target``).
+    activity : str, optional
+        The engine's current activity (shown while the request runs).
+    subject : str, optional
+        What the request is about (``04_21_30 ZTF26ccccccc``); default the row's target.
+    tag_of : callable, optional
+        ``extraction id -> tag`` (``redo104512``), to name extractions in the result.
+    """
     status = row["status"]
     names = {"reextract": "re-extraction", "accept": "accept", "reject": "reject", "recover": "recover",
              "report": "report", "final_report": "final report"}
     name = names.get(kind, kind)
+    subject = subject or row.get("target") or ""
+    what = f"{name} of {subject}" if subject else name
     if status == "pending":
-        return f"request #{rid} {name}: queued, waiting for the engine…", "busy"
+        return f"{what}: queued, waiting for the engine…", "busy"
     if status == "running":
-        return f"request #{rid} {name}: the engine is working" + (f" ({activity})" if activity else "") + "…", "busy"
+        return f"{what}: the engine is working" + (f" ({activity})" if activity else "") + "…", "busy"
     if status == "failed":
-        return f"request #{rid} {name} refused: {row.get('error')}", "bad"
+        return f"{what} refused: {row.get('error')}", "bad"
     import json
 
     result = row.get("result_json")
-    result = json.loads(result) if isinstance(result, str) and result else (result or {})
+    try:
+        result = json.loads(result) if isinstance(result, str) and result else (result or {})
+    except ValueError:
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    eid = result.get("extraction_id")
+    tag = (tag_of(eid) if tag_of is not None and eid is not None else None) or "the new extraction"
+    target = f" of {subject}" if subject else ""
+    for_target = f" for {subject}" if subject else ""
     done = {
-        "reextract": f"re-extraction ready (extraction {result.get('extraction_id')}, Q{result.get('quality')})",
-        "accept": f"accepted: extraction {result.get('extraction_id')} is now the current one",
-        "reject": f"rejected: {len(result.get('removed') or [])} file(s) removed, the current extraction is unchanged",
-        "recover": f"recovered: quality 5 → {result.get('quality', 1)}",
+        "reextract": f"re-extraction{target} ready: {tag}, Q{result.get('quality')}",
+        "accept": f"accepted: {tag} is now the current one{for_target}",
+        "reject": f"rejected: {len(result.get('removed') or [])} file(s) removed, the current extraction{target} "
+                  "is unchanged",
+        "recover": f"recovered{target}: quality 5 → {result.get('quality', 1)}",
     }.get(kind, f"{name} written")
-    return f"request #{rid} {done}", "ok"
+    return done, "ok"
 
 
 __all__ = [

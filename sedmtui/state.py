@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.state.reader import Event, StateReader
+from sedmtui.safe import clean
 
 Cell = tuple[str, str | None]
 """A display cell: text and a severity tag (``ok``, ``warn``, ``bad``, ``dim``, ``busy`` or None)."""
@@ -60,8 +61,9 @@ def quality_severity(quality: int | None) -> str | None:
 
 
 def clean_object(name: str | None) -> str:
-    """Object name without SEDM's ``[A]``/``[B]`` suffix."""
-    return (name or "").replace(" [A]", "").replace(" [B]", "").strip()
+    """Object name without SEDM's ``[A]``/``[B]`` suffix, escape codes or control characters
+    (see :mod:`sedmtui.safe`; the name is still shown through ``Text``, never as markup)."""
+    return clean(name).replace(" [A]", "").replace(" [B]", "").strip()
 
 
 def state_cell(row: dict) -> Cell:
@@ -95,8 +97,14 @@ def _num(v: Any, fmt: str) -> str:
     """``v`` formatted, ``·`` when missing; a value that rounds to zero never shows as ``-0``."""
     if v is None:
         return "·"
-    text = format(v, fmt)
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
+    try:
+        text = format(v, fmt)
+        negative_zero = text.startswith("-") and float(text) == 0
+    except (TypeError, ValueError):  # not a number (a hand-edited row): shown as it is
+        return clean(v)
+    if negative_zero:
+        return ("+" if "+" in fmt else "") + text[1:]
+    return text
 
 
 def format_target(row: dict, candidates: int = 0) -> dict[str, Cell]:
@@ -194,6 +202,17 @@ def night_standard(reader: StateReader, night: str) -> dict | None:
     return rows[0] if rows else None
 
 
+def night_warnings(reader: StateReader, night: str) -> dict:
+    """Warnings for the header that no single row shows: ``{"no_templates": n}`` counts current
+    extractions left unclassified for want of SNID templates (the engine records why in each
+    extraction's facts; a header warning is the only place it adds up)."""
+    rows = reader.query(
+        """SELECT count(*) AS n FROM extractions WHERE night=? AND status='current' AND json_valid(facts_json)
+           AND json_extract(facts_json, '$.classification') LIKE '%template%'""", [night])
+    n = int(rows[0]["n"] or 0) if rows else 0
+    return {"no_templates": n} if n else {}
+
+
 def candidate_counts(reader: StateReader, night: str, obs_ids: list[str] | None = None) -> dict[str, int]:
     """Re-extractions waiting for accept/reject, per exposure."""
     sql = "SELECT obs_id, count(*) AS n FROM extractions WHERE night=? AND status='candidate'"
@@ -215,6 +234,7 @@ class Snapshot:
     calibration: dict
     events: list[Event]
     last_event_id: int
+    warnings: dict = field(default_factory=dict)
 
 
 def load_snapshot(reader: StateReader, night: str, n_events: int = 200) -> Snapshot:
@@ -224,7 +244,7 @@ def load_snapshot(reader: StateReader, night: str, n_events: int = 200) -> Snaps
         night=night, targets=reader.targets(night), candidates=candidate_counts(reader, night),
         engine=engine_summary(reader.engine_status()),
         calibration=calibration_summary(reader.calibration(night), night_standard(reader, night), reader.night(night)),
-        events=reader.recent_events(night, n_events), last_event_id=last,
+        events=reader.recent_events(night, n_events), last_event_id=last, warnings=night_warnings(reader, night),
     )
 
 
@@ -239,11 +259,14 @@ class Delta:
     engine: dict | None = None
     calibration: dict | None = None
     requests: dict[int, dict] = field(default_factory=dict)
+    warnings: dict | None = None
+    """Header warnings (:func:`night_warnings`) when they changed."""
     committed: float = 0.0
     """Wall time the poll saw the change (``time.time()``)."""
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.targets or self.engine or self.calibration or self.requests)
+        return bool(self.events or self.targets or self.engine or self.calibration or self.requests
+                    or self.warnings is not None)
 
 
 class Tail:
@@ -275,6 +298,7 @@ class Tail:
         self.engine = engine or {}
         self.engine_check_s = engine_check_s
         self._last_engine_check = time.monotonic()
+        self.warnings: dict | None = None
         self.watched: dict[int, str | None] = {}
         """Request ids whose status the console follows, with the last status seen."""
 
@@ -310,6 +334,12 @@ class Tail:
             delta.calibration = calibration_summary(self.reader.calibration(self.night),
                                                     night_standard(self.reader, self.night),
                                                     self.reader.night(self.night))
+        if "extraction" in kinds or self.warnings is None:
+            warnings = night_warnings(self.reader, self.night)
+            if warnings != self.warnings:
+                if self.warnings is not None or warnings:
+                    delta.warnings = warnings
+                self.warnings = warnings
         if "engine" in kinds or check_engine or events:
             self._last_engine_check = now
             summary = engine_summary(self.reader.engine_status())
@@ -340,6 +370,7 @@ __all__ = [
     "engine_summary",
     "format_target",
     "load_snapshot",
+    "night_warnings",
     "quality_severity",
     "row_text",
 ]

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from sedmtui.safe import clean, text
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """``y``/``enter`` confirms, ``n``/``esc`` cancels; dismisses with the answer."""
@@ -45,13 +47,17 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def __init__(self, title: str, body: str | Text, *, yes: str = "yes") -> None:
         super().__init__()
-        self.title_text, self.body, self.yes = title, body, yes
+        # the texts name objects, files and extractions: shown as Text, never parsed as markup
+        self.title_text = title if isinstance(title, Text) else text(title)
+        self.body = body if isinstance(body, Text) else text(body, multiline=True)
+        self.yes = clean(yes)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.title_text, id="confirm-title")
             yield Static(self.body, id="confirm-body")
-            yield Static(f"[b]y[/b] / enter: {self.yes}    [b]n[/b] / esc: cancel", id="confirm-keys")
+            keys = Text.assemble(("y", "bold"), f" / enter: {self.yes}    ", ("n", "bold"), " / esc: cancel")
+            yield Static(keys, id="confirm-keys")
 
     def action_answer(self, value: bool) -> None:
         """Close with the answer."""
@@ -73,7 +79,7 @@ def confirm_recover(app, row: dict, on_filed=None) -> None:
     from sedmtui.review import recover_text
 
     if row.get("quality") != 5:
-        app.notify(f"{row['obs_id']} is quality {row.get('quality')}: only quality 5 can be recovered",
+        app.tell(f"{row['obs_id']} is quality {row.get('quality')}: only quality 5 can be recovered",
                    severity="warning")
         return
     ext = app.reader.extraction(row["extraction_id"]) if row.get("extraction_id") else None

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static
 
 from sedmtui.messages import TargetLoaded
+from sedmtui.safe import clean
 from sedmtui.screens.base import ConsoleScreen
 from sedmtui.state import Delta, clean_object, quality_severity
 from sedmtui.widgets.header import SEVERITY_STYLES, NightHeader
@@ -41,14 +42,14 @@ def reason_line(row: dict | None) -> Text:
     if row is None:
         return Text("no exposure yet: they appear here as the engine ingests them", style="grey50")
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"{row['obs_id']} {clean_object(row.get('object'))} ", style="bold")
+    t.append(f"{clean(row.get('obs_id'))} {clean_object(row.get('object'))} ", style="bold")
     q = row.get("quality")
     if row.get("state") == "failed":
-        t.append(f"failed: {row.get('error') or ''}", style=SEVERITY_STYLES["bad"])
+        t.append(f"failed: {clean(row.get('error'))}", style=SEVERITY_STYLES["bad"])
     elif q is None:
-        t.append(f"{row.get('state')}: {row.get('stage') or ''}", style="grey62")
+        t.append(f"{clean(row.get('state'))}: {clean(row.get('stage'))}", style="grey62")
     else:
-        t.append(f"Q{q} {row.get('quality_reason') or ''}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
+        t.append(f"Q{q} {clean(row.get('quality_reason'))}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
         if q == 5:
             t.append("  → r recover if the brightest object is the target, enter to set the centroid", style="grey62")
     return t
@@ -147,7 +148,9 @@ class NightScreen(ConsoleScreen):
     def target_loaded(self, message: TargetLoaded) -> None:
         if message.purpose != "preview" or message.seq != self._preview_seq:
             return
-        self.query_one(PreviewPane).show(message.data)
+        pane = self.query_one(PreviewPane)
+        pane.show(message.data, message.error)
+        pane.obs_id = message.obs_id
 
     # ------------------------------------------------------------------ actions
     def action_open(self) -> None:
@@ -191,7 +194,7 @@ class NightScreen(ConsoleScreen):
     def action_sort(self) -> None:
         """Cycle the sort key."""
         label = self.query_one(TargetTable).cycle_sort()
-        self.notify(f"sorted by {label}", timeout=2)
+        self.app.tell(f"sorted by {label}", timeout=2)
 
     def action_recover(self) -> None:
         """Recover the highlighted quality-5 exposure (confirm first)."""

@@ -1,4 +1,8 @@
-"""The night report: ask the engine for ``report.txt``, read it, comment, send the final report."""
+"""The night report: ask the engine for ``report.txt``, read it, comment, write the final report.
+
+Nothing here sends the report to anyone: the engine writes ``report_final.txt`` and there is no
+delivery of it yet, so no text says "send".
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from textual.containers import ScrollableContainer
 from textual.widgets import Footer, Input, Static
 
 from sedmtui.review import request_status
+from sedmtui.safe import clean, text
 from sedmtui.screens.base import ConsoleScreen
 from sedmtui.state import Delta
 from sedmtui.widgets.header import SEVERITY_STYLES, NightHeader
@@ -23,7 +28,7 @@ class ReportScreen(ConsoleScreen):
     BINDINGS = [
         Binding("R", "report", "regenerate", id="report.regenerate"),
         Binding("c", "comment", "comment", id="report.comment"),
-        Binding("F", "final_report", "final report", id="report.final"),
+        Binding("F", "final_report", "write final report", id="report.final"),
         Binding("y", "copy", "copy path", id="report.copy"),
         Binding("escape,q", "back", "back", id="report.back"),
     ]
@@ -49,7 +54,11 @@ class ReportScreen(ConsoleScreen):
     def on_mount(self) -> None:
         night = self.app.reader.night(self.app.night)
         comment = (night or {}).get("report_comment") or ""
-        self.query_one("#comment", Input).value = comment
+        box = self.query_one("#comment", Input)
+        box.value = clean(comment)
+        if self.app.readonly:
+            box.disabled = True
+            box.placeholder = "read-only console: a comment goes with a report request, which it cannot file"
         self.show_report()
         if self.ask_now:
             self.action_report()
@@ -61,14 +70,18 @@ class ReportScreen(ConsoleScreen):
         path = final if which == "final" and final.exists() else report
         box = self.query_one("#report-text", Static)
         if path.exists():
-            box.update(Text(path.read_text(), no_wrap=True))
-            self.query_one("#report-scroll").border_title = str(path)
+            try:
+                body = Text(clean(path.read_text(errors="replace"), multiline=True), no_wrap=True)
+            except OSError as exc:
+                body = text(f"cannot read {path}: {exc}", SEVERITY_STYLES["bad"])
+            box.update(body)
+            self.query_one("#report-scroll").border_title = text(path)
         else:
             box.update(Text(f"no report yet ({path} does not exist)" +
                             ("" if self.app.readonly else ": R asks the engine for one"), style="grey50"))
 
-    def _status(self, text: str, severity: str | None = None) -> None:
-        self.query_one("#report-status", Static).update(Text(" " + text, style=SEVERITY_STYLES.get(severity or "", "")))
+    def _status(self, message: str, severity: str | None = None) -> None:
+        self.query_one("#report-status", Static).update(Text(" " + clean(message), style=SEVERITY_STYLES.get(severity or "", "")))
 
     # ------------------------------------------------------------------ requests
     def _file(self, kind: str) -> None:
@@ -90,14 +103,15 @@ class ReportScreen(ConsoleScreen):
 
         comment = self.query_one("#comment", Input).value.strip()
         body = ("The engine writes report_final.txt (marked FINAL REPORT) and rewrites report.txt, from the "
-                "current extractions of the night.\n" + (f"Comment: {comment}" if comment else
-                                                          "No comment (press c to add one first)."))
+                "current extractions of the night.\nNothing is sent to anyone: the report stays in the night's "
+                "reduction directory (delivery is not implemented yet).\n"
+                + (f"Comment: {comment}" if comment else "No comment (press c to add one first)."))
 
         def done(ok: bool | None) -> None:
             if ok:
                 self._file("final_report")
 
-        self.app.push_screen(ConfirmScreen("Send the final report?", body, yes="final report"), done)
+        self.app.push_screen(ConfirmScreen("Write the final report?", body, yes="write final report"), done)
 
     def action_comment(self) -> None:
         """Edit the comment."""
@@ -105,7 +119,10 @@ class ReportScreen(ConsoleScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one("#report-scroll").focus()
-        self._status("comment kept: R regenerates the report with it, F sends the final report", "dim")
+        if self.app.readonly:
+            self._status("read-only console: the comment cannot be filed", "dim")
+        else:
+            self._status("comment kept: R regenerates the report with it, F writes the final report", "dim")
 
     def action_back(self) -> None:
         """Back (leaves the comment field first)."""

@@ -3,6 +3,7 @@ the edits (centroid, region, lstep) that become a re-extraction request."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 from rich.text import Text
@@ -11,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
-from sedmtui.data import TargetData, facts
+from sedmtui.data import TargetData, facts, product_note
 from sedmtui.edits import EditState
 from sedmtui.maprender import Overlay, View
 from sedmtui.messages import TargetLoaded
@@ -22,6 +23,8 @@ from sedmtui.review import (
     request_status,
     shown_extraction,
 )
+from sedmtui.safe import clean
+from sedmtui.safe import text as safe_text
 from sedmtui.screens.base import ConsoleScreen
 from sedmtui.screens.target_actions import TargetActions
 from sedmtui.screens.target_panels import TargetPanels
@@ -61,7 +64,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         Binding("Z", "zoom(-1)", "zoom out", show=False, id="target.zoom_out"),
         Binding("v", "cycle_panel", "PSF/guider", show=False, id="target.panel"),
         Binding("y", "copy", "copy path", show=False, id="target.copy"),
-        Binding("period", "step_target(1)", "next exposure", show=False, id="target.next"),
+        Binding("full_stop", "step_target(1)", "next exposure", show=False, id="target.next"),
         Binding("comma", "step_target(-1)", "previous exposure", show=False, id="target.previous"),
         Binding("escape", "escape", "reset/back", id="target.escape"),
         Binding("q,backspace", "back", "back", show=False, id="target.back"),
@@ -79,6 +82,8 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         self.request: dict | None = None
         self.timings: dict[int, dict[str, float]] = {}
         self._load_seq = 0
+        self.loaded = False
+        """True once the first load was answered (with data or with the reason it failed)."""
         self._overlay_cache: tuple = (None, None)
 
     def compose(self) -> ComposeResult:
@@ -115,9 +120,12 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         if message.purpose != "target" or message.obs_id != self.obs_id or message.seq != self._load_seq:
             return
         self.data = data = message.data
+        self.loaded = True
         self._overlay_cache = (None, None)
         if data is None:
-            self.query_one("#title", Static).update(Text(f" {self.obs_id}: no such exposure", style="bold red"))
+            why = clean(message.error) or f"{self.obs_id}: no such exposure"
+            self.query_one("#title", Static).update(Text(f" {why}", style="bold red"))
+            self.refresh_bindings()
             return
         cur = data.current.row if data.current else {}
         guess = (cur.get("guess_x") or 0.0, cur.get("guess_y") or 0.0)
@@ -151,15 +159,15 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             return
         t = d.target
         q = t.get("quality")
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text(overflow="ellipsis")
         text.append(f" {clean_object(t.get('object'))} ", style="bold")
         text.append(f"· {self.obs_id} · {t.get('exptime') or 0:.0f} s · X {t.get('airmass') or 0:.2f} ")
         text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
         text.append(" · ")
         if q is not None:
-            text.append(f"Q{q} {t.get('quality_reason') or ''}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
+            text.append(f"Q{q} {clean(t.get('quality_reason'))}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
         else:
-            text.append(f"{t.get('state')} {t.get('stage') or ''}", style="grey62")
+            text.append(f"{clean(t.get('state'))} {clean(t.get('stage'))}", style="grey62")
         self.query_one("#title", Static).update(text)
 
     def _overlay(self) -> Overlay:
@@ -188,7 +196,8 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         pane = self.query_one("#map-pane")
         if self.data is None or self.data.cube is None:
             m.set_data(None, None)
-            pane.border_title = "spaxels: no cube yet"
+            obs = self.data.observation if self.data is not None else {}
+            pane.border_title = safe_text("spaxels: " + product_note(self.data, obs.get("cube_file"), "cube"))
             return
         label, values = self._map_values()
         if not getattr(self, "_zoomed", False) and 0 < m.size.height < 16 and self.edit is not None:
@@ -196,7 +205,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         self._zoomed = True
         m.set_data(self.data.cube.layout, values)
         self._refresh_overlays()
-        pane.border_title = f"spaxels {label} · zoom {ZOOMS[0] / m.view.half_width:.1f}×"
+        pane.border_title = safe_text(f"spaxels {label} · zoom {ZOOMS[0] / m.view.half_width:.1f}×")
 
     def _refresh_overlays(self) -> None:
         """Markers and region only (a nudge repaints the rows that changed)."""
@@ -209,7 +218,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         if text is None:
             text, severity = self._status_text()
         out = Text(no_wrap=True, overflow="ellipsis")
-        out.append(" " + text, style=SEVERITY_STYLES.get(severity or "", ""))
+        out.append(" " + clean(text), style=SEVERITY_STYLES.get(severity or "", ""))
         self.query_one("#status", Static).update(out)
 
     def _status_text(self) -> tuple[str, str | None]:
@@ -259,24 +268,39 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             for e in delta.events:
                 if e.kind == "engine" and self.obs_id in (e.message or ""):
                     self.request["text"], self.request["severity"] = request_status(
-                        self.request["kind"], {"id": self.request["id"], "status": "running"}, e.message)
+                        self.request["kind"], {"id": self.request["id"], "status": "running"}, e.message,
+                        subject=self._subject())
                     self._show_status()
 
     def track(self, request_id: int, kind: str) -> None:
         """Follow a request filed for this exposure."""
         self.request = {"id": request_id, "kind": kind, "status": "pending"}
         self.timings[request_id] = {"filed": time.perf_counter()}
-        self.request["text"], self.request["severity"] = request_status(kind, {"id": request_id, "status": "pending"})
+        self.request["text"], self.request["severity"] = request_status(kind, {"id": request_id, "status": "pending"},
+                                                                        subject=self._subject())
         self._show_status()
+
+    def _subject(self) -> str:
+        """``04_21_30 ZTF26ccccccc``: what this screen's requests are about, in words."""
+        row = self.app.targets.get(self.obs_id) or {}
+        return f"{self.obs_id} {clean_object(row.get('object'))}".strip()
+
+    def _tag_of(self, extraction_id) -> str | None:
+        try:
+            row = self.app.reader.extraction(int(extraction_id))
+        except (TypeError, ValueError, sqlite3.Error):
+            return None
+        return clean(row.get("tag")) if row else None
 
     def _request_update(self, row: dict) -> None:
         req = self.request
         req["status"] = row["status"]
-        req["text"], req["severity"] = request_status(req["kind"], row, self.app.engine.get("activity"))
+        req["text"], req["severity"] = request_status(req["kind"], row, self.app.engine.get("activity"),
+                                                      subject=self._subject(), tag_of=self._tag_of)
         if row["status"] in ("done", "failed"):
             self.timings.setdefault(req["id"], {})["finished"] = time.perf_counter()
         if row["status"] == "failed":
-            self.notify(req["text"], severity="error", timeout=10)
+            self.app.tell(req["text"], severity="error", timeout=10)
         elif row["status"] == "done":
             if req["kind"] in ("accept", "recover"):
                 self.edit = None

@@ -41,7 +41,7 @@ class TargetActions:
             return
         new = self.edit.nudge(direction, fine=fine)
         if not inside_ifu(*new.centroid):
-            self.notify("that centroid is outside the IFU (the engine would refuse it)", severity="warning", timeout=3)
+            self.app.tell("that centroid is outside the IFU (the engine would refuse it)", severity="warning", timeout=3)
         self.edit = new
         self._edited()
         self._refresh_overlays()
@@ -135,7 +135,7 @@ class TargetActions:
         if self.data is None or self.data.cube is None or self.edit is None:
             return
         if self.request and self.request.get("status") in ("pending", "running"):
-            self.notify(f"request #{self.request['id']} is still being served", severity="warning")
+            self.app.tell(f"request #{self.request['id']} is still being served", severity="warning")
             return
         cube = self.data.cube
         params = self.edit.params(cube.xy, cube.spaxel_id)

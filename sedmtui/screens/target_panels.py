@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sedmtui.data import brightest_range, fitted_bounds, psf_panels, wavelength_ranges
+from sedmtui.data import brightest_range, fitted_bounds, product_note, psf_panels, spectrum_note, wavelength_ranges
 from sedmtui.maprender import View, robust_limits, symmetric_limits
 from sedmtui.review import shown_extraction
+from sedmtui.safe import text
 from sedmtui.widgets.spaxel_map import SpaxelMap
 from sedmtui.widgets.spectrum import COLORS, SpectrumPlot, Trace
 
@@ -28,7 +29,9 @@ class TargetPanels:
         if psf is None or cube is None:
             for m in maps:
                 m.set_data(None, None)
-            pane.border_title = "PSF: none"
+            ext = shown_extraction(self.data)
+            pane.border_title = text("PSF: " + (product_note(self.data, ext.row.get("psf_file"), "PSF product")
+                                                if ext is not None else "no extraction"))
             return
         lo, hi = brightest_range(psf)
         data, model, resid = psf_panels(cube, psf, lo, hi)
@@ -38,7 +41,7 @@ class TargetPanels:
             m.set_view(View(cx, cy, hw))
             m.set_data(cube.layout, values, limits)
         tag = shown_extraction(self.data).row.get("tag")
-        pane.border_title = f"PSF {tag} {0.5 * (lo + hi):.0f} Å: data · model · residual"
+        pane.border_title = text(f"PSF {tag} {0.5 * (lo + hi):.0f} Å: data · model · residual")
 
     def _show_spectrum(self) -> None:
         d = self.data
@@ -50,15 +53,17 @@ class TargetPanels:
             traces.append(Trace(f"{cand.row['tag']} (new)", cand.spectrum, COLORS["new"]))
             src = cand
         elif cur is not None and cur.spectrum is not None:
-            traces.append(Trace(cur.row["tag"], cur.spectrum, COLORS["current"]))
+            traces.append(Trace(str(cur.row["tag"]), cur.spectrum, COLORS["current"]))
             src = cur
         else:
             src = None
         if src is not None and src.spectrum.template is not None and src.classification:
             tmpl = dict(src.spectrum.template, label=f"{src.classification.get('template')} (SNID)")
+        shown = cand if cand is not None else cur
         plot = self.query_one(SpectrumPlot)
-        plot.show(traces, tmpl, message=f"no spectrum yet ({d.observation.get('state')})")
-        plot.border_title = "spectrum: " + (" vs ".join(t.label for t in traces) if traces else "none")
+        reason = shown.row.get("quality_reason") or "" if shown is not None else ""
+        plot.show(traces, tmpl, message=spectrum_note(d, shown), reason=reason)
+        plot.border_title = text("spectrum: " + (" vs ".join(t.label for t in traces) if traces else "none"))
 
 
 __all__ = ["TargetPanels"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from rich.table import Table
-from rich.text import Text
 from textual.widgets import Static
 
+from sedmtui.safe import text
 from sedmtui.widgets.header import SEVERITY_STYLES
 
 
@@ -15,7 +15,7 @@ def facts_table(rows: list[tuple[str, str, str | None]]) -> Table:
     table.add_column(style="grey62", no_wrap=True)
     table.add_column(ratio=1, overflow="fold")
     for label, value, sev in rows:
-        table.add_row(label, Text(value, style=SEVERITY_STYLES.get(sev or "", "")))
+        table.add_row(text(label), text(value, SEVERITY_STYLES.get(sev or "", "")))
     return table
 
 

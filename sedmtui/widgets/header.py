@@ -5,19 +5,25 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from sedmtui.safe import clean
+
 SEVERITY_STYLES = {"ok": "green", "warn": "bold #ffaf00", "bad": "bold red", "dim": "grey50", "busy": "yellow"}
 """Rich styles of the severity tags used across the console."""
 
 
 def header_text(night: str, clock: str, engine: dict, calibration: dict, *, paused: bool = False,
-                pending: int = 0, readonly: bool = False) -> Text:
-    """The header line as Rich text (pure: tested without an app)."""
+                pending: int = 0, readonly: bool = False, warnings: dict | None = None) -> Text:
+    """The header line as Rich text (pure: tested without an app).
+
+    ``warnings`` (:func:`sedmtui.state.night_warnings`) come before the calibration details,
+    so a narrow terminal cuts the details, not the warning.
+    """
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" SEDM ", style="bold reverse")
     t.append(f" {night[:4]}-{night[4:6]}-{night[6:]} · UT {clock} · ")
     if engine.get("alive"):
         t.append("engine ● ", style="bold green")
-        t.append(engine.get("activity") or "idle")
+        t.append(clean(engine.get("activity")) or "idle")
     elif engine.get("status") == "stopped":
         t.append("engine ○ stopped", style="grey50")
     elif engine.get("status") in (None, "absent"):
@@ -25,8 +31,12 @@ def header_text(night: str, clock: str, engine: dict, calibration: dict, *, paus
     else:
         t.append("engine ✖ STALE", style="bold red")
         if engine.get("activity"):
-            t.append(f" (last: {engine['activity']})", style="grey50")
+            t.append(f" (last: {clean(engine['activity'])})", style="grey50")
     t.append(f" · queue {engine.get('queue', 0)} · ")
+    n = (warnings or {}).get("no_templates")
+    if n:
+        t.append(f"⚠ no SNID templates: {n} unclassified", style=SEVERITY_STYLES["warn"])
+        t.append(" · ")
     _calibration(t, calibration)
     if readonly:
         t.append("  [read-only]", style="bold cyan")
@@ -57,11 +67,12 @@ def _calibration(t: Text, cal: dict) -> None:
         t.append(f" · flat {100 * cal['flat_std']:.1f}% ")
         t.append("✓" if ok else "!", style="green" if ok else SEVERITY_STYLES["warn"])
     if cal.get("fallback"):
-        t.append(f" · fallback {cal.get('source_night')}", style=SEVERITY_STYLES["warn"])
+        t.append(f" · fallback {clean(cal.get('source_night'))}", style=SEVERITY_STYLES["warn"])
     std = cal.get("standard")
     if std:
         other = f" ({std['night']})" if std.get("night") and std["night"] != cal.get("night", std["night"]) else ""
-        t.append(f" · std {std['object'].replace('STD-', '')} {std['obs_id'][:5].replace('_', ':')}{other}")
+        t.append(f" · std {clean(std.get('object')).replace('STD-', '')} {clean(std.get('obs_id'))[:5].replace('_', ':')}"
+                 f"{clean(other)}")
     else:
         t.append(" · no standard yet", style=SEVERITY_STYLES["warn"])
 

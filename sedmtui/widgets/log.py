@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from engine.state.reader import Event
+from sedmtui.safe import clean
 
 KIND_STYLES = {"progress": "grey50", "frame": "grey50", "engine": "grey62", "extraction": "default",
                "request": "cyan", "report": "cyan", "calibration": "magenta", "observation": "grey70",
@@ -14,13 +15,14 @@ LEVEL_STYLES = {"warning": "#ffaf00", "error": "bold red"}
 
 
 def event_line(e: Event) -> Text:
-    """One log line: UT time, exposure and message."""
+    """One log line: UT time, exposure and message (cleaned: event text is not the console's)."""
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"{e.ts[11:19]} ", style="grey50")
-    t.append(f"{(e.obs_id or '').ljust(8)} ", style="bold" if e.kind == "extraction" else "grey62")
-    msg = e.message or e.kind
-    if e.obs_id and msg.startswith(e.obs_id):
-        msg = msg[len(e.obs_id):].lstrip(" :")
+    obs_id = clean(e.obs_id)
+    t.append(f"{clean(e.ts)[11:19]} ", style="grey50")
+    t.append(f"{obs_id.ljust(8)} ", style="bold" if e.kind == "extraction" else "grey62")
+    msg = clean(e.message or e.kind)
+    if obs_id and msg.startswith(obs_id):
+        msg = msg[len(obs_id):].lstrip(" :")
     t.append(msg, style=LEVEL_STYLES.get(e.level) or KIND_STYLES.get(e.kind, "default"))
     return t
 

@@ -11,22 +11,24 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from sedmtui.data import TargetData, facts, markers_of
+from sedmtui.data import TargetData, facts, markers_of, spectrum_note
 from sedmtui.maprender import MARKER_STYLES, Marker, Overlay, View
-from sedmtui.state import clean_object
+from sedmtui.safe import clean
+from sedmtui.state import _num, clean_object
 from sedmtui.widgets.facts import FactsPanel
 from sedmtui.widgets.spaxel_map import SpaxelMap
 
 
 def legend() -> Text:
-    """The marker legend under a spaxel map."""
-    t = Text(no_wrap=True, overflow="ellipsis")
+    """The marker legend under a spaxel map (wraps to a second line in a narrow pane)."""
+    t = Text(overflow="fold")
     for key, label in (("astrom", "astrom"), ("brightest", "bright"), ("manual", "yours"), ("fitted", "fit")):
         glyph, rgb = MARKER_STYLES[key]
         t.append(f"{glyph} ", style=f"bold rgb({rgb[0]},{rgb[1]},{rgb[2]})")
         t.append(f"{label} ", style="grey62")
     t.append("■ ", style="bold rgb(255,40,140)")
-    t.append("excluded · dim: outside region", style="grey62")
+    t.append("excluded ", style="grey62")
+    t.append("dim: outside region", style="grey62")
     return t
 
 
@@ -59,18 +61,22 @@ class PreviewPane(Vertical):
         yield SpaxelMap(id="preview-map")
         yield FactsPanel(id="preview-facts")
 
-    def show(self, data: TargetData | None) -> None:
-        """Fill the preview (None: the exposure vanished)."""
+    def show(self, data: TargetData | None, error: str = "") -> None:
+        """Fill the preview (None: the exposure vanished, or ``error`` says why it is unreadable)."""
         title = self.query_one("#preview-title", Static)
         m = self.query_one("#preview-map", SpaxelMap)
         if data is None:
-            title.update("no data")
+            title.update(Text(clean(error) or "no such exposure (removed from the state?)", style="bold red"))
             m.set_data(None, None)
+            self.query_one("#preview-facts", FactsPanel).show([])
+            if self._spectrum is not None:
+                self._spectrum.show([], message="no data")
             return
         t = data.target
         self.obs_id = t["obs_id"]
-        title.update(Text.assemble((f"{t['obs_id']} ", "bold"), clean_object(t.get("object")),
-                                   (f" · {t.get('exptime') or 0:.0f} s · X {t.get('airmass') or 0:.2f}", "grey62")))
+        title.update(Text.assemble((f"{clean(t['obs_id'])} ", "bold"), clean_object(t.get("object")),
+                                   (f" · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')}",
+                                    "grey62")))
         ext = data.current
         if data.cube is not None:
             m.set_view(View(half_width=27.0))
@@ -93,10 +99,11 @@ class PreviewPane(Vertical):
         traces = []
         tmpl = None
         if ext is not None and ext.spectrum is not None:
-            traces.append(Trace(ext.row.get("tag") or "spectrum", ext.spectrum, COLORS["current"]))
+            traces.append(Trace(str(ext.row.get("tag") or "spectrum"), ext.spectrum, COLORS["current"]))
             if ext.spectrum.template is not None and ext.classification:
                 tmpl = dict(ext.spectrum.template, label=ext.classification.get("template") or "template")
-        self._spectrum.show(traces, tmpl, message=f"no spectrum ({data.observation.get('state')})")
+        reason = (ext.row.get("quality_reason") or "") if ext is not None else ""
+        self._spectrum.show(traces, tmpl, message=spectrum_note(data, ext), reason=reason)
 
 
 __all__ = ["PreviewPane", "legend", "marker_list"]

@@ -1,5 +1,11 @@
 """The spectrum plot (plotext, braille): flux, 1-sigma band, telluric bands, SNID template,
-and after a re-extraction the new spectrum over the old one."""
+and after a re-extraction the new spectrum over the old one.
+
+Products are not trusted: a spectrum can be all NaN (a target off the IFU is never fitted),
+empty, or hold non-finite wavelengths. :func:`finite_points` is the one guard: a trace with
+fewer than two finite points is not drawn and the plot says why ("no finite flux: ...");
+plotext never sees an empty series (it raises ``IndexError`` on one).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import numpy as np
 from textual_plotext import PlotextPlot
 
 from sedmtui.data import TELLURIC_BANDS_AA, SpectrumData
+from sedmtui.safe import clean, text
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,35 @@ COLORS = {"current": (230, 230, 230), "old": (120, 120, 120), "new": (0, 210, 25
 """Trace colours: current/new spectrum, superseded one, error band, template, telluric bands."""
 
 
+def finite_points(wave, flux) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(wave, flux, why)`` of the finite points of a series, sorted by wavelength.
+
+    ``why`` is empty when at least two points can be drawn, else what is wrong with the series
+    (``"all 2041 flux values are NaN"``, ``"empty spectrum"``...).
+    """
+    try:
+        w = np.asarray(wave, dtype=float).ravel()
+        f = np.asarray(flux, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        return np.zeros(0), np.zeros(0), f"unreadable values ({exc})"
+    if w.size != f.size:
+        return np.zeros(0), np.zeros(0), f"{w.size} wavelengths for {f.size} flux values"
+    if f.size == 0:
+        return w, f, "empty spectrum"
+    ok = np.isfinite(w) & np.isfinite(f)
+    n = int(ok.sum())
+    if n < 2:
+        bad_f = int((~np.isfinite(f)).sum())
+        if bad_f == f.size:
+            return w[:0], f[:0], f"all {f.size} flux values are NaN" if np.isnan(f).all() else \
+                f"all {f.size} flux values are non-finite"
+        if not np.isfinite(w).any():
+            return w[:0], f[:0], "no finite wavelength"
+        return w[:0], f[:0], f"{n} finite point{'s' if n != 1 else ''} of {f.size}"
+    order = np.argsort(w[ok], kind="stable")
+    return w[ok][order], f[ok][order], ""
+
+
 def flux_scale(values: np.ndarray) -> tuple[float, int]:
     """``(factor, exponent)`` so that ``values / factor`` is of order one (``factor = 10**exponent``)."""
     v = np.abs(np.asarray(values, float))
@@ -40,7 +76,8 @@ def flux_scale(values: np.ndarray) -> tuple[float, int]:
 
 def y_limits(traces: list[Trace], factor: float) -> tuple[float, float]:
     """Plot limits from the 1st-99.5th percentiles of every trace (robust to spikes)."""
-    vals = np.concatenate([t.spectrum.flux / factor for t in traces]) if traces else np.zeros(1)
+    vals = np.concatenate([np.asarray(t.spectrum.flux, float).ravel() / factor for t in traces]) if traces \
+        else np.zeros(1)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return 0.0, 1.0
@@ -50,7 +87,11 @@ def y_limits(traces: list[Trace], factor: float) -> tuple[float, float]:
 
 
 class SpectrumPlot(PlotextPlot):
-    """Spectra of one exposure; replotted only when the data change."""
+    """Spectra of one exposure; replotted only when the data change.
+
+    Traces without two finite points are left out and named in the title; with none left the
+    plot is only the title, ``no finite flux: <reason>``.
+    """
 
     DEFAULT_CSS = """
     SpectrumPlot {
@@ -64,12 +105,47 @@ class SpectrumPlot(PlotextPlot):
         self.traces: list[Trace] = []
         self.template: dict | None = None
         self.message = "no spectrum"
+        self.reason = ""
+        self.missing: list[str] = []
+        """What could not be drawn, one phrase per trace (``robot: all 2041 flux values are NaN``)."""
 
-    def show(self, traces: list[Trace], template: dict | None = None, *, message: str = "no spectrum") -> None:
-        """Draw ``traces`` (the last on top) and the template of the first."""
-        self.traces, self.template, self.message = traces, template, message
-        self._replot()
+    def show(self, traces: list[Trace], template: dict | None = None, *, message: str = "no spectrum",
+             reason: str = "") -> None:
+        """Draw ``traces`` (the last on top) and the template of the first.
+
+        Parameters
+        ----------
+        message : str
+            Title when there is no trace at all.
+        reason : str
+            Why the data may be empty (the extraction's quality reason), added to the title
+            when no trace has finite flux.
+        """
+        self.message = clean(message)
+        self.reason = clean(reason)
+        self.traces, self.missing = [], []
+        for t in traces:
+            _w, _f, why = finite_points(t.spectrum.wave, t.spectrum.flux)
+            if why:
+                self.missing.append(f"{clean(t.label)}: {why}")
+            else:
+                self.traces.append(t)
+        self.template = template
+        try:
+            self._replot()
+        except Exception as exc:  # noqa: BLE001 - a product plotext cannot draw must not stop the console
+            self.traces, self.template = [], None
+            self.missing.append(f"cannot plot: {clean(exc)}")
+            self._replot()
         self.refresh()
+
+    def title_text(self) -> str:
+        """The plot's title: what is missing, or nothing."""
+        if not self.traces:
+            if not self.missing:
+                return self.message
+            return f"no finite flux: {'; '.join(self.missing)}" + (f" ({self.reason})" if self.reason else "")
+        return "not drawn: " + "; ".join(self.missing) if self.missing else ""
 
     def _replot(self) -> None:
         plt = self.plt
@@ -77,34 +153,46 @@ class SpectrumPlot(PlotextPlot):
         plt.canvas_color("default")
         plt.axes_color("default")
         plt.ticks_color((150, 150, 150))
+        title = self.title_text()
+        if title:
+            plt.title(title)
         if not self.traces:
-            plt.title(self.message)
             return
-        factor, exp = flux_scale(self.traces[-1].spectrum.flux)
+        series = [finite_points(t.spectrum.wave, t.spectrum.flux)[:2] for t in self.traces]
+        factor, exp = flux_scale(series[-1][1])
         lo, hi = y_limits(self.traces, factor)
-        w0 = min(float(t.spectrum.wave[0]) for t in self.traces)
-        w1 = max(float(t.spectrum.wave[-1]) for t in self.traces)
+        w0 = min(float(w[0]) for w, _f in series)
+        w1 = max(float(w[-1]) for w, _f in series)
+        if w1 <= w0:
+            w1 = w0 + 1.0
         for blo, bhi in TELLURIC_BANDS_AA:
             if bhi > w0 and blo < w1:
                 plt.rectangle([blo, bhi], [lo, hi], color=COLORS["telluric"], fill=True, marker="░")
         for t in self.traces:
             s = t.spectrum
-            if t.band:
-                ok = np.isfinite(s.flux) & np.isfinite(s.err)
-                plt.plot(s.wave[ok], (s.flux[ok] + s.err[ok]) / factor, color=COLORS["band"], marker="braille")
-                plt.plot(s.wave[ok], (s.flux[ok] - s.err[ok]) / factor, color=COLORS["band"], marker="braille")
+            if t.band and np.shape(s.err) == np.shape(s.flux):
+                for sign in (1.0, -1.0):
+                    bw, bf, why = finite_points(s.wave, np.asarray(s.flux, float) + sign * np.asarray(s.err, float))
+                    if not why:
+                        plt.plot(bw, bf / factor, color=COLORS["band"], marker="braille")
         if self.template is not None:
-            tw, tf = np.asarray(self.template["wave"]), np.asarray(self.template["flux"]) / factor
-            ok = np.isfinite(tf)
-            plt.plot(tw[ok], tf[ok], color=COLORS["template"], marker="braille", label=self.template.get("label", "template"))
-        for t in self.traces:
-            s = t.spectrum
-            ok = np.isfinite(s.flux)
-            plt.plot(s.wave[ok], s.flux[ok] / factor, color=t.color, marker="braille", label=t.label)
+            tw, tf, why = finite_points(self.template.get("wave", ()), self.template.get("flux", ()))
+            if not why:
+                plt.plot(tw, tf / factor, color=COLORS["template"], marker="braille",
+                         label=clean(self.template.get("label", "template")))
+        for t, (w, f) in zip(self.traces, series):
+            plt.plot(w, f / factor, color=t.color, marker="braille", label=clean(t.label))
         plt.xlim(w0, w1)
         plt.ylim(lo, hi)
-        unit = self.traces[-1].spectrum.unit or "flux"
+        unit = clean(self.traces[-1].spectrum.unit) or "flux"
         plt.ylabel(f"1e{exp} {unit}" if exp else unit)
 
+    def render(self):
+        """The plot, or the title alone if plotext fails on these data (never raises)."""
+        try:
+            return super().render()
+        except Exception as exc:  # noqa: BLE001 - see show()
+            return text(f"{self.title_text() or 'spectrum'} (cannot plot: {exc})", "grey50")
 
-__all__ = ["COLORS", "SpectrumPlot", "Trace", "flux_scale", "y_limits"]
+
+__all__ = ["COLORS", "SpectrumPlot", "Trace", "finite_points", "flux_scale", "y_limits"]

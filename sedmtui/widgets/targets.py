@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from sedmtui.safe import text
 from sedmtui.state import COLUMNS, Cell, compile_filter, diff_cells, format_target, row_text
 from sedmtui.widgets.header import SEVERITY_STYLES
 
@@ -14,12 +15,14 @@ SORTS: tuple[tuple[str, str], ...] = (("ut", "time"), ("q", "quality"), ("object
 """Sort keys cycled by ``s``: column key and label."""
 
 
-def cell_renderable(cell: Cell) -> Text | str:
-    """A table cell: plain text, or coloured by its severity tag."""
-    text, tag = cell
-    if tag is None:
-        return text
-    return Text(text, style=SEVERITY_STYLES.get(tag, ""))
+def cell_renderable(cell: Cell) -> Text:
+    """A table cell, coloured by its severity tag.
+
+    Always a ``Text``: a ``str`` cell would be parsed as markup by the DataTable, and cells
+    hold header values (``OBJECT``) and engine text (see :mod:`sedmtui.safe`).
+    """
+    value, tag = cell
+    return text(value, SEVERITY_STYLES.get(tag or "", ""))
 
 
 def _sort_value(key: str, cells: dict[str, Cell]):

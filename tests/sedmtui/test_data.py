@@ -93,8 +93,10 @@ def test_review_texts(target):
     assert "centroid (+0.00, +0.00) → (+1.00, +2.00)" in review.reextract_text(edit)
     text, sev = review.request_status("reextract", {"id": 3, "status": "failed", "error": "outside the IFU"})
     assert sev == "bad" and "refused: outside the IFU" in text
-    text, sev = review.request_status("accept", {"id": 3, "status": "done", "result_json": '{"extraction_id": 9}'})
-    assert sev == "ok" and "extraction 9 is now the current one" in text
+    text, sev = review.request_status("accept", {"id": 3, "status": "done", "result_json": '{"extraction_id": 9}'},
+                                      subject="04_21_30 ZTF26ccccccc", tag_of={9: "redo104512"}.get)
+    assert sev == "ok" and text == "accepted: redo104512 is now the current one for 04_21_30 ZTF26ccccccc"
+    assert "9" not in text.replace("04_21_30", "")
 
 
 @pytest.mark.slow
