@@ -31,6 +31,26 @@ environment variable. Main ones: [paths] raw_root ($SEDMTUI_RAW_ROOT), redux_roo
 """
 
 
+SUBCOMMAND_USAGE = {
+    "batch": ("batch [--night D] [--once]", "the headless engine (same as --batch)"),
+    "synth": ("synth OUT [--night D] [--mini]", "write a synthetic SEDM raw night"),
+    "classify": ("classify SPECTRUM...", "classify spectra with the built-in SNID"),
+    "report": ("report [--final] [--comment TEXT]", "ask the engine for the night report"),
+    "redex": ("redex HH_MM_SS [X Y] [--recover]", "re-extract (also --accept / --reject)"),
+    "status": ("status", "engine status and the night's targets, as text"),
+    "doctor": ("doctor [--night D]", "check a reduction root and say what to do"),
+}
+"""One usage line per subcommand for ``sedmtui --help`` (``sedmtui SUBCOMMAND --help`` has the rest)."""
+
+
+def _subcommand_help() -> str:
+    lines = []
+    for name in SUBCOMMANDS:
+        usage, what = SUBCOMMAND_USAGE.get(name, (name, ""))
+        lines.append(f"  sedmtui {usage:<36} {what}".rstrip())
+    return "subcommands (sedmtui SUBCOMMAND --help for their options):\n" + "\n".join(lines) + "\n"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML configuration file (default $SEDMTUI_CONFIG or ./sedmtui.toml)")
     p.add_argument("--raw-root", help="directory of raw UT-night directories")
@@ -44,7 +64,7 @@ def main_parser() -> argparse.ArgumentParser:
     """The top-level parser (console, --batch, --demo)."""
     p = argparse.ArgumentParser(
         prog="sedmtui", description="SEDM reduction engine and night console.",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG + "\nsubcommands: " + ", ".join(SUBCOMMANDS),
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG + "\n" + _subcommand_help(),
     )
     _common(p)
     p.add_argument("--batch", action="store_true", help="run the headless engine (no console)")
