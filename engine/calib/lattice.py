@@ -245,7 +245,7 @@ def locate_centre(
             best.append((cost, c))
     best.sort()
     margin = best[1][0] - best[0][0]
-    if margin < CENTRE_MARGIN or best[0][0] > 0.05 * len(qr):
+    if margin < CENTRE_MARGIN or best[0][0] > 0.15 * len(qr):
         return fallback, "nominal", margin
     return best[0][1], "mla", margin
 
