@@ -103,6 +103,14 @@ def compare(cal: NightCalibration, tr: Table) -> dict:
     return out
 
 
+def calibration_figures(night_dir: Path, products_dir: Path) -> dict:
+    """:func:`compare` of the calibration products in ``products_dir`` with the truth of the raw
+    night directory ``night_dir`` (RAW/YYYYMMDD), floats rounded to 4 decimals."""
+    cal = NightCalibration.load(products_dir, night_dir.name)
+    tr = Table.read(night_dir / "truth" / "traces.fits", hdu="TRACES")
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in compare(cal, tr).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--night", required=True, help="raw night directory RAW/YYYYMMDD (with truth.json)")
@@ -117,10 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     result = calibrate_night(night, frames, str(out_dir), {})
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    cal = NightCalibration.load(out_dir, night)
-    tr = Table.read(night_dir / "truth" / "traces.fits", hdu="TRACES")
     figures = {"wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1)}
-    figures.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in compare(cal, tr).items()})
+    figures.update(calibration_figures(night_dir, out_dir))
     figures["stats"] = result["stats"]
     Path(args.json).write_text(json.dumps(figures, indent=1))
     print(json.dumps({k: v for k, v in figures.items() if k != "stats"}, indent=1))

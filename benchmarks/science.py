@@ -20,6 +20,8 @@
    * ``centroid_err_spaxel_median``: fitted position at 7000 A vs truth, targets with S/N >= 20.
    * ``jflex_err_px_max``, ``iflex_err_px_max``: flexure vs truth over every exposure.
    * ``quality_agreement``: fraction of exposures whose quality flag equals the expected one.
+   * with ``--twin``, ``twin_pull_std_median``: std of the per-sample twin difference over its
+     predicted sigma, ``(A - B) / sqrt(var_A + var_B)`` (1 for an honest error column).
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def binned_flux_ratios(raw_root: Path, night: str, redux: Path) -> dict[str, dic
 
     Targets: science, flux-calibrated, quality <= 2, S/N >= 30. For each: ``binned`` (grey scale
     removed), ``noise`` (what the spectrum's own variance predicts per bin, samples taken as
-    independent), ``scale``, ``per_sample_rms`` [%], ``s2n``, ``host``.
+    independent), ``scale``, ``per_sample_rms`` [%], ``s2n``, ``host``, and the 4000-9000 A
+    samples themselves (``wave``, ``flux``, ``var``).
     """
     truth, rows = night_state(raw_root, night, redux)
     out = {}
@@ -122,8 +125,18 @@ def binned_flux_ratios(raw_root: Path, night: str, redux: Path) -> dict[str, dic
         vs, ts = var[sel], true[sel] * scale
         noise = np.array([np.sqrt(np.sum(vs[i * 10:(i + 1) * 10])) / np.sum(ts[i * 10:(i + 1) * 10]) for i in range(nb)])
         out[e["obs_id"]] = {"binned": binned, "noise": noise, "scale": scale, "s2n": float(r["s2n"]),
-                            "per_sample_rms": float(100 * np.std(ratio / scale - 1)), "host": bool(e.get("host"))}
+                            "per_sample_rms": float(100 * np.std(ratio / scale - 1)), "host": bool(e.get("host")),
+                            "wave": wave[sel], "flux": flux[sel], "var": vs}
     return out
+
+
+def twin_pull_std(a: dict, b: dict) -> float | None:
+    """Std of ``(flux_a - flux_b) / sqrt(var_a + var_b)`` over the samples both spectra share:
+    1 when the error column is honest (the twin difference is pure noise)."""
+    _, ia, ib = np.intersect1d(np.round(a["wave"], 3), np.round(b["wave"], 3), return_indices=True)
+    pull = (a["flux"][ia] - b["flux"][ib]) / np.sqrt(a["var"][ia] + b["var"][ib])
+    pull = pull[np.isfinite(pull)]
+    return float(np.std(pull)) if pull.size > 1 else None
 
 
 def noise_split(main: dict[str, dict], twin: dict[str, dict]) -> dict:
@@ -132,44 +145,62 @@ def noise_split(main: dict[str, dict], twin: dict[str, dict]) -> dict:
     Per target, ``d = binned_main - binned_twin`` holds only noise (photon, read, cosmic rays and
     whatever the fits make of them, correlations between samples included): the noise part of
     the figure is ``std(d) / sqrt(2)``; the systematic part is what the mean of the two leaves
-    after its own noise, ``sqrt(max(0, var((a + b) / 2) - var(d) / 4))``.
+    after its own noise, ``sqrt(max(0, var((a + b) / 2) - var(d) / 4))``. The honesty of the
+    error column is the std of the per-sample twin difference over its predicted sigma
+    (:func:`twin_pull_std`).
     """
-    noise, syst, per = [], [], []
+    noise, syst, pulls, per = [], [], [], []
     for oid in sorted(set(main) & set(twin)):
         a, b = main[oid]["binned"], twin[oid]["binned"]
         n = min(a.size, b.size)
         d = a[:n] - b[:n]
         nz = float(100 * np.std(d) / np.sqrt(2))
         sy = float(100 * np.sqrt(max(0.0, np.var((a[:n] + b[:n]) / 2) - np.var(d) / 4)))
+        pull = twin_pull_std(main[oid], twin[oid])
         noise.append(nz)
         syst.append(sy)
-        per.append({"obs_id": oid, "noise_pct": round(nz, 3), "systematic_pct": round(sy, 3)})
+        if pull is not None:
+            pulls.append(pull)
+        per.append({"obs_id": oid, "noise_pct": round(nz, 3), "systematic_pct": round(sy, 3),
+                    "pull_std": None if pull is None else round(pull, 3)})
     return {"flux_rms_pct_noise_twin_median": float(np.median(noise)) if noise else None,
             "flux_rms_pct_systematic_median": float(np.median(syst)) if syst else None,
+            "twin_pull_std_median": float(np.median(pulls)) if pulls else None,
             "flux_twin_per_target": per}
 
 
-def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
-    truth, rows = night_state(raw_root, night, redux)
-    cen, jerr, ierr, agree, std_rms = [], [], [], [], []
+def exposure_figures(truth: dict, rows: dict[str, dict], products: Path) -> list[dict]:
+    """Per exposure of the truth: quality vs the expected one, centroid error at 7000 A (S/N >= 20,
+    quality 0/1/2/5), j/i flexure errors, and a standard's self-check rms (``products``: the
+    night's reduction directory)."""
+    out = []
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])
+        fig = {"obs_id": e["obs_id"], "kind": r["kind"] if r else None, "host": bool(e.get("host")),
+               "quality": r["quality"] if r else None, "expected_quality": e["expected_quality"],
+               "s2n": r["s2n"] if r else None,
+               "agree": r is not None and r["quality"] == e["expected_quality"],
+               "centroid_err_spaxel": None, "jflex_err_px": None, "iflex_err_px": None, "std_selfchk_pct": None}
+        out.append(fig)
         if r is None:
-            agree.append(False)
             continue
-        agree.append(r["quality"] == e["expected_quality"])
         facts = json.loads(r["facts_json"] or "{}")
         if "jflex_px" in facts:
-            jerr.append(abs(facts["jflex_px"] - e["jflex_px"]))
-            ierr.append(abs(facts["iflex_px"] - e["iflex_px"]))
-        s2n = r["s2n"] or 0.0
-        if r["centroid_x"] is not None and s2n >= 20 and r["quality"] in (0, 1, 2, 5):
-            cen.append(float(np.hypot(r["centroid_x"] - e["position"][0], r["centroid_y"] - e["position"][1])))
+            fig["jflex_err_px"] = abs(facts["jflex_px"] - e["jflex_px"])
+            fig["iflex_err_px"] = abs(facts["iflex_px"] - e["iflex_px"])
+        if r["centroid_x"] is not None and (r["s2n"] or 0.0) >= 20 and r["quality"] in (0, 1, 2, 5):
+            fig["centroid_err_spaxel"] = float(np.hypot(r["centroid_x"] - e["position"][0],
+                                                        r["centroid_y"] - e["position"][1]))
         if r["kind"] == "standard" and r["fluxcal_file"]:
             from astropy.io import fits
 
-            std_rms.append(fits.getheader(redux / night / r["fluxcal_file"])["SELFCHK"])
-    flux = binned_flux_ratios(raw_root, night, redux)
+            fig["std_selfchk_pct"] = fits.getheader(products / r["fluxcal_file"])["SELFCHK"]
+    return out
+
+
+def flux_figures(flux: dict[str, dict]) -> list[dict]:
+    """Per target of :func:`binned_flux_ratios`: binned rms, the rms its variance predicts, scale
+    and chi2 of the binned deviations (mean removed) against that prediction."""
     per_target = []
     for oid, f in flux.items():
         dev = f["binned"] - 1 - np.mean(f["binned"] - 1)
@@ -177,9 +208,23 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
                            "noise_rms_pct": round(float(100 * np.sqrt(np.mean(f["noise"] ** 2))), 3),
                            "scale": round(f["scale"], 4), "chi2_binned": round(float(np.mean(dev**2 / f["noise"] ** 2)), 2),
                            "host": f["host"]})
+    return per_target
 
-    def med(values):
-        return float(np.median(values)) if len(values) else None
+
+def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
+    truth, rows = night_state(raw_root, night, redux)
+    exposures = exposure_figures(truth, rows, redux / night)
+    flux = binned_flux_ratios(raw_root, night, redux)
+    per_target = flux_figures(flux)
+
+    def values(key):
+        return [x[key] for x in exposures if x[key] is not None]
+
+    def med(v):
+        return float(np.median(v)) if len(v) else None
+
+    def top(v):
+        return float(np.max(v)) if len(v) else None
 
     return {
         "flux_rms_pct_median": med([t["rms_pct"] for t in per_target]),
@@ -187,12 +232,12 @@ def accuracy(raw_root: Path, night: str, redux: Path) -> dict:
         "flux_noise_rms_pct_median": med([t["noise_rms_pct"] for t in per_target]),
         "flux_scale_median": med([f["scale"] for f in flux.values()]),
         "n_flux_targets": len(per_target),
-        "std_rms_pct": med(std_rms),
-        "centroid_err_spaxel_median": med(cen),
-        "centroid_err_spaxel_max": float(np.max(cen)) if cen else None,
-        "jflex_err_px_max": float(np.max(jerr)) if jerr else None,
-        "iflex_err_px_max": float(np.max(ierr)) if ierr else None,
-        "quality_agreement": float(np.mean(agree)) if agree else None,
+        "std_rms_pct": med(values("std_selfchk_pct")),
+        "centroid_err_spaxel_median": med(values("centroid_err_spaxel")),
+        "centroid_err_spaxel_max": top(values("centroid_err_spaxel")),
+        "jflex_err_px_max": top(values("jflex_err_px")),
+        "iflex_err_px_max": top(values("iflex_err_px")),
+        "quality_agreement": float(np.mean([x["agree"] for x in exposures])) if exposures else None,
         "flux_per_target": per_target,
     }
 
