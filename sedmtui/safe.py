@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 
-from rich.markup import escape
 from rich.text import Text
 
 _ESCAPE_SEQ = re.compile(
@@ -61,8 +60,9 @@ def text(value: object, style: str = "", *, multiline: bool = False) -> Text:
 
 
 def markup(value: object) -> str:
-    """Cleaned ``value`` escaped for an API that parses markup."""
-    return escape(clean(value))
+    """Cleaned ``value`` escaped for a Textual API that parses markup (every ``[`` escaped;
+    Rich's ``escape`` also doubles a trailing backslash, which Textual then shows twice)."""
+    return clean(value).replace("[", "\\[")
 
 
 __all__ = ["clean", "markup", "text"]

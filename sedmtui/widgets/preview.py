@@ -28,7 +28,7 @@ def legend() -> Text:
         t.append(f"{label} ", style="grey62")
     t.append("■ ", style="bold rgb(255,40,140)")
     t.append("excluded ", style="grey62")
-    t.append("dim: outside region", style="grey62")
+    t.append("dim:\u00a0outside\u00a0region", style="grey62")
     return t
 
 

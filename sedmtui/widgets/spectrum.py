@@ -188,7 +188,10 @@ class SpectrumPlot(PlotextPlot):
         plt.ylabel(f"1e{exp} {unit}" if exp else unit)
 
     def render(self):
-        """The plot, or the title alone if plotext fails on these data (never raises)."""
+        """The plot; with nothing to draw, the reason as wrapped text (plotext drops a title
+        wider than the plot); the title alone if plotext fails on these data (never raises)."""
+        if not self.traces:
+            return text(self.title_text() or self.message, "grey62" if not self.missing else "bold #ffaf00")
         try:
             return super().render()
         except Exception as exc:  # noqa: BLE001 - see show()
