@@ -388,13 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     from engine.synth.night import write_night
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the running engine is stopped
-    takes_priors = "priors" in inspect.signature(write_night).parameters
+    params = inspect.signature(write_night).parameters
+    takes_priors = "priors" in params
     if args.priors and not takes_priors:
         print(f"note: write_night takes no priors keyword; --priors {args.priors} ignored", file=sys.stderr)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="sweep-"))
     root.mkdir(parents=True, exist_ok=True)
     nights = []
-    meta = {"night": args.night, "priors": args.priors if takes_priors else None, "noise_seed": args.noise_seed,
+    priors = (args.priors or params["priors"].default) if takes_priors else None
+    meta = {"night": args.night, "priors": priors, "noise_seed": args.noise_seed,
             "twin": not args.no_twin, "workers": args.workers, "code": code_version()}
     for seed, kind in plan(args):
         free_gb = shutil.disk_usage(root).free / 1e9

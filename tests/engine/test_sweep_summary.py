@@ -109,3 +109,22 @@ def test_quality_mismatches_of_calibrated_nights_only(nights):
     s = summarise(nights)
     assert s["quality_mismatches"] == [{"seed": 2, "kind": "mini", "obs_id": "a", "quality": 4, "expected_quality": 0}]
     assert "quality: mini seed 2 a: Q4, truth Q0" in summary_table(s)
+
+
+@pytest.mark.parametrize("takes_priors", [True, False])
+def test_priors_passed_only_when_write_night_takes_them(monkeypatch, tmp_path, takes_priors):
+    import engine.synth.night as synth_night
+
+    seen = {}
+
+    def with_priors(out, night, *, mini=False, seed=1, noise_seed=None, priors="nominal"):
+        seen.update(mini=mini, seed=seed, noise_seed=noise_seed, priors=priors)
+
+    def without(out, night, *, mini=False, seed=1, noise_seed=None):
+        seen.update(mini=mini, seed=seed, noise_seed=noise_seed)
+
+    monkeypatch.setattr(synth_night, "write_night", with_priors if takes_priors else without)
+    from sweep import synthesise
+
+    synthesise(tmp_path, "20261124", mini=True, seed=5, noise_seed=7, priors="wide")
+    assert seen == dict(mini=True, seed=5, noise_seed=7, **({"priors": "wide"} if takes_priors else {}))
