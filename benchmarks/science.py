@@ -176,7 +176,7 @@ def exposure_figures(truth: dict, rows: dict[str, dict], products: Path) -> list
     out = []
     for e in truth["exposures"]:
         r = rows.get(e["obs_id"])
-        fig = {"obs_id": e["obs_id"], "kind": r["kind"] if r else None, "host": bool(e.get("host")),
+        fig = {"obs_id": e["obs_id"], "kind": r["kind"] if r else e.get("kind"), "host": bool(e.get("host")),
                "quality": r["quality"] if r else None, "expected_quality": e["expected_quality"],
                "s2n": r["s2n"] if r else None,
                "agree": r is not None and r["quality"] == e["expected_quality"],

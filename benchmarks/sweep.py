@@ -155,7 +155,7 @@ def night_targets(exposures: list[dict], flux: list[dict], split: dict | None) -
     by_twin = {t["obs_id"]: t for t in (split or {}).get("flux_twin_per_target", [])}
     out = []
     for x in exposures:
-        if x["kind"] not in (None, "science"):
+        if x["kind"] != "science":
             continue
         f, t = by_flux.get(x["obs_id"], {}), by_twin.get(x["obs_id"], {})
         out.append({"obs_id": x["obs_id"], "host": x["host"], "quality": x["quality"],
