@@ -30,7 +30,7 @@ from engine.errors import EngineError, RequestError
 from engine.ingest.watcher import EventWatcher, ignored_night_dirs, resolve_polling, scan_raw
 from engine.io.inputs import Refusal, parse_night
 from engine.pipeline.ingest import Ingestor, nights_to_scan
-from engine.pipeline.jobs import InlineExecutor, Job, init_worker, start_worker
+from engine.pipeline.jobs import ENGINE_PID_ENV, InlineExecutor, Job, init_worker, start_worker
 from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, requeue_stale
@@ -124,7 +124,9 @@ class Engine:
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ.setdefault(var, "1")
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["engine.pipeline.registry", "engine.pipeline.preload"])
+            os.environ[ENGINE_PID_ENV] = str(os.getpid())  # the fork server dies with this engine
+            ctx.set_forkserver_preload(["engine.pipeline.lifeline", "engine.pipeline.registry",
+                                        "engine.pipeline.preload"])
             self.progress_queue = ctx.Queue()
             self.executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=ctx, initializer=init_worker,

@@ -53,8 +53,24 @@ class Job:
     context: dict = field(default_factory=dict)
 
 
+ENGINE_PID_ENV = "SEDMTUI_ENGINE_PID"
+"""Environment variable through which the engine tells its fork server its PID."""
+
 PR_SET_PDEATHSIG = 1
 """``prctl`` option: the signal a process receives when its parent dies (Linux)."""
+
+
+def parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def die_with_parent(engine_pid: int | None) -> None:
@@ -65,14 +81,7 @@ def die_with_parent(engine_pid: int | None) -> None:
     daemon thread checks once a second that ``engine_pid`` is still this worker's ancestor
     and exits the process if not, so no worker goes on writing products for a dead engine.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    parent_death_signal()
     if engine_pid is None:
         return
     if not _alive(engine_pid):

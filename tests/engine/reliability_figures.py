@@ -157,6 +157,9 @@ def live_run(raw_src: Path, work: Path, seconds: float, rate: float) -> dict:
     figures: dict = {"hostile": {}}
     if wait_lease(db, proc.pid, 120) is None:
         raise SystemExit("engine did not start; see engine.log")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not q(db, "SELECT 1 FROM events WHERE message LIKE 'watching %'"):
+        time.sleep(0.1)  # the pool is up and the watcher runs: the slow file is seen while written
     stats = {"filed": 0, "refused_at_filing": 0, "filing_errors": []}
     slow = {}
     science = sorted((raw / NIGHT).glob("ifu20261124_0[3-5]*.fits"))[0]
@@ -244,7 +247,7 @@ def kill_campaign(work: Path, kills: int, seed: int = 0) -> dict:
     proc = start_engine(work, log)
     wait_lease(db, proc.pid, 120)
     for _ in range(kills):
-        time.sleep(rng.uniform(2.0, 12.0))
+        time.sleep(rng.uniform(0.5, 12.0))
         procs = descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -26,7 +26,7 @@ def science_cards(**values: str) -> list[str]:
     """A minimal on-sky IFU primary header (no data unit); ``values`` override or add cards."""
     base = {
         "SIMPLE": "T", "BITPIX": "16", "NAXIS": "0", "OBJECT": "'ZTF26abc'", "NAME": "'ZTF26abc'",
-        "IMGTYPE": "'Science'", "EXPTIME": "300.0", "ADCSPEED": "2.0", "AIRMASS": "1.2", "DOMEST": "'open'",
+        "IMGTYPE": "'Science'", "EXPTIME": "300.0", "ADCSPEED": "1.0", "AIRMASS": "1.2", "DOMEST": "'open'",
         "CAM_NAME": "'IFU'",
     }
     base.update(values)
