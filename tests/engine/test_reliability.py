@@ -361,8 +361,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _is_forkserver(pid: int) -> bool:
+    try:
+        return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG")
-def test_kill_9_of_the_engine_takes_its_workers_and_a_restart_is_immediate(tmp_path):
+@pytest.mark.parametrize("when", ["fork server preloading", "workers running"])
+def test_kill_9_of_the_engine_takes_its_workers_and_a_restart_is_immediate(tmp_path, when):
     raw, redux = tmp_path / "raw", tmp_path / "redux"
     raw.mkdir()
     env = dict(os.environ, SEDMTUI_ENGINE_STAGES="none", SEDMTUI_ENGINE_WORKERS="2", SEDMTUI_WATCH_STABLE_S="0.2")
@@ -371,19 +379,28 @@ def test_kill_9_of_the_engine_takes_its_workers_and_a_restart_is_immediate(tmp_p
     try:
         deadline = time.time() + 90
         workers: set[int] = set()
-        while time.time() < deadline and len(workers) < 3:  # fork server + 2 workers
-            time.sleep(0.2)
-            workers = _descendants(proc.pid)
-        assert len(workers) >= 3, workers
-        while time.time() < deadline and not rows(redux / "sedm.db", "SELECT 1 FROM engine WHERE status='running'"):
-            time.sleep(0.2)
+        if when == "fork server preloading":
+            while time.time() < deadline and not any(_is_forkserver(p) for p in workers):
+                time.sleep(0.02)
+                workers = _descendants(proc.pid)
+            assert any(_is_forkserver(p) for p in workers), workers
+        else:
+            while time.time() < deadline and len(workers) < 3:  # fork server + 2 workers
+                time.sleep(0.2)
+                workers = _descendants(proc.pid)
+            assert len(workers) >= 3, workers
+            while time.time() < deadline and not rows(redux / "sedm.db", "SELECT 1 FROM engine WHERE status='running'"):
+                time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     killed = time.monotonic()
-    while time.monotonic() - killed < 5 and any(_alive(p) for p in workers):
+    while time.monotonic() - killed < 2 and any(_alive(p) for p in workers):
         time.sleep(0.1)
-    assert not [p for p in workers if _alive(p)], "orphaned workers"
+    orphans = [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:80]) for p in workers if _alive(p)]
+    for p, _cmd in orphans:  # leave nothing behind if the test fails
+        os.kill(p, signal.SIGKILL)
+    assert not orphans, f"orphaned processes: {orphans}"
     cfg = engine_config(raw, redux)
     t0 = time.monotonic()
     engine = Engine(cfg)
