@@ -12,11 +12,10 @@ Nothing here needs the nominal lattice to the pixel:
    function of ``(q, r)`` fitted by linear least squares. Nodes farther than
    ``REJECT_PX`` (or 5 robust sigmas) from the model are rejected one by one: spurious or
    broken traces never move the lattice, and never abort the night.
-3. **Centre.** Lenslet ``(0, 0)`` is the centre of the microlens array: the array's known
-   outline (``sedm.in_mla``) is slid over the lattice and the offset that best explains which
-   nodes carry a trace, and which nodes that the detector would show carry none, wins. When
-   the outline's edges are not on the detector (nothing tells the offset), the node nearest
-   the nominal origin is ``(0, 0)`` and the grid says so (``centre_method = "nominal"``).
+3. **Frame.** Lenslet ``(0, 0)`` is the node imaged nearest the detector's reference point
+   ``sedm.CCD_LATTICE_ORIGIN_PX``: the spaxel frame is referenced to the detector (as pysedm's
+   is, to the trace nearest the centroid), and the guider's IFU-centre table is measured on the
+   sky for that lenslet. How far the node lies from the reference point is recorded.
 
 Sky positions follow from ``(q, r)`` through the nominal lenslet geometry (pitch 1.155
 units of 0.55 arcsec, rotation 103 degrees).
@@ -39,10 +38,6 @@ REJECT_PX = 1.5
 """A node farther than this from the lattice model is not a lenslet image [pixel]."""
 MATCH_FRACTION = 0.3
 """A grown step finds its node within this fraction of the pitch."""
-CENTRE_SEARCH = 25
-"""Offsets of the array centre tried around the nominal origin [lenslets]."""
-CENTRE_MARGIN = 6
-"""The best centre must explain this many more nodes than the runner-up to be trusted."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +61,8 @@ class SpaxelGrid:
         bool: the trace's position is not a node of the lattice (spurious or broken trace).
     pitch_px, angle_deg : float
         Measured lattice pitch [pixel] and ``q``-axis angle from the CCD ``x`` axis [degree].
-    centre_method : str
-        ``"mla"``: lenslet ``(0, 0)`` located from the array's outline; ``"nominal"``: the
-        node nearest the nominal origin.
+    origin_px : tuple of float
+        CCD position of lenslet ``(0, 0)`` at 7000 A (the node nearest the reference point).
     """
 
     q: np.ndarray
@@ -80,7 +74,7 @@ class SpaxelGrid:
     rejected: np.ndarray | None = None
     pitch_px: float = float("nan")
     angle_deg: float = float("nan")
-    centre_method: str = ""
+    origin_px: tuple[float, float] = (float("nan"), float("nan"))
 
     def vertices(self) -> np.ndarray:
         """Shape ``(n, 6, 2)`` hexagon outlines [spaxel unit]."""
@@ -201,58 +195,9 @@ def relabel(points: np.ndarray, qr: np.ndarray, coef: np.ndarray, basis: np.ndar
     return qr + np.rint(res @ np.linalg.inv(basis)).astype(np.int64)
 
 
-# --------------------------------------------------------------------------------- centre
-def locate_centre(
-    qr: np.ndarray, coef: np.ndarray, detectable, fallback: tuple[int, int]
-) -> tuple[tuple[int, int], str, int]:
-    """Label of the array's centre lenslet, from the array outline (``sedm.in_mla``).
-
-    Parameters
-    ----------
-    qr : numpy.ndarray
-        Shape ``(m, 2)`` labels of the nodes that carry a trace.
-    coef : numpy.ndarray
-        Lattice model of :func:`fit_positions`.
-    detectable : callable
-        ``detectable(xy) -> bool array``: a lenslet imaged at CCD position ``xy`` (shape
-        ``(k, 2)``) would certainly have been found.
-    fallback : tuple of int
-        Label of the node nearest the nominal origin.
-
-    Returns
-    -------
-    centre : tuple of int
-        Label of lenslet ``(0, 0)``.
-    method : str
-        ``"mla"`` or ``"nominal"`` (outline not seen well enough to choose).
-    margin : int
-        Nodes by which the best offset beats the runner-up.
-    """
-    pad = CENTRE_SEARCH + 30
-    q0, r0 = qr.min(0) - pad
-    shape = tuple(qr.max(0) + pad - qr.min(0) + pad + 1)
-    found = np.zeros(shape, bool)
-    found[qr[:, 0] - q0, qr[:, 1] - r0] = True
-    gq, gr = np.meshgrid(np.arange(shape[0]) + q0, np.arange(shape[1]) + r0, indexing="ij")
-    box = np.stack([gq.ravel(), gr.ravel()], 1)
-    seen = detectable(_design(box.astype(float)) @ coef).reshape(shape) | found
-    best: list[tuple[int, tuple[int, int]]] = []
-    for dq in range(-CENTRE_SEARCH, CENTRE_SEARCH + 1):
-        for dr in range(-CENTRE_SEARCH, CENTRE_SEARCH + 1):
-            c = (fallback[0] + dq, fallback[1] + dr)
-            tmpl = sedm.in_mla(gq - c[0], gr - c[1])
-            cost = int(np.count_nonzero(found & ~tmpl)) + int(np.count_nonzero(seen & tmpl & ~found))
-            best.append((cost, c))
-    best.sort()
-    margin = best[1][0] - best[0][0]
-    if margin < CENTRE_MARGIN or best[0][0] > 0.15 * len(qr):
-        return fallback, "nominal", margin
-    return best[0][1], "mla", margin
-
-
 # ---------------------------------------------------------------------------------- recipe
 def fit_lattice(
-    x_ref: np.ndarray, y_ref: np.ndarray, ok: np.ndarray | None = None, *, detectable=None
+    x_ref: np.ndarray, y_ref: np.ndarray, ok: np.ndarray | None = None
 ) -> SpaxelGrid:
     """Assign ``(q, r)`` to traces at 7000-A positions ``(x_ref, y_ref)`` [pixel].
 
@@ -262,9 +207,6 @@ def fit_lattice(
         Shape ``(n,)`` trace positions at 7000 A [pixel] (NaN: unknown).
     ok : numpy.ndarray, optional
         bool ``(n,)``: positions good enough to define the lattice (others are labelled from it).
-    detectable : callable, optional
-        ``detectable(xy) -> bool``: a lenslet imaged at CCD positions ``xy`` (shape ``(k, 2)``)
-        would have been found. Without it the array centre is not searched.
 
     Raises
     ------
@@ -307,13 +249,10 @@ def fit_lattice(
             f"{REJECT_PX} px (rms {rms:.2f} px; measured pitch {pitch:.1f} px, angle {angle:.1f} deg; "
             f"nominal {sedm.CCD_LATTICE_PITCH_PX:.0f} px, {sedm.CCD_LATTICE_ANGLE_DEG:.1f} deg)",
             {"rms_px": rms, "pitch_px": pitch, "angle_deg": angle, "n_kept": int(kept.sum())})
-    nominal = _nearest_label(np.array(sedm.CCD_LATTICE_ORIGIN_PX), coef, basis, labels[kept])
-    method = "nominal"
-    c = nominal
-    if detectable is not None:
-        c, method, _margin = locate_centre(labels[accepted], coef, detectable, nominal)
+    c = _nearest_label(np.array(sedm.CCD_LATTICE_ORIGIN_PX), coef, basis, labels[kept])
+    origin = _design(np.array([c], float))[0] @ coef
     labels = labels - np.array(c)
-    return _grid(labels, dist, accepted, rms, pitch, angle, method)
+    return _grid(labels, dist, accepted, rms, pitch, angle, (float(origin[0]), float(origin[1])))
 
 
 def _nearest_label(xy: np.ndarray, coef: np.ndarray, basis: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
@@ -327,7 +266,7 @@ def _nearest_label(xy: np.ndarray, coef: np.ndarray, basis: np.ndarray, labels: 
 
 
 def _grid(labels: np.ndarray, dist: np.ndarray, accepted: np.ndarray, rms: float, pitch: float, angle: float,
-          method: str) -> SpaxelGrid:
+          origin: tuple[float, float]) -> SpaxelGrid:
     n = len(labels)
     key = labels[:, 0] * 100000 + labels[:, 1]
     order = np.lexsort((np.where(accepted, dist, np.inf), key))
@@ -339,4 +278,4 @@ def _grid(labels: np.ndarray, dist: np.ndarray, accepted: np.ndarray, rms: float
     neighbours = np.array([[index.get((int(a) + dq, int(b) + dr), -1) for dq, dr in NEIGHBOUR_STEPS]
                            for a, b in zip(q, r)], dtype=int).reshape(n, 6)
     return SpaxelGrid(q=q, r=r, xy=sedm.hex_to_spaxel_xy(q, r), neighbours=neighbours, lattice_rms_px=rms,
-                      duplicate=dup, rejected=~accepted, pitch_px=pitch, angle_deg=angle, centre_method=method)
+                      duplicate=dup, rejected=~accepted, pitch_px=pitch, angle_deg=angle, origin_px=origin)

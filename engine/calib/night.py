@@ -82,22 +82,6 @@ def usable_traces(tf: TraceFit, wave) -> np.ndarray:
     return ok & wave.ok
 
 
-def detectable_region(tf: TraceFit, wave, shape: tuple[int, int], margin: float = 12.0):
-    """``detectable(xy) -> bool``: a lenslet whose 7000-A image falls at CCD ``xy`` (shape
-    ``(k, 2)``) would have given a complete trace, judged from the measured extent of the
-    dome-lit range around 7000 A."""
-    good = tf.complete & wave.ok
-    ext_lo = float(np.median(tf.x_lo[good] - wave.x_ref[good])) if good.any() else -80.0
-    ext_hi = float(np.median(tf.x_hi[good] - wave.x_ref[good])) if good.any() else 150.0
-    ny, nx = shape
-
-    def detectable(xy: np.ndarray) -> np.ndarray:
-        x, y = xy[:, 0], xy[:, 1]
-        return (x + ext_lo > 6 + margin) & (x + ext_hi < nx - 7 - margin) & (y > margin) & (y < ny - margin)
-
-    return detectable
-
-
 def calibrate_night(
     night: str, frames: dict, out_dir: str, config: dict, job_key: str = ""
 ) -> dict:
@@ -158,8 +142,7 @@ def calibrate_night(
     x_ref = wave.x_ref
     y_ref = tf.y_at(x_ref[:, None])[:, 0]
     in_region = usable_traces(tf, wave)
-    grid = fit_lattice(x_ref, y_ref, ok=wave.ok & tf.complete & (wave.n_lines >= 6),
-                       detectable=detectable_region(tf, wave, dome.image.shape))
+    grid = fit_lattice(x_ref, y_ref, ok=wave.ok & tf.complete & (wave.n_lines >= 6))
     usable = in_region & wave.ok & ~grid.duplicate & (wave.n_lines >= 6)
     x0, n_cols, col_ok = extraction_windows(tf, wave, clip=lambda lo, hi: clip_same_row(tf, lo, hi))
     placeholder = Flat(achromatic=np.ones(tf.n), chromatic=np.ones((tf.n, sedm.CUBE_WAVE_AA.size)),
@@ -202,6 +185,10 @@ def night_stats(cal: NightCalibration, tf: TraceFit, grid) -> dict:
         "width_min_px": float(np.nanmin(sig[u])), "width_avg_px": float(np.nanmean(sig[u])),
         "width_max_px": float(np.nanmax(sig[u])),
         "lattice_rms_px": float(grid.lattice_rms_px),
+        "lattice_pitch_px": float(grid.pitch_px), "lattice_angle_deg": float(grid.angle_deg),
+        "lattice_x0_px": float(grid.origin_px[0]), "lattice_y0_px": float(grid.origin_px[1]),
+        "lattice_rejected": int(np.count_nonzero(grid.rejected)) if grid.rejected is not None else 0,
+        "wave_law_scale": float(np.nanmedian(cal.wave.coef[u, 1]) / sedm.DISPERSION_D_PX),
         "wave_rms_min_aa": float(np.nanmin(w.rms_aa[u])), "wave_rms_avg_aa": float(np.nanmean(w.rms_aa[u])),
         "wave_rms_max_aa": float(np.nanmax(w.rms_aa[u])),
         "wave_rms_median_aa": float(np.nanmedian(w.rms_aa[u])),

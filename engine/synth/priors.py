@@ -6,7 +6,7 @@ Two prior sets exist:
   generator has always made (pitch +-0.08 %, angle +-0.03 deg, origin +-2 px, an unbounded
   lenslet array, no detector defects). Kept bit-identical for the existing tests.
 * ``"wide"``: every quantity drawn from the ranges of :data:`WIDE_PRIORS`, a finite microlens
-  array (:data:`MLA_OUTLINE_RADIUS_LENSLETS`) and the detector defects of
+  array (:data:`MLA_OUTLINE_SHAPE`) and the detector defects of
   :mod:`engine.synth.detector`. The real SEDM can lie anywhere in these ranges.
 
 Not every pitch and rotation pair is allowed. SEDM was designed so that the spectra of two
@@ -58,18 +58,15 @@ below it)."""
 TRACE_LENGTH_MARGIN: float = 1.03
 """Factor on the 3700-9300 A trace length in the separation rule (the field's stretch)."""
 
-MLA_OUTLINE_SHAPE: str = "circle"
-"""Outline of the lenslets that exist (wide draws): a circle in lattice units around ``(0, 0)``."""
+MLA_OUTLINE_SHAPE: str = "sedm-52x45"
+"""Outline of the lenslets that exist (wide draws): SEDM's array of 52 rows of 45 lenslets
+(``engine.instrument.sedm.in_mla``), centred on the drawn origin. Its image is about as large
+as the detector, so its edge is often off the CCD: nothing in the dome tells which lenslet is
+the array's centre, exactly as on the real instrument.
 
-MLA_OUTLINE_RADIUS_LENSLETS: float = 20.0
-"""Radius of the microlens-array outline [lenslet pitch]: lenslet ``(q, r)`` exists when
-``q**2 + q r + r**2 <= 20**2`` (1 459 lenslets, a 25.4 arcsec wide field).
-
-SEDM's array has 52 x 45 lenslets (2 340), but its image at a 47 px pitch (2 444 x 1 832 px) is
-larger than the detector, and at 60 px no part of its edge would be seen. A circle of 20 pitches
-(800-1 200 px radius on the CCD) keeps at least ~23 % of its perimeter on the detector for
-every allowed pitch and origin (>= 40 % up to a 55 px pitch), so that the centre of the lit
-pattern, lenslet ``(0, 0)``, can always be found from the frames.
+The spaxel frame is referenced to the detector, not to the array: lenslet ``(0, 0)`` is the one
+imaged nearest ``sedm.CCD_LATTICE_ORIGIN_PX`` at 7000 A (the guider's IFU-centre table is
+measured on the sky for that lenslet, and is measured again after a realignment moves the array).
 """
 
 DETECTOR_CENTRE_PX: tuple[float, float] = (
@@ -268,21 +265,18 @@ def separation_ok(pitch_px: float, angle_deg: float, tilt: float, trace_length_p
 
 
 def inside_mla_outline(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """True for lenslets ``(q, r)`` of the finite microlens array (wide draws)."""
-    q = np.asarray(q, dtype=float)
-    r = np.asarray(r, dtype=float)
-    return q * q + q * r + r * r <= MLA_OUTLINE_RADIUS_LENSLETS**2 + 1e-9
+    """True for lenslets ``(q, r)`` (relative to the array's centre) of the microlens array."""
+    return sedm.in_mla(q, r)
 
 
 def mla_outline() -> dict:
     """The microlens-array outline as recorded in ``truth.json``."""
-    q, r = np.meshgrid(np.arange(-30, 31), np.arange(-30, 31))
-    n = int(inside_mla_outline(q, r).sum())
+    q, r = np.meshgrid(np.arange(-60, 61), np.arange(-60, 61))
     return {
         "shape": MLA_OUTLINE_SHAPE,
-        "centre_lenslet": [0, 0],
-        "radius_lenslets": MLA_OUTLINE_RADIUS_LENSLETS,
-        "rule": "lenslet (q, r) exists when q^2 + q r + r^2 <= radius^2 (lattice units)",
-        "radius_spaxel_units": MLA_OUTLINE_RADIUS_LENSLETS * sedm.LENSLET_PITCH_UNITS,
-        "n_lenslets": n,
+        "rows": list(sedm.MLA_ROWS),
+        "row_extent": list(sedm.MLA_ROW_HALF_LENGTH),
+        "rule": "lenslet (q, r) relative to the array centre exists when rows[0] <= r <= rows[1] and "
+                "row_extent[0] <= q + r/2 <= row_extent[1]",
+        "n_lenslets": int(inside_mla_outline(q, r).sum()),
     }

@@ -2,8 +2,9 @@
 
 A draw builds, in order:
 
-1. the lattice (pitch, angle, origin of lenslet ``(0, 0)``) of the lenslets inside the finite
-   microlens-array outline;
+1. the lattice (pitch, angle, CCD position of the array's centre) of the lenslets of the finite
+   microlens array (SEDM's 52 x 45, ``sedm.in_mla``); the spaxel frame's lenslet ``(0, 0)`` is
+   the one imaged nearest ``sedm.CCD_LATTICE_ORIGIN_PX`` (the detector's reference point);
 2. the prism law ``x = x_ref + D t + C t^2 + E t^3 + F t^4`` (``t = lambda**-0.5 - 7000**-0.5``)
    with ``D`` scaled and ``C, E, F`` multiplied by factors of either sign, so that its form
    differs from the nominal ``D t``;
@@ -42,6 +43,9 @@ NOMINAL_C, NOMINAL_E, NOMINAL_F = 2.0e5, 8.0e6, 6.0e7
 MAX_ATTEMPTS = 5000
 ATTEMPTS_PER_PITCH = 400
 MAX_BUILDS = 50
+MLA_HALF_SIZE_UNITS: float = 0.5 * 45 * sedm.LENSLET_PITCH_UNITS
+"""Half the array's width [spaxel unit]: the vignetting radius."""
+
 PIN_KEYS: tuple[str, ...] = ("pitch_px", "angle_deg", "origin_px", "disp_scale", "disp_c_factor",
                              "disp_e_factor", "disp_f_factor", "distortion_px", "tilt_mean")
 """Quantities a caller may set instead of drawing (``origin_px`` is an ``(x, y)`` pair)."""
@@ -74,7 +78,7 @@ def _normalised(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _lattice(pitch: float, angle: float, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lenslets ``(q, r)`` of the outline and their undistorted CCD positions ``(n, 2)``."""
-    n = int(math.ceil(pr.MLA_OUTLINE_RADIUS_LENSLETS * 1.2)) + 1
+    n = 40
     qq, rr = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
     qq, rr = qq.ravel(), rr.ravel()
     keep = pr.inside_mla_outline(qq, rr)
@@ -220,16 +224,20 @@ def _build(rng: np.random.Generator, g: dict) -> TrueInstrument:
     q, r, x_ref, y_ref, disp, tilt, curv = q[on], r[on], x_ref[on], y_ref[on], disp[on], tilt[on], curv[on]
     xn, yn = xn0[on], yn0[on]
     n = q.size
-    rn2 = xn**2 + yn**2
+    rn2 = np.minimum(xn**2 + yn**2, 1.0)  # field terms reach their edge value at the detector edge
     widths = {k: P[k].draw(rng) for k in ("sigma_y_px", "sigma_field", "sigma_gradient", "sigma_chroma",
                                            "lsf_sigma_px", "lsf_field")}
     sigma_y = widths["sigma_y_px"] * (1.0 + widths["sigma_field"] * rn2 + widths["sigma_gradient"] * xn
                                       + rng.normal(0.0, 0.02, n))
     sigma_chroma = widths["sigma_chroma"] + 0.02 * xn
     lsf = widths["lsf_sigma_px"] * (1.0 + widths["lsf_field"] * rn2)
-    # Throughput: vignetting over the outline, a tilt, lenslet-to-lenslet scatter, chromatic slopes.
+    # Throughput: vignetting over the array, a tilt, lenslet-to-lenslet scatter, chromatic slopes.
+    rho = np.hypot(*sedm.hex_to_spaxel_xy(q, r).T) / MLA_HALF_SIZE_UNITS
+    # The spaxel frame: lenslet (0, 0) is the one imaged nearest the detector's reference point.
+    k0 = int(np.argmin(np.hypot(x_ref - sedm.CCD_LATTICE_ORIGIN_PX[0], y_ref - sedm.CCD_LATTICE_ORIGIN_PX[1])))
+    centre_label = [-int(q[k0]), -int(r[k0])]
+    q, r = q - q[k0], r - r[k0]
     sky_xy = sedm.hex_to_spaxel_xy(q, r)
-    rho = np.hypot(*sky_xy.T) / (pr.MLA_OUTLINE_RADIUS_LENSLETS * sedm.LENSLET_PITCH_UNITS)
     thr = {k: P[k].draw(rng) for k in ("flat_scatter", "vignetting", "flat_chroma_scatter", "pixel_flat_rms")}
     grad = rng.uniform(P["flat_gradient"].lo, P["flat_gradient"].hi, 2)
     flat = (1.0 - thr["vignetting"] * rho**2) * (1.0 + grad[0] * xn + grad[1] * yn)
@@ -238,6 +246,7 @@ def _build(rng: np.random.Generator, g: dict) -> TrueInstrument:
     usable = _usable(x_ref, y_ref, disp, tilt, curv)
     norm = np.median(flat[usable]) if usable.any() else np.median(flat)
     draw = _record(g, jitter, field_d, c_grad, lin, widths, thr, grad, tilt, sigma_y, n, int(usable.sum()))
+    draw["mla_centre_lenslet"] = centre_label
     return TrueInstrument(
         q=q, r=r, sky_xy=sky_xy, x_ref=x_ref, y_ref=y_ref, disp=disp, tilt=tilt, curv=curv,
         sigma_y=sigma_y, sigma_chroma=sigma_chroma, lsf_sigma=lsf, flat=flat / norm,
@@ -246,12 +255,11 @@ def _build(rng: np.random.Generator, g: dict) -> TrueInstrument:
 
 
 def _usable(x_ref: np.ndarray, y_ref: np.ndarray, disp: np.ndarray, tilt: np.ndarray, curv: np.ndarray) -> np.ndarray:
-    """True where the whole 3700-9300 A trace lies inside ``sedm.USABLE_BOX_PX`` on both axes."""
-    lo, hi = sedm.USABLE_BOX_PX
+    """True where both ends (3700, 9300 A) of the trace lie inside ``sedm.inside_usable_region``."""
     dx = _law(disp, _t(np.array([sedm.CUBE_WAVE_AA[0], sedm.CUBE_WAVE_AA[-1]])))
     xe = x_ref[:, None] + dx
     ye = y_ref[:, None] + tilt[:, None] * dx + curv[:, None] * dx**2
-    return np.all((xe > lo) & (xe < hi) & (ye > lo) & (ye < hi), axis=1)
+    return np.all(sedm.inside_usable_region(xe, ye), axis=1)
 
 
 def _record(g: dict, jitter: float, field_d: float, c_grad: float, lin: np.ndarray, widths: dict, thr: dict,
@@ -274,7 +282,7 @@ def _record(g: dict, jitter: float, field_d: float, c_grad: float, lin: np.ndarr
             "terms": ["xn^2", "xn yn", "yn^2", "xn^3", "xn^2 yn", "xn yn^2", "yn^3"],
             "coeffs_x_px": coef[0].tolist(), "coeffs_y_px": coef[1].tolist(),
             "normalisation": "xn = (x - 1023.5) / 1024, yn = (y - 1023.5) / 1024 of the undistorted lattice; "
-                             "the value at the origin is subtracted (lenslet (0, 0) stays at origin_px)",
+                             "the value at the origin is subtracted (the array centre stays at origin_px)",
             "max_px": g["distortion_max_px"], "max_slope": g["distortion_max_slope"],
         },
         "lenslet_jitter_px": jitter,
@@ -293,7 +301,9 @@ def _record(g: dict, jitter: float, field_d: float, c_grad: float, lin: np.ndarr
         "mla_outline": pr.mla_outline(),
         "n_lenslets_on_detector": n,
         "n_traces_usable": n_usable,
-        "usable_rule": "whole 3700-9300 A trace inside the box USABLE_BOX_PX on both axes",
+        "usable_rule": "both ends (3700, 9300 A) of the trace inside sedm.inside_usable_region",
+        "frame_rule": "lenslet (0, 0) of the spaxel frame is the one imaged nearest CCD_LATTICE_ORIGIN_PX; "
+                      "mla_centre_lenslet is the array centre's label in that frame",
     }
 
 

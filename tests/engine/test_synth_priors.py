@@ -51,10 +51,13 @@ def test_wide_draws_stay_within_the_documented_priors(wide_draws):
         for name in ("flat_scatter", "vignetting", "flat_chroma_scatter", "pixel_flat_rms"):
             assert _within(name, d["throughput"][name]), name
         assert 0.8 < ins.sigma_y.min() and ins.sigma_y.max() < 1.6 * 1.25
-        # the finite microlens array: only lenslets inside the outline exist
-        assert np.all(pr.inside_mla_outline(ins.q, ins.r)) and ins.n <= outline_n
+        # the finite microlens array: only lenslets inside the outline (around its centre) exist
+        cq, cr = d["mla_centre_lenslet"]
+        assert np.all(pr.inside_mla_outline(ins.q - cq, ins.r - cr)) and ins.n <= outline_n
+        # the spaxel frame's (0, 0) is the lenslet imaged nearest the detector's reference point
         k0 = np.flatnonzero((ins.q == 0) & (ins.r == 0))
-        assert k0.size == 1 and np.hypot(ins.x_ref[k0[0]] - d["origin_px"][0], ins.y_ref[k0[0]] - d["origin_px"][1]) < 0.3
+        dist = np.hypot(ins.x_ref - sedm.CCD_LATTICE_ORIGIN_PX[0], ins.y_ref - sedm.CCD_LATTICE_ORIGIN_PX[1])
+        assert k0.size == 1 and k0[0] == np.argmin(dist)
         assert 0.9 < np.median(ins.flat[ins.usable]) < 1.1 and ins.usable.sum() > 800
         json.dumps(d)  # the record is JSON-ready
 
@@ -94,20 +97,15 @@ def test_the_separation_rule_excludes_pairs():
     assert sep == pytest.approx(6.67, abs=0.01) and abs(vec[0]) < 230.0
 
 
-def test_the_outline_stays_visible(wide_draws):
-    """A good part of the MLA outline lies on the detector for every draw (the engine finds
-    lenslet (0, 0) as the centre of the lit pattern)."""
+def test_the_array_centre_is_recorded(wide_draws):
+    """The array's centre lenslet sits at the drawn origin (its label in the spaxel frame is
+    recorded: the frame is referenced to the detector, not to the array)."""
     for ins in wide_draws:
         d = ins.draw
-        q, r = np.meshgrid(np.arange(-25, 26), np.arange(-25, 26))
-        q, r = q.ravel(), r.ravel()
-        inside = pr.inside_mla_outline(q, r)
-        nb = [(1, 0), (0, 1), (-1, 1), (-1, 0), (0, -1), (1, -1)]
-        edge = inside & ~np.all([pr.inside_mla_outline(q + a, r + b) for a, b in nb], axis=0)
-        basis = np.array(d["lattice_basis_px"])
-        pos = np.array(d["origin_px"]) + q[edge, None] * basis[0] + r[edge, None] * basis[1]
-        seen = np.all((pos > 0) & (pos < 2048), axis=1)
-        assert seen.mean() > 0.2, d["pitch_px"]
+        cq, cr = d["mla_centre_lenslet"]
+        k = np.flatnonzero((ins.q == cq) & (ins.r == cr))
+        if k.size:  # the centre lenslet's trace may fall off the detector
+            assert np.hypot(ins.x_ref[k[0]] - d["origin_px"][0], ins.y_ref[k[0]] - d["origin_px"][1]) < 0.3
 
 
 def _instrument_hash(ins) -> str:
@@ -230,10 +228,12 @@ def test_wide_frames_carry_the_recorded_defects(tmp_path):
         if np.abs(bad_x - x).min() < 2:
             continue
         yc = ins.y_of_x(np.array([[float(x)]]), np.array([k]))[0, 0]
-        rows = np.arange(int(yc) - 2, int(yc) + 4)
+        rows = np.arange(int(round(yc)) - 2, int(round(yc)) + 3)
         prof = dome[rows, x]
         errs.append(np.sum(rows * prof) / np.sum(prof) - yc)
-    assert np.median(np.abs(errs)) < 0.1
+    # a 5-row centroid (neighbouring traces 5.5 px away add a little light): a coarse check,
+    # the calibration benchmark measures trace positions to 0.01 px
+    assert np.median(np.abs(errs)) < 0.15
     sl = defects["scattered_light"]
     assert _within("scatter_fraction", sl["fraction"]) and 1 <= len(sl["blobs"]) <= 3
     assert ctx.defects.scatter.shape == sedm.CCD_SHAPE and ctx.defects.scatter.mean() == pytest.approx(1.0, 1e-3)
