@@ -137,6 +137,56 @@ def build_cube(
     return cube, flexure, background
 
 
+def resampling_correlation(first_bin: np.ndarray, frac: np.ndarray, n_wave: int, max_lag: int = 2) -> np.ndarray:
+    """Correlation of the noise of neighbouring cube samples, created by the resampling.
+
+    A detector column that straddles two or more 25.6-A bins puts the same electrons, hence the
+    same noise, into each (at 7600 A a column spans ~34 A). With the columns' variances taken
+    as equal over a few columns (they vary slowly along a trace), bins ``a`` and ``a + l``
+    have covariance ``sum_c f_ca f_c,a+l`` and correlation
+    ``sum_c f_ca f_c,a+l / sqrt(sum_c f_ca^2 sum_c f_c,a+l^2)``. The forced photometry combines
+    spaxels at one wavelength with weights that change slowly with wavelength, so an extracted
+    spectrum inherits the mean of its spaxels' correlations.
+
+    Parameters
+    ----------
+    first_bin, frac : numpy.ndarray
+        The resampler of the spaxels (:class:`engine.calib.resample.Rebinner` fields), shapes
+        ``(n, n_cols)`` and ``(n, n_cols, k)``.
+    n_wave : int
+        Number of cube samples.
+    max_lag : int
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(max_lag, n_wave)``: row ``l - 1`` is the correlation of sample ``i`` with
+        sample ``i + l``, averaged over the spaxels (NaN where ``i + l`` is past the end).
+    """
+    n, _n_cols, k = frac.shape
+    bins = first_bin[:, :, None] + np.arange(k)[None, None, :]
+    rows = np.broadcast_to(np.arange(n)[:, None], first_bin.shape)
+
+    def moment(lag: int) -> np.ndarray:
+        out = np.zeros(n * n_wave)
+        for j in range(k - lag):
+            a = bins[:, :, j]
+            ok = (a >= 0) & (a < n_wave) & (frac[:, :, j] > 0)
+            out += np.bincount(rows[ok] * n_wave + a[ok], weights=(frac[:, :, j] * frac[:, :, j + lag])[ok],
+                               minlength=n * n_wave)
+        return out.reshape(n, n_wave)
+
+    s0 = moment(0)
+    corr = np.full((max_lag, n_wave), np.nan)
+    for lag in range(1, max_lag + 1):
+        sl = moment(lag)[:, :-lag]
+        den = np.sqrt(s0[:, :-lag] * s0[:, lag:])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(den > 0, sl / np.where(den > 0, den, 1.0), np.nan)
+        corr[lag - 1, :-lag] = np.nanmean(rho, axis=0) if np.isfinite(rho).any() else np.nan
+    return corr
+
+
 def write_cube(path: str | os.PathLike, cube: Cube, header: fits.Header, provenance: Provenance) -> None:
     """``e3d_...fits``: FLUX (primary, n_wave x n_spax), VARIANCE, SPAXELS table, PROVENANCE."""
     hdr = header.copy()

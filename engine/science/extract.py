@@ -54,6 +54,8 @@ class ExtractionInputs:
     reducer: str
     guider: dict | None
     rotation_deg: float
+    correlation: np.ndarray | None = None
+    """Shape ``(k, n_wave)``: noise correlation of samples ``i`` and ``i + l`` (``None``: unknown)."""
 
 
 PRIOR_CARDS = ("PSFBETA", "PSFETA", "PSFCORE", "PSFRHO")
@@ -183,6 +185,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
                        classify_config=task["config"]["classify"])
     cards = _cards(inp, fit, pos, quality, reason, sens, fluxcal_info, why_not, unit, fitted, mask, excluded, fp)
     cards.update(s2n)
+    cards.update(correlation_cards(c.wave, inp.correlation))
     if cls is not None:
         cards.update(cls.cards)
     report(key, "products", 0.92)
@@ -197,7 +200,8 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
         prov.add_input(sens.source)
     hdr = spectrum_header(inp.header, cards, wave)
     write_spectrum(out_dir / spec_fits, out_dir / spec_txt, wave, flux, fvar, hdr, prov,
-                   template=_template_table(cls, wave) if cls else None)
+                   template=_template_table(cls, wave) if cls else None,
+                   correlation=inp.correlation[:, EDGE:-EDGE] if inp.correlation is not None else None)
     psf_file = verify_file = None
     if fit is not None:
         psf_file = names.extraction("psf", task["raw"], inp.object_name, tag=inp.tag, lstep=inp.lstep)
@@ -227,6 +231,20 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     }
     return {"extraction": row, "classification": cls.row if cls and cls.row else None, "fluxcal": fluxcal_info or None,
             "timing": {"psf_s": t_fit, "extract_total_s": t_all}}
+
+
+def correlation_cards(wave: np.ndarray, correlation: np.ndarray | None) -> dict:
+    """``CORRLAG1``/``CORRLAG2``: mean noise correlation of samples one and two apart, 4000-9000 A."""
+    if correlation is None:
+        return {}
+    sel = (wave >= 4000.0) & (wave <= 9000.0)
+    out = {}
+    for lag, row in enumerate(np.asarray(correlation), start=1):
+        vals = row[sel][np.isfinite(row[sel])]
+        if vals.size:
+            out[f"CORRLAG{lag}"] = (round(float(np.mean(vals)), 4),
+                                    f"mean error correlation, samples {lag} apart (4000-9000 A; CORREL ext.)")
+    return out
 
 
 def _template_table(cls, wave):

@@ -206,6 +206,24 @@ class HostTest:
 
 MIN_HOST_FRACTION = 0.02
 """A host holding less than 2 % of the point source's flux is not worth modelling."""
+MAX_HOST_FRACTION = 20.0
+"""A host holding more than 20 times the point source's flux (or a point source with no flux
+left) is not a transient on its galaxy but a fit that gave the target's light to the disk
+(an unmodelled neighbour, a merged first fit): the host is refused."""
+
+
+def host_fraction(host_flux: float, point_flux: float) -> float:
+    """Host / point-source flux, bounded to ``[-MAX, MAX]`` with ``MAX = 10 * MAX_HOST_FRACTION``.
+
+    A point source with no positive flux gives the bound (it was ~1e31 from a division by a
+    floor of 1e-30), so the value is always finite and fails the test.
+    """
+    cap = 10.0 * MAX_HOST_FRACTION
+    if not (np.isfinite(host_flux) and np.isfinite(point_flux)):
+        return cap
+    if point_flux <= 0:
+        return cap if host_flux >= 0 else -cap
+    return float(np.clip(host_flux / point_flux, -cap, cap))
 
 
 def host_warranted(chi2_point: float, chi2_host: float, *, n_extra: int, n_data: int, dof_host: int,
@@ -219,7 +237,8 @@ def host_warranted(chi2_point: float, chi2_host: float, *, n_extra: int, n_data:
        ln(n_data) > 0`` with ``c = max(1, chi2_host / dof_host)``. Dividing by the reduced
        chi2 (a quasi-likelihood correction) keeps an imperfect PSF model, whose residuals any
        extra smooth component partly absorbs, from passing the test on bright isolated stars.
-    2. The host holds at least :data:`MIN_HOST_FRACTION` of the point source's flux.
+    2. The host holds at least :data:`MIN_HOST_FRACTION` and at most :data:`MAX_HOST_FRACTION`
+       of the point source's flux (:func:`host_fraction`).
     3. It is not a neighbouring star's residual: its centre is more than one PSF FWHM from
        every modelled neighbour (``neighbours``, shape ``(k, 2)``, same frame as ``host``).
     4. It is resolved: its scale length is not at the lower bound :data:`MIN_SCALE_UNITS`.
@@ -237,6 +256,8 @@ def host_warranted(chi2_point: float, chi2_host: float, *, n_extra: int, n_data:
         reason = "BIC does not favour a host"
     elif host_fraction < MIN_HOST_FRACTION:
         reason = f"host below {100 * MIN_HOST_FRACTION:.0f}% of the point source"
+    elif host_fraction > MAX_HOST_FRACTION:
+        reason = f"host above {MAX_HOST_FRACTION:.0f} times the point source (the point source lost its light)"
     elif neighbours is not None and len(neighbours) and near <= fwhm_units:
         reason = "centred on a neighbouring star"
     elif host.scale <= 1.05 * MIN_SCALE_UNITS:

@@ -42,7 +42,8 @@ def spectrum_header(base: fits.Header, cards: dict, wave: np.ndarray) -> fits.He
 
 
 def write_spectrum(fits_path: str | os.PathLike, txt_path: str | os.PathLike, wave: np.ndarray, flux: np.ndarray,
-                   var: np.ndarray, header: fits.Header, provenance: Provenance, template: dict | None = None) -> None:
+                   var: np.ndarray, header: fits.Header, provenance: Provenance, template: dict | None = None,
+                   correlation: np.ndarray | None = None) -> None:
     """Write both spectrum files atomically.
 
     Parameters
@@ -50,6 +51,9 @@ def write_spectrum(fits_path: str | os.PathLike, txt_path: str | os.PathLike, wa
     template : dict, optional
         ``{"wave", "flux", "flux_flat"}`` of the best classification template on the
         spectrum's grid (saved as the ``TEMPLATE`` extension for the console and figures).
+    correlation : numpy.ndarray, optional
+        Shape ``(k, n)``: row ``l - 1`` holds the correlation of the errors of samples ``i``
+        and ``i + l`` (NaN past the end); saved as the ``CORREL`` extension.
     """
     hdr = header.copy()
     provenance.stamp(hdr)
@@ -60,6 +64,10 @@ def write_spectrum(fits_path: str | os.PathLike, txt_path: str | os.PathLike, wa
         t = fits.table_to_hdu(Table({k: np.asarray(v, dtype=float) for k, v in template.items()}))
         t.name = "TEMPLATE"
         hdus.append(t)
+    if correlation is not None:
+        ch = fits.ImageHDU(np.asarray(correlation, dtype=np.float32), name="CORREL")
+        ch.header["COMMENT"] = "row l-1: correlation of the errors of samples i and i+l (resampling)"
+        hdus.append(ch)
     hdus.append(provenance.hdu())
     write_atomic(fits.HDUList(hdus), fits_path)
     lines = []

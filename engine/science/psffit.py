@@ -21,9 +21,18 @@ from scipy.optimize import least_squares
 
 from engine.errors import AlgorithmError
 from engine.science.adr import AdrFit, Meteo, fit_adr
-from engine.science.host import MAX_SCALE_UNITS, MIN_SCALE_UNITS, HostShape, HostTest, host_fractions, host_warranted, seed_host
+from engine.science.host import (
+    MAX_SCALE_UNITS,
+    MIN_SCALE_UNITS,
+    HostShape,
+    HostTest,
+    host_fraction,
+    host_fractions,
+    host_warranted,
+    seed_host,
+)
 from engine.science.psf import REF_WAVE_AA, PsfShape, spaxel_fractions
-from engine.science.scene import Companions, find_companions
+from engine.science.scene import Companions, find_companions, find_peaks
 
 DEFAULT_SHAPE = PsfShape()
 
@@ -152,30 +161,44 @@ class PsfFit:
     """Where the profile-family prior came from (empty: fitted freely)."""
 
 
-def _unpack(params, m: int) -> tuple[PsfShape, np.ndarray, HostShape | None]:
-    """Parameter vector -> PSF shape, metaslice positions (m, 2), host (when 5 more values follow)."""
+def _unpack(params, m: int, k: int = 0) -> tuple[PsfShape, np.ndarray, np.ndarray, HostShape | None]:
+    """Parameter vector -> PSF shape, metaslice positions (m, 2), neighbour positions (k, 2), host.
+
+    Layout: 7 shape values, ``2 m`` metaslice positions, ``2 k`` neighbour positions (at the
+    mean of the target's track), then the host's 5 values when present.
+    """
     a, beta, eta, core, ab, theta, rho = params[:7]
     shape = PsfShape(alpha=a, beta=beta, eta=eta, core=core, ab=ab, theta=theta, rho=rho)
     pos = np.asarray(params[7 : 7 + 2 * m]).reshape(m, 2)
-    host = HostShape(*params[7 + 2 * m : 12 + 2 * m]) if len(params) >= 12 + 2 * m else None
-    return shape, pos, host
+    j = 7 + 2 * m
+    points = np.asarray(params[j : j + 2 * k], dtype=float).reshape(k, 2)
+    j += 2 * k
+    host = HostShape(*params[j : j + 5]) if len(params) >= j + 5 else None
+    return shape, pos, points, host
 
 
-def _scene_model(params, ms: Metaslices, xy_rel, w, comp=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scene_model(params, ms: Metaslices, xy_rel, w, k: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Target PSF fractions (m, n), linear coefficients (m, p) and model (m, n) of the scene."""
-    shape, pos, host = _unpack(params, ms.wave.size)
+    shape, pos, points, host = _unpack(params, ms.wave.size, k)
     frac = spaxel_fractions(xy_rel, pos, shape, ms.wave)
-    extra = companion_basis(xy_rel, shape, ms.wave, pos, comp, host)
+    extra = companion_basis(xy_rel, shape, ms.wave, pos, Companions(points=points) if k else None, host)
     coef, model = _plane_solve(frac, ms.data, w, xy_rel, extra)
     return frac, coef, model
 
 
-def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, comp=None, prior: ShapePrior | None = None):
+def _joint_residuals(params, ms: Metaslices, xy_rel, w, mask, k: int = 0, prior: ShapePrior | None = None):
     """Normalised residuals of the scene model, ``(m * n,)``, then the prior's (4,) if any."""
     ww = w * mask[None, :]
-    _frac, _coef, model = _scene_model(params, ms, xy_rel, ww, comp)
+    _frac, _coef, model = _scene_model(params, ms, xy_rel, ww, k)
     r = (np.sqrt(ww) * np.nan_to_num(ms.data - model)).ravel()
     return r if prior is None else np.concatenate([r, prior.residuals(params)])
+
+
+SEED_FWHM_UNITS = 3.6
+"""PSF FWHM assumed before any fit, to smooth the image searched for neighbours (2 arcsec)."""
+NEIGHBOUR_MOVE_UNITS = 1.5
+"""How far the fit may move a neighbour from where it was found [spaxel unit]."""
+MAX_NEIGHBOURS = 3
 
 
 def fit_psf(
@@ -186,6 +209,13 @@ def fit_psf(
 ) -> PsfFit:
     """Fit the PSF shape and the ADR of a point source.
 
+    Neighbouring point sources are found twice: as separate peaks of the data image more than
+    ``guess_err`` from the guess, *before* the first fit (a bright neighbour one or two FWHM
+    away otherwise pulls a target-only fit towards it and widens it until both merge into
+    one broad source, whose inflated width then hides the neighbour from the residual
+    search); then in the residual of the fit. Their positions are free parameters of the
+    joint fit (within :data:`NEIGHBOUR_MOVE_UNITS` of where they were found).
+
     Parameters
     ----------
     wave, flux, var, xy : numpy.ndarray
@@ -195,7 +225,7 @@ def fit_psf(
     fit_mask : numpy.ndarray
         Shape ``(n_spax,)`` spaxels to fit.
     find_others : bool
-        Look for neighbouring point sources in the residual and model them.
+        Look for neighbouring point sources (image peaks, then the residual) and model them.
     find_host : bool
         Try a host-galaxy component (:mod:`engine.science.host`) and keep it when the model
         selection warrants it (science targets; never standards).
@@ -216,70 +246,116 @@ def fit_psf(
     w = np.where(np.isfinite(d) & np.isfinite(ms.var[:, fit_mask]), 1.0 / ms.var[:, fit_mask], 0.0)
     ms_fit = Metaslices(wave=ms.wave, data=d, var=ms.var[:, fit_mask], edges=ms.edges)
     m = ms.wave.size
-    # Start: each metaslice alone (position and width; default shape).
-    starts = []
-    for k in range(m):
-        def r1(p, k=k):
-            shape = DEFAULT_SHAPE.with_(alpha=p[2], rho=0.0)
-            frac = spaxel_fractions(xy_rel, p[None, :2], shape, ms.wave[k : k + 1])
-            _c, model = _plane_solve(frac, d[k : k + 1], w[k : k + 1], xy_rel)
-            return (np.sqrt(w[k]) * np.nan_to_num(d[k] - model[0])).ravel()
-
-        b = guess_err
-        res = least_squares(r1, [0.0, 0.0, 3.0], bounds=([-b, -b, 0.8], [b, b, 12.0]), x_scale=[0.3, 0.3, 0.5])
-        starts.append(res.x)
-    starts = np.array(starts)
+    seeds = _image_neighbours(ms_fit, xy_rel, w, guess_err) if find_others else np.zeros((0, 2))
+    starts = _metaslice_starts(ms_fit, xy_rel, w, guess_err, seeds)
     fam = shape_prior.shape if shape_prior is not None else DEFAULT_SHAPE
     p0 = [float(np.median(starts[:, 2])), fam.beta, fam.eta, fam.core, 0.95, 0.0, fam.rho] + list(starts[:, :2].ravel())
     lo = [0.8, 1.3, 0.0, 0.2, 0.6, -np.pi / 2, -1.0] + [-guess_err - 1] * (2 * m)
     hi = [15.0, 8.0, 5.0, 1.5, 1.0, np.pi / 2, 0.5] + [guess_err + 1] * (2 * m)
-    p0 = np.clip(p0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
-    mask = np.ones(xy_rel.shape[0], bool)
-    res = None
-    for _ in range(2):
-        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms_fit, xy_rel, w, mask, None, shape_prior),
-                            x_scale="jac", max_nfev=200)
-        bad = _outliers(res.fun[:d.size].reshape(m, -1), mask)
-        if not (bad & mask).any():
-            break
-        mask &= ~bad
-        p0 = res.x
-    comp = None
-    if find_others:
-        comp = _companions(res.x, ms_fit, xy_rel, w, mask, m)
-        if comp.n:
-            res = least_squares(_joint_residuals, res.x, bounds=(lo, hi),
-                                args=(ms_fit, xy_rel, w, mask, comp, shape_prior), x_scale="jac", max_nfev=200)
+    res, mask = _fit_clipped(np.concatenate([p0, seeds.ravel()]), _with_points(lo, hi, seeds), ms_fit, xy_rel, w,
+                             len(seeds), shape_prior)
+    k = len(seeds)
+    if find_others and k < MAX_NEIGHBOURS:
+        more = _companions(res.x, ms_fit, xy_rel, w, mask, m, k)
+        if more.n:
+            points = np.vstack([_unpack(res.x, m, k)[2], more.points[: MAX_NEIGHBOURS - k]])
+            base = res.x[: 7 + 2 * m]
+            res, mask = _fit_clipped(np.concatenate([base, points.ravel()]), _with_points(lo, hi, points), ms_fit, xy_rel,
+                                     w, len(points), shape_prior)
+            k = len(points)
+    lo, hi = _with_points(lo, hi, _unpack(res.x, m, k)[2])  # the host stage may move them as far again
     host = host_test = None
     if find_host:
-        res, mask, host, host_test = _host_stage(res, ms_fit, xy_rel, w, mask, comp, lo, hi, shape_prior)
+        res, mask, host, host_test = _host_stage(res, ms_fit, xy_rel, w, mask, k, lo, hi, shape_prior)
+    return _result(res, ms, ms_fit, xy_rel, w, mask, k, host, host_test, origin, fit_mask, shape_prior,
+                   airmass=airmass, parallactic_deg=parallactic_deg, rotation_deg=rotation_deg, meteo=meteo)
+
+
+def _result(res, ms, ms_fit, xy_rel, w, mask, k, host, host_test, origin, fit_mask, shape_prior, **adr_kw) -> PsfFit:
+    """The :class:`PsfFit` of a final least-squares result (errors, ADR, absolute positions)."""
+    m = ms.wave.size
     p = res.x
-    n_lin = 4 + (comp.n if comp is not None else 0) + (host is not None)
+    n_lin = 4 + k + (host is not None)
     dof = max(int((w[:, mask] > 0).sum()) - p.size - n_lin * m, 1)
-    chi2 = float(np.sum(res.fun[:d.size] ** 2) / dof)
+    chi2 = float(np.sum(res.fun[: ms_fit.data.size] ** 2) / dof)
     try:
         cov = np.linalg.inv(res.jac.T @ res.jac) * max(chi2, 1.0)
         perr = np.sqrt(np.clip(np.diag(cov), 0, None))
     except np.linalg.LinAlgError:
         perr = np.full(p.size, 0.1)
-    shape, pos_rel, _ = _unpack(p, m)
+    shape, pos_rel, points, _ = _unpack(p, m, k)
     pos = pos_rel + origin
     pos_err = np.maximum(perr[7 : 7 + 2 * m].reshape(m, 2), 1e-3)
-    _frac, coef, _ = _scene_model(p, ms_fit, xy_rel, w * mask[None, :], comp)
-    adr = fit_adr(ms.wave, pos, pos_err, airmass=airmass, parallactic_deg=parallactic_deg,
-                  rotation_deg=rotation_deg, meteo=meteo)
+    _frac, coef, _ = _scene_model(p, ms_fit, xy_rel, w * mask[None, :], k)
+    adr = fit_adr(ms.wave, pos, pos_err, **adr_kw)
     used = fit_mask.copy()
     used[np.flatnonzero(fit_mask)[~mask]] = False
-    absolute = Companions(points=comp.points + origin) if comp is not None and comp.n else Companions.none()
+    absolute = Companions(points=points + origin) if k else Companions.none()
     return PsfFit(shape=shape, meta_wave=ms.wave, meta_xy=pos, meta_err=pos_err, meta_amp=coef[:, 0], adr=adr,
                   fit_mask=used, chi2_dof=chi2, clipped=np.flatnonzero(fit_mask)[~mask], companions=absolute,
                   host=host.shifted(*origin) if host is not None else None, host_test=host_test,
                   prior_source=shape_prior.source if shape_prior is not None else "")
 
 
-def _broadband_residual(params, ms: Metaslices, xy_rel, w, mask, comp=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _with_points(lo, hi, points: np.ndarray) -> tuple[list, list]:
+    """Bounds of shape and positions (``lo``, ``hi``) extended by the neighbours' (``points`` +- NEIGHBOUR_MOVE_UNITS)."""
+    lo, hi = list(lo), list(hi)
+    for q in np.asarray(points).reshape(-1, 2):
+        lo += list(q - NEIGHBOUR_MOVE_UNITS)
+        hi += list(q + NEIGHBOUR_MOVE_UNITS)
+    return lo, hi
+
+
+def _fit_clipped(p0, bounds, ms: Metaslices, xy_rel, w, k: int, prior: ShapePrior | None):
+    """Joint fit with up to two 5-sigma spaxel clipping passes, starting from every spaxel."""
+    lo, hi = np.array(bounds[0]), np.array(bounds[1])
+    p0 = np.clip(p0, lo + 1e-6, hi - 1e-6)
+    mask = np.ones(xy_rel.shape[0], bool)
+    m = ms.wave.size
+    res = None
+    for _ in range(2):
+        res = least_squares(_joint_residuals, p0, bounds=(lo, hi), args=(ms, xy_rel, w, mask, k, prior),
+                            x_scale="jac", max_nfev=200)
+        bad = _outliers(res.fun[: ms.data.size].reshape(m, -1), mask)
+        if not (bad & mask).any():
+            break
+        mask &= ~bad
+        p0 = res.x
+    return res, mask
+
+
+def _metaslice_starts(ms: Metaslices, xy_rel, w, guess_err: float, seeds: np.ndarray) -> np.ndarray:
+    """Each metaslice alone: target position and width (default shape), neighbours held at ``seeds``; (m, 3)."""
+    comp = Companions(points=seeds) if len(seeds) else None
+    starts = []
+    for k in range(ms.wave.size):
+        def r1(p, k=k):
+            shape = DEFAULT_SHAPE.with_(alpha=p[2], rho=0.0)
+            centre = p[None, :2]
+            frac = spaxel_fractions(xy_rel, centre, shape, ms.wave[k : k + 1])
+            extra = companion_basis(xy_rel, shape, ms.wave[k : k + 1], centre, comp)
+            _c, model = _plane_solve(frac, ms.data[k : k + 1], w[k : k + 1], xy_rel, extra)
+            return (np.sqrt(w[k]) * np.nan_to_num(ms.data[k] - model[0])).ravel()
+
+        b = guess_err
+        res = least_squares(r1, [0.0, 0.0, 3.0], bounds=([-b, -b, 0.8], [b, b, 12.0]), x_scale=[0.3, 0.3, 0.5])
+        starts.append(res.x)
+    return np.array(starts)
+
+
+def _image_neighbours(ms: Metaslices, xy_rel, w, guess_err: float) -> np.ndarray:
+    """Neighbours seen as separate peaks of the broad-band data image (relative positions, (k, 2))."""
+    ww = np.where(np.isfinite(ms.data), w, 0.0)
+    sw = ww.sum(0)
+    image = np.where(sw > 0, (ww * np.nan_to_num(ms.data)).sum(0) / np.where(sw > 0, sw, 1.0), np.nan)
+    variance = np.where(sw > 0, 1.0 / np.where(sw > 0, sw, 1.0), np.nan)
+    return find_peaks(xy_rel, image, variance, np.zeros(2), SEED_FWHM_UNITS, exclude_radius=guess_err,
+                      max_sources=MAX_NEIGHBOURS).points
+
+
+def _broadband_residual(params, ms: Metaslices, xy_rel, w, mask, k: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Data minus the scene model averaged over the metaslices: residual (n,), variance (n,), coef (m, p)."""
-    _frac, coef, model = _scene_model(params, ms, xy_rel, w * mask[None, :], comp)
+    _frac, coef, model = _scene_model(params, ms, xy_rel, w * mask[None, :], k)
     resid = ms.data - model
     ww = np.where(np.isfinite(resid), w, 0.0)
     sw = ww.sum(0)
@@ -288,12 +364,12 @@ def _broadband_residual(params, ms: Metaslices, xy_rel, w, mask, comp=None) -> t
     return broad, var, coef
 
 
-def _companions(params, ms: Metaslices, xy_rel, w, mask, m) -> Companions:
-    """Neighbours in the residual of a target-only fit (relative coordinates)."""
-    shape, pos, _ = _unpack(params, m)
-    broad, var, coef = _broadband_residual(params, ms, xy_rel, w, mask)
+def _companions(params, ms: Metaslices, xy_rel, w, mask, m, k: int = 0) -> Companions:
+    """Further neighbours in the residual of the current scene (relative coordinates)."""
+    shape, pos, known, _ = _unpack(params, m, k)
+    broad, var, coef = _broadband_residual(params, ms, xy_rel, w, mask, k)
     return find_companions(xy_rel, broad, var, pos.mean(axis=0), shape.fwhm_units(), region=np.ones(len(xy_rel), bool),
-                           target_flux=float(np.nanmean(coef[:, 0])))
+                           target_flux=float(np.nanmean(coef[:, 0])), known=known)
 
 
 HOST_LO = [-12.0, -12.0, MIN_SCALE_UNITS, 0.3, -np.pi]
@@ -302,7 +378,7 @@ HOST_HI = [12.0, 12.0, MAX_SCALE_UNITS, 1.0, np.pi]
 [spaxel unit], axis ratio, angle [rad] (a wide range so that the angle never sticks at a bound)."""
 
 
-def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi, prior: ShapePrior | None = None):
+def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: ShapePrior | None = None):
     """Try a host galaxy in the scene; keep it if :func:`engine.science.host.host_warranted`.
 
     1. Start: :func:`engine.science.host.seed_host` on the residual of the point-source fit.
@@ -316,37 +392,37 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, comp, lo, hi, prior: Shape
     Returns the least-squares result, the spaxel mask, the host (relative) or ``None``, the test.
     """
     m = ms.wave.size
-    shape, _pos, _ = _unpack(res.x, m)
-    broad, var, _coef = _broadband_residual(res.x, ms, xy_rel, w, mask, comp)
+    shape = _unpack(res.x, m, k)[0]
+    broad, var, _coef = _broadband_residual(res.x, ms, xy_rel, w, mask, k)
     seed = seed_host(xy_rel, broad, var, shape.fwhm_units(), region_radius=float(np.max(np.hypot(*xy_rel.T))))
     if seed is None:
         return res, mask, None, None
     base = np.asarray(res.x)
 
     def host_only(hp):
-        return _joint_residuals(np.concatenate([base, hp]), ms, xy_rel, w, np.ones_like(mask), comp)
+        return _joint_residuals(np.concatenate([base, hp]), ms, xy_rel, w, np.ones_like(mask), k)
 
     pre = least_squares(host_only, [seed.x, seed.y, seed.scale, seed.ab, seed.theta], bounds=(HOST_LO, HOST_HI),
                         x_scale=[0.5, 0.5, 0.5, 0.1, 0.3], max_nfev=60)
     p0 = np.concatenate([base, pre.x])
-    test = _host_test(base, p0, ms, xy_rel, w, mask, comp, shape)
+    test = _host_test(base, p0, ms, xy_rel, w, mask, k, shape)
     if test.reason.startswith(("BIC", "centred on a neighbour")):
         return res, mask, None, test
     hmask = np.ones_like(mask)
     lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
     p0 = np.clip(p0, np.array(lo_h) + 1e-6, np.array(hi_h) - 1e-6)
     for _ in range(2):
-        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, comp, prior),
+        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, k, prior),
                              x_scale="jac", max_nfev=200)
         bad = _outliers(hres.fun[:ms.data.size].reshape(m, -1), hmask)
         if not (bad & hmask).any():
             break
         hmask &= ~bad
         p0 = hres.x
-    test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, comp, shape)
+    test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, k, shape)
     if not test.kept:
         return res, mask, None, test
-    host = _unpack(hres.x, m)[2]
+    host = _unpack(hres.x, m, k)[3]
     return hres, hmask, HostShape(host.x, host.y, host.scale, host.ab, float(host.theta % np.pi)), test
 
 
@@ -355,19 +431,18 @@ def _outliers(r: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.any(np.abs(r) > 5.0 * max(1.4826 * np.median(np.abs(r[:, mask])), 1.0), axis=0)
 
 
-def _host_test(p_point, p_host, ms: Metaslices, xy_rel, w, common, comp, shape: PsfShape) -> HostTest:
+def _host_test(p_point, p_host, ms: Metaslices, xy_rel, w, common, k: int, shape: PsfShape) -> HostTest:
     """:func:`engine.science.host.host_warranted` for two parameter vectors on the spaxels ``common``."""
     m = ms.wave.size
-    chi2_point = float(np.sum(_joint_residuals(p_point, ms, xy_rel, w, common, comp) ** 2))
-    chi2_host = float(np.sum(_joint_residuals(p_host, ms, xy_rel, w, common, comp) ** 2))
+    chi2_point = float(np.sum(_joint_residuals(p_point, ms, xy_rel, w, common, k) ** 2))
+    chi2_host = float(np.sum(_joint_residuals(p_host, ms, xy_rel, w, common, k) ** 2))
     n_data = int((w[:, common] > 0).sum())
-    n_comp = comp.n if comp is not None else 0
-    _f, hcoef, _ = _scene_model(p_host, ms, xy_rel, w * common[None, :], comp)
-    host_frac = float(np.sum(hcoef[:, 1 + n_comp]) / max(np.sum(hcoef[:, 0]), 1e-30))
+    _f, hcoef, _ = _scene_model(p_host, ms, xy_rel, w * common[None, :], k)
+    _s, _p, points, host = _unpack(p_host, m, k)
     return host_warranted(chi2_point, chi2_host, n_extra=5 + m, n_data=n_data,
-                          dof_host=n_data - len(p_host) - (5 + n_comp) * m, host_fraction=host_frac,
-                          host=_unpack(p_host, m)[2], fwhm_units=shape.fwhm_units(),
-                          neighbours=comp.points if comp is not None else None)
+                          dof_host=n_data - len(p_host) - (5 + k) * m,
+                          host_fraction=host_fraction(float(np.sum(hcoef[:, 1 + k])), float(np.sum(hcoef[:, 0]))),
+                          host=host, fwhm_units=shape.fwhm_units(), neighbours=points if k else None)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from engine.io import names
 from engine.io.fitsio import header_value, read_image, write_atomic
 from engine.pipeline.jobs import report
 from engine.provenance import Provenance
-from engine.science.cube import Cube, build_cube, read_cube, write_cube
+from engine.science.cube import Cube, build_cube, read_cube, resampling_correlation, write_cube
 from engine.science.extract import ExtractionInputs, extract_and_deliver
 from engine.science.position import choose_position
 
@@ -128,7 +128,7 @@ def reduce_exposure(task: dict) -> dict:
     t1 = time.perf_counter()
     astrom, reason, guider = _astrometry(header, task, task["kind"], out_dir, raw_path.name)
     timing["astrometry_s"] = time.perf_counter() - t1
-    result = _extract(task, cube, header, cube_name, name, astrom, reason, guider, cal)
+    result = _extract(task, cube, header, cube_name, name, astrom, reason, guider, cal, flexure.di)
     result["observation"] = {
         "cube_file": cube_name, "jflex_px": flexure.dj, "iflex_px": flexure.di, "n_cr": n_cr,
         "astrom": list(astrom) if astrom else None, "astrometry_reason": reason,
@@ -140,7 +140,17 @@ def reduce_exposure(task: dict) -> dict:
     return result
 
 
-def _extract(task, cube: Cube, header, cube_name, name, astrom, reason, guider, cal) -> dict:
+def sample_correlation(cal, cube: Cube, di: float) -> np.ndarray | None:
+    """Noise correlation of neighbouring cube samples (lags 1 and 2) from the exposure's resampler."""
+    try:
+        rb = cal.rebinner(di)
+        return resampling_correlation(rb.first_bin[cube.spaxel_id], rb.frac[cube.spaxel_id], rb.n_wave)
+    except (AttributeError, IndexError, ValueError) as exc:
+        log.warning("no sample correlation: %s", exc)
+        return None
+
+
+def _extract(task, cube: Cube, header, cube_name, name, astrom, reason, guider, cal, di: float = 0.0) -> dict:
     req = task.get("request") or {}
     manual = tuple(req["centroid"]) if req.get("centroid") is not None else None
     position = choose_position(task["kind"], cube, astrom=astrom, astrometry_reason=reason, manual=manual)
@@ -148,6 +158,7 @@ def _extract(task, cube: Cube, header, cube_name, name, astrom, reason, guider, 
         task=task, cube=cube, header=header, cube_name=cube_name, object_name=name, position=position,
         region=req.get("region"), lstep=int(req.get("lstep", 1)), tag=req.get("tag", "robot"),
         reducer=req.get("reducer", "auto"), guider=guider, rotation_deg=sedm.ifu_centre_for(task["night"]).rotation_deg,
+        correlation=sample_correlation(cal, cube, di),
     )
     return extract_and_deliver(inputs)
 
@@ -166,7 +177,7 @@ def reextract(task: dict) -> dict:
     astrom = tuple(task["astrom"]) if task.get("astrom") else None
     cal = load_calibration(task["cal_dir"], task["cal_night"])
     result = _extract(task, cube, header, task["cube_file"], names.object_name(header), astrom,
-                      task.get("astrometry_reason", ""), guider, cal)
+                      task.get("astrometry_reason", ""), guider, cal, float(header.get("CCDIFLX", 0.0) or 0.0))
     result.setdefault("timing", {})["total_s"] = round(time.perf_counter() - t0, 3)
     return result
 
