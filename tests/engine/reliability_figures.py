@@ -18,7 +18,10 @@ What it does, in a scratch directory:
    bytes in events, frames ingested twice, the slow file's ingest latency, whether watch mode
    calibrated the partial set;
 4. ``--kills`` times: starts the engine, ``kill -9`` at a random moment, counts orphaned
-   processes 3 s later and times the restart until the new engine holds the lease.
+   processes 3 s later and times the restart until the new engine holds the lease;
+5. with ``--compare``: lets the killed run finish the night, reduces the same raw data
+   undisturbed (``--once``) and compares the products (data arrays, spectrum columns) and
+   the rows (exposures, current extractions, calibration).
 """
 
 from __future__ import annotations
@@ -269,6 +272,82 @@ def kill_campaign(work: Path, kills: int, seed: int = 0) -> dict:
     return out
 
 
+def wait_night_done(db: Path, timeout_s: float) -> bool:
+    """Wait until the night's calibration and every exposure are finished and no request waits."""
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        cal = q(db, "SELECT count(*) FROM calibrations WHERE night=? AND status IN ('ok','fallback','failed')", [NIGHT])
+        open_obs = q(db, "SELECT count(*) FROM observations WHERE night=? AND state IN ('waiting','reducing')", [NIGHT])
+        reqs = q(db, "SELECT count(*) FROM requests WHERE status IN ('pending','running')")
+        if cal and cal[0][0] and open_obs and open_obs[0][0] == 0 and reqs and reqs[0][0] == 0:
+            return True
+        time.sleep(2.0)
+    return False
+
+
+def product_digest(night_dir: Path) -> dict[str, str]:
+    """``{file: digest}`` of a night's products: FITS data arrays, spectrum text columns, other names."""
+    import hashlib
+
+    import numpy as np
+    from astropy.io import fits
+
+    out = {}
+    for p in sorted(night_dir.iterdir()):
+        if p.name.startswith(".") or p.name.startswith("report") or not p.is_file():
+            continue
+        h = hashlib.sha256()
+        if p.suffix == ".fits":
+            with fits.open(p, memmap=False) as hdul:
+                for hdu in hdul:
+                    if hdu.data is not None:
+                        h.update(np.ascontiguousarray(hdu.data).tobytes() if not isinstance(hdu, fits.BinTableHDU)
+                                 else str(hdu.data.tolist()).encode())
+        elif p.suffix == ".txt":
+            h.update("\n".join(ln for ln in p.read_text().splitlines() if not ln.startswith("#")).encode())
+        out[p.name] = h.hexdigest()[:16]
+    return out
+
+
+def state_digest(db: Path) -> dict:
+    """The night's rows that must not depend on kills: exposures and current extractions."""
+    obs = q(db, "SELECT obs_id, state, kind FROM observations WHERE night=? ORDER BY obs_id", [NIGHT])
+    ext = q(db, """SELECT o.obs_id, e.tag, e.quality, round(e.centroid_x, 4), round(e.centroid_y, 4), e.spec_fits
+                   FROM observations o JOIN extractions e ON e.id = o.current_extraction_id
+                   WHERE o.night=? ORDER BY o.obs_id""", [NIGHT])
+    cal = q(db, "SELECT status, level FROM calibrations WHERE night=? AND status IN ('ok','fallback','failed')", [NIGHT])
+    dup = q(db, "SELECT count(*) - count(DISTINCT observation_id || tag) FROM extractions WHERE night=?", [NIGHT])
+    return {"observations": obs, "current_extractions": ext, "calibration": cal, "duplicate_extractions": dup[0][0]}
+
+
+def compare_with_undisturbed(work: Path, timeout_s: float) -> dict:
+    """Finish the killed run, reduce the same raw data undisturbed (--once), compare both."""
+    db = work / "redux" / "sedm.db"
+    log = open(work / "finish.log", "w")
+    proc = start_engine(work, log)
+    done = wait_night_done(db, timeout_s)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(120)
+    log.close()
+    ref = work / "reference"
+    env = dict(os.environ, SEDMTUI_ENGINE_WORKERS="2", PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, "-m", "sedmtui", "--batch", "--once", "--night", NIGHT, "--raw-root", "raw",
+                    "--redux-root", str(ref)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=timeout_s)
+    killed_p, ref_p = product_digest(work / "redux" / NIGHT), product_digest(ref / NIGHT)
+    killed_s, ref_s = state_digest(db), state_digest(ref / "sedm.db")
+    parts = [n for n in (work / "redux" / NIGHT).iterdir() if n.name.endswith(".part")]
+    return {
+        "killed_run_finished": done,
+        "products": len(ref_p),
+        "products_equal": killed_p == ref_p,
+        "products_differing": sorted(set(killed_p.items()) ^ set(ref_p.items()))[:10],
+        "rows_equal": killed_s == ref_s,
+        "rows": {k: (killed_s[k], ref_s[k]) for k in killed_s if killed_s[k] != ref_s[k]},
+        "half_written_files": len(parts),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--raw", required=True, type=Path, help="raw root holding the mini night 20261124")
@@ -277,12 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=5)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--compare", action="store_true",
+                   help="after the kills, finish the night and compare products and rows with an undisturbed run")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed to finish each reduction")
     ns = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sedm-reliab-"))
     try:
         figures = live_run(ns.raw.resolve(), work, ns.seconds, ns.rate)
         if ns.kills:
             figures["kill9"] = kill_campaign(work, ns.kills)
+        if ns.compare:
+            figures["kill9_vs_undisturbed"] = compare_with_undisturbed(work, ns.timeout)
     finally:
         if not ns.keep:
             shutil.rmtree(work, ignore_errors=True)
