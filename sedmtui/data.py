@@ -258,9 +258,24 @@ def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: Produc
     gfile = guider_file(rows, obs)
     if with_guider and gfile and (night_dir / gfile).exists():
         guider = _product(night_dir, gfile, read_guider, cache, errors)
-    return TargetData(target=target, observation=obs, cube=cube,
-                      current=_extraction(reader, night_dir, current, cache, errors),
-                      candidate=_extraction(reader, night_dir, cand_row, cache, errors), guider=guider, errors=errors)
+    exts = [_extraction(reader, night_dir, r, cache, errors) for r in (current, cand_row)]
+    for ext in exts:
+        _check_psf(cube, ext, errors)
+    return TargetData(target=target, observation=obs, cube=cube, current=exts[0], candidate=exts[1], guider=guider,
+                      errors=errors)
+
+
+def _check_psf(cube: CubeData | None, ext: ExtractionData | None, errors: list[str]) -> None:
+    """Drop a PSF product that does not fit the cube (another lattice or wavelength grid): the
+    maps index one with the other."""
+    if cube is None or ext is None or ext.psf is None:
+        return
+    psf, n_spax, n_wave = ext.psf, cube.flux.shape[0], cube.wave.size
+    shapes = (psf.model.shape, psf.fitted.shape, psf.excluded.shape)
+    if psf.model.shape != (n_spax, n_wave) or psf.fitted.shape != (n_spax,) or psf.excluded.shape != (n_spax,):
+        errors.append(f"{ext.row.get('psf_file')}: unreadable (does not match the cube: {shapes} for "
+                      f"{n_spax} spaxels x {n_wave} wavelengths)")
+        ext.psf = None
 
 
 def guider_file(rows: list[dict], obs: dict) -> str | None:

@@ -179,17 +179,30 @@ def engine_summary(row: dict) -> dict:
             "queue": int(row.get("queue_len") or 0), "status": row.get("status") or "absent"}
 
 
+def _float(v: Any) -> float | int | None:
+    """A number from a JSON value, None if it is not one (the header formats numbers)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return v
+
+
 def calibration_summary(cal: dict | None, standard: dict | None, night_row: dict | None = None) -> dict:
     """Calibration health for the header: status, fallback, λ RMS, NSpax, flat std, standard."""
     if cal is None:
         status = (night_row or {}).get("calib_status")
         return {"status": "running" if status == "running" else "waiting"}
-    stats = json.loads(cal.get("stats_json") or "{}") if isinstance(cal.get("stats_json"), str) else (cal.get("stats_json") or {})
+    raw = cal.get("stats_json")
+    try:
+        stats = json.loads(raw or "{}") if isinstance(raw, str) else (raw or {})
+    except ValueError:  # a damaged row: the header shows the status without the numbers
+        stats = {}
+    if not isinstance(stats, dict):
+        stats = {}
     return {
         "status": cal.get("status"), "level": cal.get("level"),
         "fallback": cal.get("status") == "fallback", "source_night": cal.get("source_night"),
-        "wave_rms": stats.get("wave_rms_median_aa"), "nspax": stats.get("nspax"),
-        "flat_std": stats.get("flat_std"), "standard": standard,
+        "wave_rms": _float(stats.get("wave_rms_median_aa")), "nspax": _float(stats.get("nspax")),
+        "flat_std": _float(stats.get("flat_std")), "standard": standard,
     }
 
 

@@ -141,10 +141,14 @@ class ReportScreen(ConsoleScreen):
         row = delta.requests[self.request["id"]]
         self._status(*request_status(self.request["kind"], row))
         if row["status"] == "done":
-            paths = json.loads(row.get("result_json") or "{}")
+            try:
+                paths = json.loads(row.get("result_json") or "{}")
+            except ValueError:
+                paths = {}
+            paths = paths if isinstance(paths, dict) else {}
             self.show_report("final" if "final" in paths else "report")
             self._status(f"{'final report' if 'final' in paths else 'report'} written: "
-                         + ", ".join(paths.values()), "ok")
+                         + ", ".join(str(v) for v in paths.values()), "ok")
 
 
 __all__ = ["ReportScreen"]
