@@ -160,6 +160,11 @@ NUMERIC_KEYS = frozenset({"EXPTIME", "ADCSPEED", "GAIN", "AIRMASS", "ENDAIR", "J
                           "END_PA", "IN_AIR", "IN_HUM", "BARPRESS", "LAMPCUR", "RA_RATE", "DEC_RATE"})
 """Keywords that must be finite numbers when present."""
 
+ESSENTIAL_KEYS = frozenset({"OBJECT", "NAME", "IMGTYPE", "EXPTIME", "ADCSPEED", "AIRMASS", "JD", "LAMPCUR",
+                            "DOMEST", "CAM_NAME"})
+"""Keywords the planner and the exposure rows rely on: a bad one refuses the file. A bad card of
+another kept keyword (a weather or telescope reading) is dropped and the file is used."""
+
 MAX_TEXT = 200
 """Longest header string kept [characters]."""
 
@@ -170,33 +175,44 @@ MAX_AIRMASS = 40.0
 def header_values(header, filename: str) -> dict[str, Any] | Refusal:
     """The kept keywords of a primary header as plain Python values, or a refusal.
 
-    A kept card that astropy cannot parse (a control character or newline in OBJECT, ``JD =
-    NaN``), a numeric keyword that is not a finite number, or a string that is not text is
-    refused: the file is unusable as written and the reason names the card. Strings are
-    passed through :func:`clean_text`.
+    A card of an essential keyword (:data:`ESSENTIAL_KEYS`) that astropy cannot parse (a
+    control character or newline in OBJECT, ``JD = NaN``) or, for a numeric keyword, that is
+    not a finite number, refuses the file: it is unusable as written and the reason names the
+    card. Such a card of another kept keyword is dropped. Strings pass through
+    :func:`clean_text`.
     """
     out: dict[str, Any] = {}
     for key in HEADER_KEYS_KEPT:
-        try:
-            if key not in header:
-                continue
-            value = header[key]
-        except Exception as exc:  # noqa: BLE001 - astropy VerifyError and friends
-            return Refusal(f"{filename}: header card {key} cannot be parsed ({clean_text(exc, max_len=120)})")
-        if value is None or (isinstance(value, str) and not value.strip()):
+        value, problem = _card_value(header, key)
+        if problem:
+            if key in ESSENTIAL_KEYS:
+                return Refusal(f"{filename}: {problem}")
             continue
-        if key in NUMERIC_KEYS:
-            number = _finite(value)
-            if number is None:
-                return Refusal(f"{filename}: header keyword {key}={clean_text(repr(value), max_len=40)} is not a finite number")
-            out[key] = number
-        elif isinstance(value, (bool, int, float)):
-            if isinstance(value, float) and not math.isfinite(value):
-                return Refusal(f"{filename}: header keyword {key}={value!r} is not a finite number")
+        if value is not None:
             out[key] = value
-        else:
-            out[key] = clean_text(value, max_len=MAX_TEXT)
     return out
+
+
+def _card_value(header, key: str) -> tuple[Any, str]:
+    """``(value, "")`` of one kept keyword (``None`` when absent or blank), or ``(None, problem)``."""
+    try:
+        if key not in header:
+            return None, ""
+        value = header[key]
+    except Exception as exc:  # noqa: BLE001 - astropy VerifyError and friends
+        return None, f"header card {key} cannot be parsed ({clean_text(exc, max_len=120)})"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, ""
+    if key in NUMERIC_KEYS:
+        number = _finite(value)
+        if number is None:
+            return None, f"header keyword {key}={clean_text(repr(value), max_len=40)} is not a finite number"
+        return number, ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"header keyword {key}={value!r} is not a finite number"
+    if isinstance(value, (bool, int, float)):
+        return value, ""
+    return clean_text(value, max_len=MAX_TEXT), ""
 
 
 def _finite(value: Any) -> float | None:

@@ -124,6 +124,14 @@ def test_a_good_file_next_to_bad_ones_is_ingested(writer, tmp_path):
     assert obs["airmass"] == 1.2 and obs["exptime"] == 300.0
 
 
+def test_a_bad_weather_card_is_dropped_not_the_exposure(writer, tmp_path):
+    path = write_raw(tmp_path / "raw" / NIGHT / "ifu20261124_04_10_00.fits", IN_HUM="NaN", BARPRESS="'n/a'")
+    _ing, new = ingest_all(writer, [path])
+    assert [r["file"] for r in new] == [path.name]
+    kept = json.loads(frame(writer, path.name)["header_json"])
+    assert "IN_HUM" not in kept and "BARPRESS" not in kept and kept["AIRMASS"] == 1.2
+
+
 def test_impossible_time_with_a_jd_is_still_refused(writer, tmp_path):
     path = write_raw(tmp_path / "raw" / NIGHT / "ifu20261124_99_99_99.fits", JD="2461368.6")
     ingest_all(writer, [path])
