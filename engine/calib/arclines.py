@@ -2,7 +2,7 @@
 
 Every Hg, Cd and Xe line of the packaged list (NIST-checked PypeIt lines with amplitudes, and
 the extra lines pysedm lists without amplitudes) between 3560 and 9850 A is used. Lines of one
-lamp closer than ``BLEND_PX`` detector pixels (at the nominal dispersion) form a blend group,
+lamp closer than ``BLEND_PX`` detector pixels (at the measured, else the nominal, dispersion) form a blend group,
 fitted with one common shift and free amplitudes. A group is measured when it contains a
 line whose catalogue amplitude is at least ``ANCHOR_FRACTION`` of the lamp's brightest: about
 20 groups from 3611 to 9165 A (pysedm fits 14 lines from 4048 A; none bluer).
@@ -54,8 +54,18 @@ def nominal_dispersion_px_per_aa(wave_aa: np.ndarray) -> np.ndarray:
     return 0.5 * sedm.DISPERSION_D_PX * np.asarray(wave_aa, dtype=float) ** -1.5
 
 
-def line_groups(wave_range: tuple[float, float] = WAVE_RANGE_AA) -> list[LineGroup]:
-    """All measurable line groups, sorted by wavelength."""
+def line_groups(wave_range: tuple[float, float] = WAVE_RANGE_AA, shape=None) -> list[LineGroup]:
+    """All measurable line groups, sorted by wavelength.
+
+    Parameters
+    ----------
+    wave_range : tuple of float
+        Lines considered [Angstrom].
+    shape : callable, optional
+        ``shape(wave_aa) -> column`` relative positions of the measured dispersion law; lines
+        closer than ``BLEND_PX`` in it form a group (default: the nominal law).
+    """
+    shape = shape if shape is not None else (lambda w: sedm.nominal_trace_x(w, 0.0))
     groups: list[LineGroup] = []
     for lamp in LAMPS:
         lines = [ln for ln in refdata.arc_lines(lamp) if wave_range[0] <= ln.wave_aa <= wave_range[1]]
@@ -65,7 +75,7 @@ def line_groups(wave_range: tuple[float, float] = WAVE_RANGE_AA) -> list[LineGro
         waves = np.array([ln.wave_aa for ln in lines])
         amps = np.array([ln.amplitude / top if np.isfinite(ln.amplitude) else 0.03 for ln in lines])
         listed = np.array([ln.listed for ln in lines])
-        x = sedm.nominal_trace_x(waves, 0.0)
+        x = shape(waves)
         cuts = np.flatnonzero(np.abs(np.diff(x)) > BLEND_PX) + 1
         for idx in np.split(np.arange(waves.size), cuts):
             anchors = idx[listed[idx] & (amps[idx] >= ANCHOR_FRACTION)]

@@ -383,7 +383,7 @@ def measure_groups(
         x_all = shape(all_waves)
         span = (x_g.min() - half_window - 3.0, x_g.max() + half_window + 3.0)
         comp = all_waves[(x_all >= span[0]) & (x_all <= span[1])]
-        comp, ref = merge_close_lines(np.union1d(comp, g.waves), g.lamp, g.ref_wave)
+        comp, ref = merge_close_lines(np.union1d(comp, g.waves), g.lamp, g.ref_wave, shape=shape)
         pred = predict(comp) - x0[:, None]
         pred_ref = predict(np.array([g.ref_wave]))[:, 0] - x0
         d, cols = _gather(flux, lo, length)
@@ -400,7 +400,9 @@ def measure_groups(
     )
 
 
-def merge_close_lines(waves: np.ndarray, lamp: str, keep: float, min_sep_px: float = 0.75) -> tuple[np.ndarray, int]:
+def merge_close_lines(
+    waves: np.ndarray, lamp: str, keep: float, min_sep_px: float = 0.75, shape=None
+) -> tuple[np.ndarray, int]:
     """Replace lines closer than ``min_sep_px`` by their catalogue-amplitude-weighted mean.
 
     Free amplitudes of components 0.4 px apart are degenerate with the common shift; with
@@ -418,7 +420,7 @@ def merge_close_lines(waves: np.ndarray, lamp: str, keep: float, min_sep_px: flo
     top = max(a for a in lines.values() if np.isfinite(a))
     amp = np.array([lines.get(round(w, 4), np.nan) for w in waves]) / top
     amp = np.where(np.isfinite(amp), amp, 0.03)
-    x = sedm.nominal_trace_x(waves, 0.0)
+    x = shape(waves) if shape is not None else sedm.nominal_trace_x(waves, 0.0)
     order = np.argsort(x)
     waves, amp, x = waves[order], amp[order], x[order]
     out, ref, i = [], 0, 0
@@ -529,6 +531,7 @@ def solve(
     def nominal(waves):
         return x7000[:, None] + law.shape(waves)[None, :]
 
+    groups = line_groups(shape=law.shape)
     first = measure_groups(spectra, x0, nominal, groups, half_window=6.0, max_shift=5.0, law=law)
     # Global smooth correction of the nominal law (the same for all traces to ~1 px).
     t = t_of(first.waves)
