@@ -136,11 +136,23 @@ class Engine:
             for _ in range(workers):
                 self.executor.submit(start_worker)
         self.ingestor = Ingestor(self.writer, self.config.watch)
+        if self.night is None:
+            for night in self.unfinished_nights():
+                self._open_night(night)
         if not self.once:
             polling = resolve_polling(self.config.watch.force_polling, self.raw_root)
             self.watcher = EventWatcher(self.raw_root, force_polling=polling, poll_delay_ms=self.config.watch.poll_delay_ms)
             self.watcher.start()
             self.writer.event("engine", f"watching {self.raw_root} ({'polling' if polling else 'inotify'})")
+
+    def unfinished_nights(self) -> list[str]:
+        """Nights a previous engine left with work to do (an uncalibrated night, exposures waiting
+        or reducing). A restarted engine in watch mode ingests nothing new for them, so without
+        this they would never be opened again and their exposures would wait forever."""
+        rows = self.writer.all(
+            """SELECT night FROM nights WHERE coalesce(calib_status, 'waiting') NOT IN ('ok', 'fallback', 'failed')
+               UNION SELECT night FROM observations WHERE state IN ('waiting', 'reducing')""")
+        return sorted(r["night"] for r in rows if not isinstance(parse_night(r["night"]), Refusal))
 
     def _requeue_observations(self) -> None:
         """Exposures left ``reducing`` by a dead engine go back to ``waiting``, each with an event."""

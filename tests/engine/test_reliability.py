@@ -595,3 +595,23 @@ def test_doctor_finds_stuck_rows_orphans_missing_products_and_foreign_side_files
     assert "2 of 2 product(s) missing" in out
     if os.geteuid() == 0:
         assert "different owners" in out and "attempt to write a readonly database" in out
+
+
+def test_a_restarted_watch_engine_reopens_nights_with_work_left(tmp_path):
+    """After a kill, a watch-mode engine ingests nothing new: the nights the dead engine left
+    unfinished must be opened anyway, or their exposures wait forever."""
+    (tmp_path / "raw").mkdir()
+    cfg = engine_config(tmp_path / "raw", tmp_path / "redux")
+    w = StateWriter(open_writer(cfg.paths.db_path))
+    for night, status in ((NIGHT, "ok"), ("20261125", "running"), ("20261120", "ok")):
+        w.ensure_night(night, "raw", "redux")
+        w.update_night(night, calib_status=status)
+    w.insert("observations", {"night": NIGHT, "obs_id": "03_00_00", "object": "x", "kind": "science", "state": "reducing"})
+    w.insert("observations", {"night": "20261120", "obs_id": "03_00_00", "object": "x", "kind": "science", "state": "done"})
+    w.db.close()
+    engine = Engine(cfg)
+    engine.start()
+    try:
+        assert engine.nights == {NIGHT, "20261125"}
+    finally:
+        engine.close()
