@@ -43,7 +43,7 @@ def clean_text(value: Any, *, max_len: int | None = None, keep_newlines: bool = 
     max_len : int, optional
         Cut to this many characters (an ellipsis marks the cut).
     keep_newlines : bool
-        Keep ``\\n`` (multi-line text such as a report comment); ``\\r`` is always removed.
+        Keep ``\\n`` (multi-line text such as a report comment; ``\\r`` becomes ``\\n``).
     """
     text = "" if value is None else str(value)
     if keep_newlines:
