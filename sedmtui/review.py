@@ -6,7 +6,7 @@ engine works, which extraction the maps show, which markers are drawn.
 
 from __future__ import annotations
 
-from sedmtui.data import ExtractionData, TargetData, markers_of, type_label
+from sedmtui.data import ExtractionData, TargetData, markers_of, row_facts, type_label
 from sedmtui.edits import EditState
 from sedmtui.state import _num, clean_object
 
@@ -21,7 +21,7 @@ def extraction_summary(ext: ExtractionData | None) -> str:
         parts[-1] += f" {r.get('quality_reason') or ''}".rstrip()
     cls = ext.classification
     if cls and cls.get("type"):
-        parts.append(f"{type_label(cls)} z {cls['z']:.3f} rlap {cls['rlap']:.1f}")
+        parts.append(f"{type_label(cls)} z {_num(cls.get('z'), '.3f')} rlap {_num(cls.get('rlap'), '.1f')}")
     if r.get("s2n") is not None:
         parts.append(f"S/N {_num(r['s2n'], '.0f')}")
     return " · ".join(parts)
@@ -39,7 +39,23 @@ def accept_text(data: TargetData) -> tuple[str, str]:
             f"• {cur.row['tag'] if cur else 'the previous extraction'} stays on disk, marked superseded, no longer "
             "delivered." if cur else "• there was no current extraction.",
             f"• spectrum: {cand.row.get('spec_fits')}"]
+    lost = classification_lost(cur, cand)
+    if lost:
+        body.insert(0, f"⚠ {lost}")
     return f"Accept {cand.row['tag']}?", "\n".join(body)
+
+
+def classification_lost(cur: ExtractionData | None, cand: ExtractionData | None) -> str:
+    """What an accept would lose: the current extraction's classification, when the new one has
+    none (e.g. the engine now runs without SNID templates); empty when nothing is lost."""
+    def classified(ext):
+        return ext is not None and bool((ext.classification or {}).get("type"))
+
+    if not classified(cur) or classified(cand) or cand is None:
+        return ""
+    why = row_facts(cand.row).get("classification") or "not classified"
+    return (f"{cur.row.get('tag')} is classified ({type_label(cur.classification)}), {cand.row.get('tag')} is not "
+            f"({why}): accepting drops the classification from the delivery and the report.")
 
 
 def reject_text(data: TargetData) -> tuple[str, str]:
@@ -58,7 +74,7 @@ def recover_text(row: dict, ext_row: dict | None) -> tuple[str, str]:
     obj = f"{clean_object(row.get('object'))} ({row['obs_id']})"
     where = ""
     if ext_row and ext_row.get("bright_x") is not None:
-        where = f" at ({ext_row['bright_x']:+.1f}, {ext_row['bright_y']:+.1f})"
+        where = f" at ({_num(ext_row['bright_x'], '+.1f')}, {_num(ext_row.get('bright_y'), '+.1f')})"
     body = [f"The guider astrometry of {obj} failed, so the robot extracted at the brightest spaxel{where} (○).",
             "Recover says that the brightest object IS the target:",
             "• quality 5 → 1 in the state and in the spectrum files; it will be delivered;",
@@ -149,6 +165,7 @@ def request_status(kind: str, row: dict, activity: str | None = None, *, subject
 
 __all__ = [
     "accept_text",
+    "classification_lost",
     "extraction_summary",
     "marker_positions",
     "recover_text",

@@ -72,7 +72,7 @@ def state_cell(row: dict) -> Cell:
     if state == "done":
         return "done", None
     if state == "reducing":
-        pct = row.get("progress") or 0.0
+        pct = _float(row.get("progress")) or 0.0
         text = stage.replace("debias and cosmic rays", "debias").replace("target position", "position")
         text = text.replace("classification", "classify")
         return f"{text} {100 * pct:.0f}%" if pct else text, "busy"

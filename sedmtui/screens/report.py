@@ -106,12 +106,36 @@ class ReportScreen(ConsoleScreen):
                 "current extractions of the night.\nNothing is sent to anyone: the report stays in the night's "
                 "reduction directory (delivery is not implemented yet).\n"
                 + (f"Comment: {comment}" if comment else "No comment (press c to add one first)."))
+        warnings = self.open_questions()
+        if warnings:
+            body = "\n".join(f"⚠ {w}" for w in warnings) + "\n" + body
 
         def done(ok: bool | None) -> None:
             if ok:
                 self._file("final_report")
 
         self.app.push_screen(ConfirmScreen("Write the final report?", body, yes="write final report"), done)
+
+    def open_questions(self) -> list[str]:
+        """What is still undecided in the night: quality 5/4/3 targets, exposures not reduced,
+        re-extractions waiting for accept/reject (the final report confirmation lists them)."""
+        from sedmtui.state import candidate_counts
+
+        rows = list(self.app.targets.values())
+        out = []
+        for label, pick in (("quality 5 (fixable: recover or re-extract)", lambda r: r.get("quality") == 5),
+                            ("quality 3/4", lambda r: r.get("quality") in (3, 4)),
+                            ("not reduced yet", lambda r: r.get("state") not in ("done", "failed"))):
+            ids = sorted(r["obs_id"] for r in rows if pick(r))
+            if ids:
+                out.append(f"{len(ids)} {label}: {', '.join(clean(i) for i in ids[:6])}{' …' if len(ids) > 6 else ''}")
+        try:
+            waiting = sorted(candidate_counts(self.app.reader, self.app.night))
+        except Exception:  # noqa: BLE001 - a warning only: the confirmation still opens
+            waiting = []
+        if waiting:
+            out.append(f"{len(waiting)} re-extraction(s) not accepted or rejected: {', '.join(waiting[:6])}")
+        return out
 
     def action_comment(self) -> None:
         """Edit the comment."""

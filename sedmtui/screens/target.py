@@ -28,7 +28,7 @@ from sedmtui.safe import text as safe_text
 from sedmtui.screens.base import ConsoleScreen
 from sedmtui.screens.target_actions import TargetActions
 from sedmtui.screens.target_panels import TargetPanels
-from sedmtui.state import Delta, clean_object, quality_severity
+from sedmtui.state import Delta, _num, clean_object, quality_severity
 from sedmtui.widgets.facts import FactsPanel
 from sedmtui.widgets.guider import GuiderView
 from sedmtui.widgets.header import SEVERITY_STYLES, NightHeader
@@ -161,7 +161,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         q = t.get("quality")
         text = Text(overflow="ellipsis")
         text.append(f" {clean_object(t.get('object'))} ", style="bold")
-        text.append(f"· {self.obs_id} · {t.get('exptime') or 0:.0f} s · X {t.get('airmass') or 0:.2f} ")
+        text.append(f"· {self.obs_id} · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')} ")
         text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
         text.append(" · ")
         if q is not None:

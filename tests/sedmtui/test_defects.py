@@ -70,3 +70,34 @@ async def test_final_report_confirmation_does_not_claim_to_send(make_app):
         assert title == "Write the final report?"
         assert "Nothing is sent" in body and "Send" not in title
         await pilot.press("n")
+
+
+async def test_final_report_confirmation_lists_what_is_undecided(make_app):
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.open_report(request=False)
+        await wait_for(pilot, lambda: isinstance(app.screen, ReportScreen) and app.screen.query("#report-text"))
+        await pilot.pause()
+        await pilot.press("F")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        body = app.screen.body.plain
+        assert "1 quality 5 (fixable: recover or re-extract): 04_21_30" in body
+        assert "1 quality 3/4: 03_19_00" in body and "2 not reduced yet: 04_39_00, 04_51_30" in body
+
+
+def test_accept_warns_when_the_classification_would_be_lost():
+    from sedmtui.data import ExtractionData, TargetData
+    from sedmtui.review import accept_text
+
+    cur = ExtractionData(row={"tag": "robot", "quality": 0}, classification={"type": "Ia", "subtype": "norm"},
+                         spectrum=None, psf=None)
+    cand = ExtractionData(row={"tag": "redo104512", "quality": 0, "spec_fits": "s.fits",
+                               "facts_json": '{"classification": "no SNID template directory configured"}'},
+                          classification=None, spectrum=None, psf=None)
+    data = TargetData(target={"obs_id": "04_21_30", "object": "ZTF26x"}, observation={}, cube=None, current=cur,
+                      candidate=cand, guider=None)
+    _title, body = accept_text(data)
+    assert body.startswith("⚠ robot is classified (Ia-norm), redo104512 is not (no SNID template directory "
+                           "configured)")
+    cand.classification = {"type": "Ia", "subtype": "norm"}
+    assert "⚠" not in accept_text(data)[1]
