@@ -101,7 +101,7 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--priors", choices=["wide", "nominal"], default=None,
                        help="instrument priors: 'wide' (any SEDM: wide lattice, dispersion, distortion, finite "
                             "lenslet array, detector defects) or 'nominal' (narrow draw); default: "
-                            "engine.synth.priors.DEFAULT_PRIORS (nominal for now)")
+                            "engine.synth.priors.DEFAULT_PRIORS (wide)")
         p.add_argument("--pin", action="append", default=[], metavar="KEY=VALUE",
                        help="with --priors wide: set a drawn quantity instead of drawing it, e.g. "
                             "--pin pitch_px=40 --pin origin_px=900,1100 (keys: engine.synth.wide.PIN_KEYS)")

@@ -38,10 +38,26 @@ def _once(tmp_path_factory, name: str, build) -> Path:
 
 @pytest.fixture(scope="session")
 def mini_raw(tmp_path_factory) -> Path:
-    """Raw root holding the mini synthetic night (seed 1, Andor camera)."""
+    """Raw root holding the mini synthetic night (seed 1, Andor camera, the nominal instrument).
+
+    The regression tests of calibration and science hold this night to tight tolerances; the
+    wide instrument draws (the synthesiser's default) are exercised by ``wide_raw`` and the
+    sweep benchmark (``benchmarks/sweep.py``).
+    """
     from engine.synth.night import write_night
 
-    return _once(tmp_path_factory, "mini-raw", lambda d: write_night(d, MINI_NIGHT, mini=True, seed=1, workers=2))
+    return _once(tmp_path_factory, "mini-raw",
+                 lambda d: write_night(d, MINI_NIGHT, mini=True, seed=1, workers=2, priors="nominal"))
+
+
+@pytest.fixture(scope="session")
+def wide_raw(tmp_path_factory) -> Path:
+    """Raw root holding a mini night of a wide instrument draw (seed 1: pitch 40.3 px, the
+    densest lattice the priors allow, dispersion x0.94 of nominal, a law of another form)."""
+    from engine.synth.night import write_night
+
+    return _once(tmp_path_factory, "wide-raw",
+                 lambda d: write_night(d, MINI_NIGHT, mini=True, seed=1, workers=2, priors="wide"))
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,8 @@ from engine.instrument import sedm
 PRIOR_SETS: tuple[str, ...] = ("nominal", "wide")
 """Names accepted by ``priors=`` in :func:`engine.synth.night.write_night`."""
 
-DEFAULT_PRIORS: str = "nominal"
-"""Prior set used when none is given (to be flipped to ``"wide"`` once the engine handles it)."""
+DEFAULT_PRIORS: str = "wide"
+"""Prior set used when none is given: the synth command, the demo and the sweep draw widely."""
 
 TRACE_SEPARATION_MIN_PX: float = 5.5
 """Least ``y`` distance between two traces whose ``x`` extents overlap [pixel]."""
