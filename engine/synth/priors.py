@@ -123,9 +123,9 @@ WIDE_PRIORS: tuple[Prior, ...] = (
     Prior("angle_deg", _ANGLE - 30.0, _ANGLE + 30.0, "deg", _ANGLE,
           note="angle of the lattice q axis from CCD +x (one full 60 deg period of the lattice)"),
     Prior("origin_x_px", _OX - 200.0, _OX + 200.0, "px", sedm.CCD_LATTICE_ORIGIN_PX[0],
-          note="CCD x of lenslet (0, 0) at 7000 A (the centre of the MLA outline)"),
+          note="CCD x of the microlens array centre at 7000 A (the spaxel frame: lenslet nearest CCD_LATTICE_ORIGIN_PX)"),
     Prior("origin_y_px", _OY - 200.0, _OY + 200.0, "px", sedm.CCD_LATTICE_ORIGIN_PX[1],
-          note="CCD y of lenslet (0, 0)"),
+          note="CCD y of the array centre"),
     Prior("distortion_px", 2.0, 10.0, "px", None,
           note="largest displacement of a lenslet image by the smooth (quadratic + cubic) field "
                "distortion over the lit field; traces tilt and stretch with it"),
@@ -159,7 +159,7 @@ WIDE_PRIORS: tuple[Prior, ...] = (
     # Throughput and flat
     Prior("flat_scatter", 0.02, 0.08, "", 0.04, note="rms lenslet-to-lenslet throughput scatter"),
     Prior("vignetting", 0.02, 0.20, "", 0.06,
-          note="throughput falls as 1 - v rho^2 (rho = 1 at the MLA outline)"),
+          note="throughput falls as 1 - v rho^2 (rho = 1 at half the array width)"),
     Prior("flat_gradient", -0.05, 0.05, "", 0.0, note="throughput tilt across the field (per x_n, y_n)"),
     Prior("flat_chroma_scatter", 0.01, 0.04, "", 0.02,
           note="rms of each lenslet's chromatic throughput slope per 3000 A"),
