@@ -382,12 +382,16 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
     """Try a host galaxy in the scene; keep it if :func:`engine.science.host.host_warranted`.
 
     1. Start: :func:`engine.science.host.seed_host` on the residual of the point-source fit.
-    2. The disk alone (PSF and positions fixed) on all spaxels. If this already fails the
-       test by too small a chi2 gain or by sitting on a neighbour, stop (the joint fit below
-       can only lower the chi2 a little more; an unresolved disk is not final yet: the PSF
-       still holds the host's core).
-    3. Everything jointly on all spaxels, with one 5-sigma clipping pass; both models' chi2
-       on the spaxels neither rejected; :func:`engine.science.host.host_warranted` decides.
+    2. Two pre-fits on all spaxels: the disk alone from the seed (PSF and positions fixed), and
+       the disk with the PSF width from three starts shaped by the residual's moments
+       (:func:`_host_starts`; the point-source fit may have widened its PSF over the host's
+       core, and a disk then pre-fitted under that PSF collapses to a compact local minimum).
+       If the better one already fails the test by too small a chi2 gain or by sitting on a
+       neighbour, stop (the joint fit below can only lower the chi2 a little more; an
+       unresolved disk is not final yet: the PSF still holds the host's core).
+    3. Everything jointly on all spaxels from both pre-fits, with one 5-sigma clipping pass;
+       the lower chi2 (on the spaxels none rejected) is kept; both models' chi2 on the spaxels
+       neither rejected; :func:`engine.science.host.host_warranted` decides.
 
     Returns the least-squares result, the spaxel mask, the host (relative) or ``None``, the test.
     """
@@ -399,18 +403,40 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
         return res, mask, None, None
     base = np.asarray(res.x)
 
-    def host_only(hp):
+    def disk_only(hp):
         return _joint_residuals(np.concatenate([base, hp]), ms, xy_rel, w, np.ones_like(mask), k)
 
-    pre = least_squares(host_only, [seed.x, seed.y, seed.scale, seed.ab, seed.theta], bounds=(HOST_LO, HOST_HI),
+    def disk_and_width(hp):
+        """The disk and the PSF width (the point-source fit may have widened its PSF over the host's core)."""
+        return _joint_residuals(np.concatenate([hp[:1], base[1:], hp[1:]]), ms, xy_rel, w, np.ones_like(mask), k)
+
+    pre = least_squares(disk_only, [seed.x, seed.y, seed.scale, seed.ab, seed.theta], bounds=(HOST_LO, HOST_HI),
                         x_scale=[0.5, 0.5, 0.5, 0.1, 0.3], max_nfev=60)
-    p0 = np.concatenate([base, pre.x])
+    wide = min((least_squares(disk_and_width, [base[0], *start], bounds=([lo[0], *HOST_LO], [hi[0], *HOST_HI]),
+                              x_scale=[0.2, 0.5, 0.5, 0.5, 0.1, 0.3], max_nfev=80)
+                for start in _host_starts(seed, xy_rel, broad)), key=lambda r: r.cost)
+    starts = [np.concatenate([base, pre.x]), np.concatenate([wide.x[:1], base[1:], wide.x[1:]])]
+    p0 = min(starts, key=lambda q: float(np.sum(_joint_residuals(q, ms, xy_rel, w, np.ones_like(mask), k) ** 2)))
     test = _host_test(base, p0, ms, xy_rel, w, mask, k, shape)
     if test.reason.startswith(("BIC", "centred on a neighbour")):
         return res, mask, None, test
-    hmask = np.ones_like(mask)
     lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
-    p0 = np.clip(p0, np.array(lo_h) + 1e-6, np.array(hi_h) - 1e-6)
+    fits = [_fit_host_clipped(q, (lo_h, hi_h), ms, xy_rel, w, k, prior) for q in starts]
+    common = mask & fits[0][1] & fits[1][1]
+    hres, hmask = min(fits, key=lambda f: float(np.sum(_joint_residuals(f[0].x, ms, xy_rel, w, common, k) ** 2)))
+    test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, k, shape)
+    if not test.kept:
+        return res, mask, None, test
+    host = _unpack(hres.x, m, k)[3]
+    return hres, hmask, HostShape(host.x, host.y, host.scale, host.ab, float(host.theta % np.pi)), test
+
+
+def _fit_host_clipped(p0, bounds, ms: Metaslices, xy_rel, w, k: int, prior: ShapePrior | None):
+    """The scene with its host fitted jointly on all spaxels, with one 5-sigma clipping pass."""
+    lo_h, hi_h = np.array(bounds[0]), np.array(bounds[1])
+    p0 = np.clip(p0, lo_h + 1e-6, hi_h - 1e-6)
+    hmask = np.ones(xy_rel.shape[0], bool)
+    m = ms.wave.size
     for _ in range(2):
         hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, k, prior),
                              x_scale="jac", max_nfev=200)
@@ -419,11 +445,27 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
             break
         hmask &= ~bad
         p0 = hres.x
-    test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, k, shape)
-    if not test.kept:
-        return res, mask, None, test
-    host = _unpack(hres.x, m, k)[3]
-    return hres, hmask, HostShape(host.x, host.y, host.scale, host.ab, float(host.theta % np.pi)), test
+    return hres, hmask
+
+
+def _host_starts(seed: HostShape, xy_rel: np.ndarray, broad: np.ndarray) -> list[list[float]]:
+    """Starting disks for the host pre-fit: the seed's centre, orientation and axis ratio from the
+    residual's second moments, and three scale lengths (half, once, twice the moment size).
+
+    A single start at one FWHM, round, fell into a compact local minimum (scale and axis ratio at
+    their lower bounds) when the point-source fit had widened its PSF over the host's core.
+    """
+    d = xy_rel - seed.centre
+    wgt = np.clip(np.nan_to_num(broad), 0.0, None) * (np.hypot(*d.T) <= 3.0 * seed.scale)
+    if wgt.sum() <= 0:
+        return [[seed.x, seed.y, seed.scale, seed.ab, seed.theta]]
+    cov = (d * wgt[:, None]).T @ d / wgt.sum()
+    evals, evecs = np.linalg.eigh(cov)
+    theta = float(np.arctan2(evecs[1, 1], evecs[0, 1]))
+    ab = float(np.clip(np.sqrt(max(evals[0], 1e-6) / max(evals[1], 1e-6)), HOST_LO[3] + 0.01, 0.99))
+    size = float(np.sqrt(max(evals[1], 1e-6)))
+    lo, hi = HOST_LO[2] + 0.05, HOST_HI[2] - 0.05
+    return [[seed.x, seed.y, float(np.clip(f * size, lo, hi)), ab, theta] for f in (0.5, 1.0, 2.0)]
 
 
 def _outliers(r: np.ndarray, mask: np.ndarray) -> np.ndarray:
