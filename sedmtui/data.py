@@ -157,6 +157,12 @@ def read_cube_data(path: Path) -> CubeData:
     from engine.science.cube import read_cube
 
     cube, _hdr = read_cube(path)
+    xy = np.asarray(cube.xy, float)
+    bad = ~np.isfinite(xy).all(axis=1) if xy.ndim == 2 else np.ones(1, bool)
+    if xy.ndim != 2 or xy.shape[1] != 2 or bad.any() or np.shape(cube.flux)[0] != xy.shape[0]:
+        msg = (f"{int(bad.sum())} of {len(bad)} spaxel positions are not finite" if bad.any()
+               else f"{np.shape(cube.flux)} flux for {xy.shape} positions")
+        raise ValueError(msg)
     return CubeData(wave=np.asarray(cube.wave, float), flux=cube.flux, spaxel_id=np.asarray(cube.spaxel_id),
                     layout=SpaxelLayout(cube.xy))
 

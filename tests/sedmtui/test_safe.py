@@ -126,3 +126,22 @@ def test_request_outcomes_name_the_exposure_not_ids():
     assert "41" not in text and "17" not in text
     text, _ = request_status("accept", {"id": 41, "status": "pending", "target": "04_21_30"})
     assert text.startswith("accept of 04_21_30: queued") and "#" not in text
+
+
+def test_cube_with_non_finite_positions_is_named_not_indexed(tmp_path):
+    from astropy.io import fits
+
+    from engine.provenance import Provenance
+    from engine.science.cube import Cube, write_cube
+    from sedmtui.data import ProductCache, _product, read_cube_data
+
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [np.nan, 1.0]])
+    wave = np.linspace(4000.0, 9000.0, 8)
+    flux = np.ones((3, 8), np.float32)
+    write_cube(tmp_path / "e3d_x.fits", Cube(wave=wave, flux=flux, var=flux, spaxel_id=np.arange(3), xy=xy),
+               fits.Header(), Provenance(schema="test", version=1))
+    errors: list[str] = []
+    assert _product(tmp_path, "e3d_x.fits", read_cube_data, ProductCache(), errors) is None
+    assert errors == ["e3d_x.fits: unreadable (ValueError: 1 of 3 spaxel positions are not finite)"]
+    assert _product(tmp_path, "e3d_gone.fits", read_cube_data, ProductCache(), errors) is None
+    assert errors[-1] == "e3d_gone.fits: missing"
