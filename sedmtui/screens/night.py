@@ -107,7 +107,7 @@ class NightScreen(ConsoleScreen):
         sel = table.selected_key()
         if sel is not None and sel in delta.targets:
             self._update_reason()
-            if any(e.obs_id == sel and e.kind in ("extraction", "request") for e in delta.events):
+            if any(e.obs_id == sel and e.kind in ("extraction", "observation", "request") for e in delta.events):
                 self._schedule_preview()
 
     def on_resize(self) -> None:
