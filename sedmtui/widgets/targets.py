@@ -14,6 +14,9 @@ SORTS: tuple[tuple[str, str], ...] = (("ut", "time"), ("q", "quality"), ("object
                                       ("s2n", "S/N"))
 """Sort keys cycled by ``s``: column key and label."""
 
+DESCENDING = frozenset({"q", "s2n"})
+"""Sort keys ordered highest first."""
+
 
 def cell_renderable(cell: Cell) -> Text:
     """A table cell, coloured by its severity tag.
@@ -80,7 +83,8 @@ class TargetTable(DataTable):
         keep = self.selected_key()
         self.clear(columns=True)
         for c in self.columns_shown:
-            self.add_column(c.label, key=c.key, width=c.width)
+            sortable = any(c.key == key for key, _label in SORTS)  # room for the arrow
+            self.add_column(self._label(c), key=c.key, width=max(c.width, len(c.label) + sortable))
         self.cells.clear()
         for obs_id in sorted(self.rows_data):
             self._add(obs_id)
@@ -128,10 +132,22 @@ class TargetTable(DataTable):
         self.rebuild()
 
     def cycle_sort(self) -> str:
-        """Next sort key; returns its label."""
+        """Next sort key; returns its label. The sort column's header shows an arrow."""
         self.sort_index = (self.sort_index + 1) % len(SORTS)
+        for c in self.columns_shown:
+            column = self.columns.get(c.key)  # type: ignore[call-overload] - ColumnKey compares equal to its str
+            if column is not None:
+                column.label = Text(self._label(c))
         self._resort()
+        self.refresh()
         return SORTS[self.sort_index][1]
+
+    def _label(self, column) -> str:
+        """A column header, with ``▲``/``▼`` on the sort column (S/N and Q sort highest first)."""
+        key = SORTS[self.sort_index][0]
+        if column.key != key:
+            return column.label
+        return f"{column.label}{'▼' if key in DESCENDING else '▲'}"
 
     def _resort(self) -> None:
         if not self.cells:

@@ -101,3 +101,17 @@ def test_accept_warns_when_the_classification_would_be_lost():
                            "configured)")
     cand.classification = {"type": "Ia", "subtype": "norm"}
     assert "⚠" not in accept_text(data)[1]
+
+
+async def test_sort_column_shows_an_arrow(make_app):
+    from sedmtui.widgets.targets import TargetTable
+
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(TargetTable)
+        labels = lambda: {str(k.value): c.label.plain for k, c in table.columns.items()}  # noqa: E731
+        assert labels()["ut"] == "UT▲"
+        await pilot.press("s")
+        assert labels()["q"] == "Q▼" and labels()["ut"] == "UT"
+        assert table.ordered_rows[0].key.value == "04_21_30"
