@@ -286,7 +286,8 @@ def wait_night_done(db: Path, timeout_s: float) -> bool:
 
 
 def product_digest(night_dir: Path) -> dict[str, str]:
-    """``{file: digest}`` of a night's products: FITS data arrays, spectrum text columns, other names."""
+    """``{file: digest}`` of a night's products: FITS data arrays and tables (except PROVENANCE,
+    which names the run's directory), spectrum text columns; other files by name only."""
     import hashlib
 
     import numpy as np
@@ -300,7 +301,8 @@ def product_digest(night_dir: Path) -> dict[str, str]:
         if p.suffix == ".fits":
             with fits.open(p, memmap=False) as hdul:
                 for hdu in hdul:
-                    if hdu.data is not None:
+                    # PROVENANCE names the run's own paths (and hashes of files that hold them).
+                    if hdu.data is not None and hdu.name != "PROVENANCE":
                         h.update(np.ascontiguousarray(hdu.data).tobytes() if not isinstance(hdu, fits.BinTableHDU)
                                  else str(hdu.data.tolist()).encode())
         elif p.suffix == ".txt":
