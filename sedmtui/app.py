@@ -325,12 +325,38 @@ class NightApp(App):
             self.pop_screen()
         self.push_screen(TargetScreen(obs_id))
 
-    def open_report(self, *, request: bool) -> None:
+    def ask_quit(self) -> None:
+        """Quit after a confirmation (the palette's ``:q``; the engine keeps running)."""
+        from sedmtui.screens.confirm import ConfirmScreen
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.exit(0)
+
+        self.push_screen(ConfirmScreen("Quit the console?", "The engine keeps running; open sedmtui again any time.",
+                                       yes="quit"), done)
+
+    def ask_recover(self, obs_id: str) -> None:
+        """Recover a quality-5 exposure after a confirmation (the palette's ``:recover``)."""
+        from sedmtui.screens.confirm import confirm_recover
+
+        row = self.targets.get(obs_id)
+        if row is not None:
+            confirm_recover(self, row)
+
+    def ask_final_report(self) -> None:
+        """Open the report screen and ask to write the final report (the palette's ``:final``)."""
+        self.open_report(request=False, final=True)
+
+    def open_report(self, *, request: bool, final: bool = False) -> None:
         """Open the report screen (optionally asking the engine for a fresh report)."""
         from sedmtui.screens.report import ReportScreen
 
-        if not isinstance(self.screen, ReportScreen):
-            self.push_screen(ReportScreen(request=request and not self.readonly))
+        if isinstance(self.screen, ReportScreen):
+            if final and not self.readonly:
+                self.screen.action_final_report()
+            return
+        self.push_screen(ReportScreen(request=request and not self.readonly, final=final and not self.readonly))
 
 
 __all__ = ["WRITE_ACTIONS", "NightApp", "utc_now"]

@@ -32,10 +32,22 @@ class TargetProvider(Provider):
             sev = quality_severity(row.get("quality"))
             help_ = (row.get("quality_reason") or row.get("state") or "") if sev != "ok" else (row.get("state") or "")
             out.append((f"go to {target_label(row)}", partial(app.open_target, obs_id), markup(help_)))
-        out.append(("night report: ask the engine and show it", partial(app.open_report, request=True),
-                    "report.txt; add a comment and write the final report there"))
-        out.append(("pause / resume live updates", app.action_toggle_pause, "the tail keeps reading; a badge counts"))
-        out.append(("help: keys that work here", app.action_help, "also ?"))
+        if app.readonly:
+            out.append((":report  show the night report", partial(app.open_report, request=False),
+                        "report.txt as the engine last wrote it (read-only console)"))
+        else:
+            out.append((":report  night report: ask the engine and show it", partial(app.open_report, request=True),
+                        "report.txt; add a comment and write the final report there"))
+            out.append((":final  write the final report (asks first)", app.ask_final_report,
+                        "report_final.txt in the night's directory; nothing is sent"))
+            for obs_id, row in sorted(app.targets.items()):
+                if row.get("quality") == 5:
+                    out.append((f":recover {target_label(row)}", partial(app.ask_recover, obs_id),
+                                "quality 5 → 1: the brightest object is the target (asks first)"))
+        out.append((":pause  pause / resume live updates", app.action_toggle_pause,
+                    "the tail keeps reading; a badge counts"))
+        out.append((":help  keys that work here", app.action_help, "also ?"))
+        out.append((":q  quit the console (asks first)", app.ask_quit, "the engine keeps running"))
         return out
 
     async def discover(self) -> Hits:

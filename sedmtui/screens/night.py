@@ -221,14 +221,7 @@ class NightScreen(ConsoleScreen):
 
     def action_quit_console(self) -> None:
         """Quit (after a confirmation: the engine keeps running)."""
-        from sedmtui.screens.confirm import ConfirmScreen
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self.app.exit(0)
-
-        self.app.push_screen(ConfirmScreen("Quit the console?", "The engine keeps running; open sedmtui again any "
-                                           "time.", yes="quit"), done)
+        self.app.ask_quit()
 
 
 __all__ = ["NightScreen", "layout_for", "reason_line"]

@@ -33,9 +33,10 @@ class ReportScreen(ConsoleScreen):
         Binding("escape,q", "back", "back", id="report.back"),
     ]
 
-    def __init__(self, *, request: bool = False) -> None:
+    def __init__(self, *, request: bool = False, final: bool = False) -> None:
         super().__init__()
         self.ask_now = request
+        self.final_now = final
         self.request: dict | None = None
 
     @property
@@ -62,6 +63,8 @@ class ReportScreen(ConsoleScreen):
         self.show_report()
         if self.ask_now:
             self.action_report()
+        if self.final_now:
+            self.action_final_report()
         self.query_one("#report-scroll").focus()
 
     def show_report(self, which: str = "report") -> None:

@@ -115,3 +115,21 @@ async def test_sort_column_shows_an_arrow(make_app):
         await pilot.press("s")
         assert labels()["q"] == "Q▼" and labels()["ut"] == "UT"
         assert table.ordered_rows[0].key.value == "04_21_30"
+
+
+async def test_palette_verbs_ask_first(make_app):
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        for verb, title in ((":q", "Quit the console?"), (":final", "Write the final report?"),
+                            (":recover", "Recover quality 5 → 1?")):
+            await pilot.press("colon", *verb)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert app.screen.title_text.plain == title
+            await pilot.press("n")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+            if isinstance(app.screen, ReportScreen):
+                await pilot.press("escape")
+        assert app.return_code is None
