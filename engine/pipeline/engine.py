@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -39,6 +40,8 @@ from engine.timeutil import utc_now, utc_now_iso
 
 log = logging.getLogger(__name__)
 
+MAX_BUSY_ITERATIONS = 30
+"""Consecutive loop iterations that may find the database locked before the engine gives up."""
 MAX_REQUESTS_PER_STEP = 100
 """Requests served per loop iteration at most; the rest wait for the next one."""
 
@@ -145,6 +148,18 @@ class Engine:
             self.watcher.start()
             self.writer.event("engine", f"watching {self.raw_root} ({'polling' if polling else 'inotify'})")
 
+    def _requeue_orphaned_requests(self) -> None:
+        """Requests claimed by an iteration that then failed (and served by no running job) go
+        back to ``pending``, so they are served in this run, not only after a restart."""
+        serving = sorted({int(j.context["request_id"]) for j in self.futures.values() if j.context.get("request_id")})
+        marks = ", ".join("?" * len(serving))
+        try:
+            with self.writer.transaction():
+                self.db.execute(f"UPDATE requests SET status='pending', claimed_at=NULL WHERE status='running'"
+                                f"{f' AND id NOT IN ({marks})' if serving else ''}", serving)
+        except sqlite3.OperationalError as exc:
+            log.warning("could not requeue requests yet (%s)", exc)
+
     def unfinished_nights(self) -> list[str]:
         """Nights a previous engine left with work to do (an uncalibrated night, exposures waiting
         or reducing). A restarted engine in watch mode ingests nothing new for them, so without
@@ -190,9 +205,22 @@ class Engine:
     def run(self) -> int:
         """Loop until stopped (or, with ``--once``, until the night is reduced). Returns 0."""
         self.start()
+        busy = 0
         try:
             while not self.stop_event.is_set():
-                worked = self.step()
+                try:
+                    worked = self.step()
+                except sqlite3.OperationalError as exc:
+                    # The busy timeout ran out (another process held the write lock for seconds):
+                    # the iteration's transaction rolled back; try again rather than die.
+                    busy += 1
+                    if "locked" not in str(exc) and "busy" not in str(exc) or busy > MAX_BUSY_ITERATIONS:
+                        raise
+                    log.warning("state database busy (%s); retrying (%d)", exc, busy)
+                    self.stop_event.wait(1.0)
+                    self._requeue_orphaned_requests()
+                    continue
+                busy = 0
                 if self.once and self._night_done():
                     self.writer.event("engine", f"night {self.night} reduced", night=self.night)
                     break

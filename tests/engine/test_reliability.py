@@ -615,3 +615,25 @@ def test_a_restarted_watch_engine_reopens_nights_with_work_left(tmp_path):
         assert engine.nights == {NIGHT, "20261125"}
     finally:
         engine.close()
+
+
+def test_an_iteration_that_finds_the_database_locked_is_retried_not_fatal(tmp_path, monkeypatch):
+    (tmp_path / "raw").mkdir()
+    cfg = engine_config(tmp_path / "raw", tmp_path / "redux")
+    engine = Engine(cfg, night=NIGHT, once=True)
+    real_step, calls = engine.step, []
+
+    def flaky_step():
+        calls.append(1)
+        if len(calls) <= 2:
+            with engine.writer.transaction():  # a claimed request, then the lock is lost
+                engine.db.execute("INSERT INTO requests (created, kind, night, status, params_json) "
+                                  "VALUES ('t', 'report', ?, 'running', '{}')", [NIGHT])
+            raise sqlite3.OperationalError("database is locked")
+        return real_step()
+
+    monkeypatch.setattr(engine, "step", flaky_step)
+    monkeypatch.setattr(engine.stop_event, "wait", lambda timeout=None: False)
+    assert engine.run() == 0
+    assert len(calls) >= 3
+    assert {r["status"] for r in rows(cfg.paths.db_path, "SELECT status FROM requests")} <= {"done", "failed"}
