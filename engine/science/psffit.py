@@ -54,11 +54,11 @@ class ShapePrior:
         The standard's fitted shape (only ``beta``, ``eta``, ``core``, ``rho`` are used).
     sigma : tuple of float
         Prior widths of ``beta``, ``eta``, ``core``, ``rho``. The chromatic exponent's is tight
-        (0.01): an error ``d rho`` tilts the spectrum by ~80 ``d rho`` % per 2500 A (the PSF
-        model's width is wrong by ``d rho ln(lambda / 7000)``, and its amplitude with it), and
-        a science target's six metaslices cannot hold ``rho`` that well; with 0.03, targets on
-        a host drifted to ``rho`` = -0.16 against the standard's -0.19 and kept a red tilt of
-        +3.4 % per 2500 A (1.7 % with 0.01).
+        (0.01): an error ``d rho`` makes the PSF model's width wrong by ``d rho ln(lambda/7000)``
+        and tilts the spectrum (on synthetic nights by ~80 ``d rho`` % per 2500 A), and a science
+        target's six metaslices cannot hold ``rho`` that well; with 0.03, a target on a host
+        drifted to ``rho`` = -0.16 against the standard's -0.19 and kept a red tilt of +3.4 %
+        per 2500 A (1.7 % with 0.01).
     source : str
         Where the values come from (recorded in the products).
     """
