@@ -287,7 +287,8 @@ def _number(value: Any) -> bool:
 
 def _spaxel_ids(value: Any, what: str) -> None:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise RequestError(f"region {what} must be a list of spaxel ids (integers), not {clean_text(repr(value), max_len=60)}")
+        shown = clean_text(repr(value), max_len=60)
+        raise RequestError(f"region {what} must be a list of spaxel ids (integers), not {shown}")
     if len(value) > MAX_SPAXELS:
         raise RequestError(f"region {what} lists {len(value)} spaxels; at most {MAX_SPAXELS} are accepted")
     if any(not 0 <= v < MAX_SPAXEL_ID for v in value):
@@ -298,7 +299,8 @@ def _region(region: Any) -> None:
     if not isinstance(region, dict) or not region or not set(region) <= {"radius", "include", "exclude"}:
         raise RequestError(f"region must be {{radius|include|exclude}}, not {clean_text(repr(region), max_len=80)}")
     if "radius" in region and (not _number(region["radius"]) or not 0 < region["radius"] <= 100):
-        raise RequestError(f"region radius must be a number in (0, 100] spaxels, not {clean_text(repr(region['radius']), max_len=40)}")
+        shown = clean_text(repr(region["radius"]), max_len=40)
+        raise RequestError(f"region radius must be a number in (0, 100] spaxels, not {shown}")
     for what in ("include", "exclude"):
         if what in region:
             _spaxel_ids(region[what], what)
@@ -316,7 +318,8 @@ def validate_request(kind: Any, night: Any, target: Any, params: Any) -> None:
         centroid, region, lstep, extraction id or comment.
     """
     if kind not in REQUEST_KINDS:
-        raise RequestError(f"unknown request kind {clean_text(repr(kind), max_len=40)}; known: {', '.join(REQUEST_KINDS)}")
+        shown = clean_text(repr(kind), max_len=40)
+        raise RequestError(f"unknown request kind {shown}; known: {', '.join(REQUEST_KINDS)}")
     if not isinstance(params, dict):
         raise RequestError(f"request parameters must be a JSON object, not {type(params).__name__}")
     if kind in TARGETED_KINDS and not (night and target):
@@ -325,7 +328,8 @@ def validate_request(kind: Any, night: Any, target: Any, params: Any) -> None:
         centroid = params.get("centroid")
         if centroid is not None and not (isinstance(centroid, (list, tuple)) and len(centroid) == 2
                                          and all(_number(v) and abs(v) <= MAX_CENTROID for v in centroid)):
-            raise RequestError(f"centroid must be two numbers [x, y] (finite), not {clean_text(repr(centroid), max_len=60)}")
+            shown = clean_text(repr(centroid), max_len=60)
+            raise RequestError(f"centroid must be two numbers [x, y] (finite), not {shown}")
         if params.get("region") is not None:
             _region(params["region"])
         lstep = params.get("lstep", 1)
@@ -358,7 +362,8 @@ def encode_params(params: Any) -> str:
     except (TypeError, ValueError, RecursionError) as exc:
         raise RequestError(f"request parameters are not plain JSON ({clean_text(exc, max_len=80)})") from exc
     if len(text.encode()) > MAX_PARAMS_BYTES:
-        raise RequestError(f"request parameters are {len(text.encode())} bytes; at most {MAX_PARAMS_BYTES} are accepted")
+        size = len(text.encode())
+        raise RequestError(f"request parameters are {size} bytes; at most {MAX_PARAMS_BYTES} are accepted")
     return text
 
 
