@@ -426,14 +426,22 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
     if test.reason.startswith(("BIC", "centred on a neighbour")):
         return res, mask, None, test
     lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
+    if _same_disk(pre.x, wide.x[1:]):
+        starts = [p0]  # both pre-fits found the same disk: one joint fit is enough
     fits = [_fit_host_clipped(q, (lo_h, hi_h), ms, xy_rel, w, k, prior) for q in starts]
-    common = mask & fits[0][1] & fits[1][1]
+    common = mask & np.logical_and.reduce([f[1] for f in fits])
     hres, hmask = min(fits, key=lambda f: float(np.sum(_joint_residuals(f[0].x, ms, xy_rel, w, common, k) ** 2)))
     test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, k, shape)
     if not test.kept:
         return res, mask, None, test
     host = _unpack(hres.x, m, k)[3]
     return hres, hmask, HostShape(host.x, host.y, host.scale, host.ab, float(host.theta % np.pi)), test
+
+
+def _same_disk(a, b) -> bool:
+    """Two host parameter vectors (x, y, scale, ab, theta) describe the same disk."""
+    return bool(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.25 and abs(a[2] - b[2]) < 0.1 * max(a[2], b[2])
+                and abs(a[3] - b[3]) < 0.05)
 
 
 def _fit_host_clipped(p0, bounds, ms: Metaslices, xy_rel, w, k: int, prior: ShapePrior | None):
