@@ -3,7 +3,9 @@
 * j (cross-dispersion): a coarse cross-correlation of the frame with the trace pattern over
   +-4 px, then Gauss-Newton on a common shift of every trace centre, using the model image of
   the extracted fluxes and its analytic derivative (the extraction operator moves; nothing is
-  re-rasterised). Deterministic: every trace and column is used, no random subsets.
+  re-rasterised), from the correlation peak most probable under a 2-px flexure prior (on a
+  dense lattice the pattern one trace step away correlates as well). Deterministic: every
+  trace and column is used, no random subsets.
 * i (dispersion): the night-sky line [OI] 5577 fitted in the extracted columns of the fainter
   half of the traces (where sky dominates), each trace predicting the line's column from the
   wavelength solution; the shift is the weighted median.
@@ -36,8 +38,14 @@ class Flexure:
     n_lines: int
 
 
-def coarse_jshift(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) -> float:
-    """Cross-correlation of the frame with the unit-flux trace pattern (whole pixels + parabola)."""
+def jshift_scores(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlation of the frame with the unit-flux trace pattern at whole-pixel shifts.
+
+    Returns
+    -------
+    shifts, score : numpy.ndarray
+        Shape ``(2 max_shift + 1,)`` each.
+    """
     op = cal.operator(0.0)
     template = op.model_image(np.where(cal.col_ok, 1.0, 0.0))
     cols = slice(40, 2008, 4)
@@ -45,10 +53,38 @@ def coarse_jshift(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) 
     tmpl = template[:, cols]
     shifts = np.arange(-max_shift, max_shift + 1)
     score = np.array([np.sum(data[60:-60] * np.roll(tmpl, s, axis=0)[60:-60]) for s in shifts])
-    j = int(np.clip(np.argmax(score), 1, shifts.size - 2))
-    y0, y1, y2 = score[j - 1 : j + 2]
-    denom = y0 - 2 * y1 + y2
-    return float(shifts[j] + (0.5 * (y0 - y2) / denom if denom < 0 else 0.0))
+    return shifts, score
+
+
+FLEXURE_PRIOR_PX = 2.0
+"""Width of the prior on the cross-dispersion flexure [pixel] (SEDM's j-shifts stay within a
+few pixels; a step to the next overlapping trace is 5.5 px or more)."""
+
+
+def coarse_jshift(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) -> float:
+    """The correlation peak of :func:`jshift_scores` most probable under the flexure prior.
+
+    Traces that overlap in ``x`` sit a few pixels apart in ``y``; on a dense lattice the pattern
+    shifted by one such step matches the frame nearly as well as the true shift (and can score
+    higher where the sky is bright). Every interior local maximum is a candidate (a maximum at
+    the edge of the search is only the slope towards such an alias), weighted by the Gaussian
+    prior ``FLEXURE_PRIOR_PX``; whole pixels, refined by a parabola.
+    """
+    return choose_jshift(*jshift_scores(image, cal, max_shift))
+
+
+def choose_jshift(shifts: np.ndarray, score: np.ndarray, prior_px: float = FLEXURE_PRIOR_PX) -> float:
+    """The shift of :func:`coarse_jshift` from whole-pixel ``shifts`` and their ``score`` [pixel]."""
+    best, best_w = float(shifts[int(np.argmax(score))]), -np.inf
+    for j in range(1, shifts.size - 1):
+        y0, y1, y2 = score[j - 1 : j + 2]
+        if y1 >= y0 and y1 >= y2:
+            denom = y0 - 2 * y1 + y2
+            dj = float(shifts[j] + (0.5 * (y0 - y2) / denom if denom < 0 else 0.0))
+            weight = float(y1) * np.exp(-0.5 * (dj / prior_px) ** 2)
+            if weight > best_w:
+                best, best_w = dj, weight
+    return best
 
 
 def measure_jshift(image: np.ndarray, variance: np.ndarray, cal: NightCalibration, n_iter: int = 3) -> tuple[float, float]:
