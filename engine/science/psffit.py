@@ -388,7 +388,7 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
 
     1. Start: :func:`engine.science.host.seed_host` on the residual of the point-source fit.
     2. Two pre-fits on all spaxels: the disk alone from the seed (PSF and positions fixed), and
-       the disk with the PSF width from three starts shaped by the residual's moments
+       the disk with the PSF width from a start shaped by the residual's moments
        (:func:`_host_starts`; the point-source fit may have widened its PSF over the host's
        core, and a disk then pre-fitted under that PSF collapses to a compact local minimum).
        If the better one already fails the test by too small a chi2 gain or by sitting on a
@@ -462,11 +462,11 @@ def _fit_host_clipped(p0, bounds, ms: Metaslices, xy_rel, w, k: int, prior: Shap
 
 
 def _host_starts(seed: HostShape, xy_rel: np.ndarray, broad: np.ndarray) -> list[list[float]]:
-    """Starting disks for the host pre-fit: the seed's centre, orientation and axis ratio from the
-    residual's second moments, and three scale lengths (half, once, twice the moment size).
+    """Starting disk for the width-and-disk pre-fit: the seed's centre; size, orientation and axis
+    ratio from the residual's second moments within three seed scales.
 
-    A single start at one FWHM, round, fell into a compact local minimum (scale and axis ratio at
-    their lower bounds) when the point-source fit had widened its PSF over the host's core.
+    (Starts at half and twice that size gave the same host on the test cubes and the synthetic
+    nights' host targets, for 4 s more per target; a list so that more starts stay possible.)
     """
     d = xy_rel - seed.centre
     wgt = np.clip(np.nan_to_num(broad), 0.0, None) * (np.hypot(*d.T) <= 3.0 * seed.scale)
@@ -476,9 +476,8 @@ def _host_starts(seed: HostShape, xy_rel: np.ndarray, broad: np.ndarray) -> list
     evals, evecs = np.linalg.eigh(cov)
     theta = float(np.arctan2(evecs[1, 1], evecs[0, 1]))
     ab = float(np.clip(np.sqrt(max(evals[0], 1e-6) / max(evals[1], 1e-6)), HOST_LO[3] + 0.01, 0.99))
-    size = float(np.sqrt(max(evals[1], 1e-6)))
-    lo, hi = HOST_LO[2] + 0.05, HOST_HI[2] - 0.05
-    return [[seed.x, seed.y, float(np.clip(f * size, lo, hi)), ab, theta] for f in (0.5, 1.0, 2.0)]
+    size = float(np.clip(np.sqrt(max(evals[1], 1e-6)), HOST_LO[2] + 0.05, HOST_HI[2] - 0.05))
+    return [[seed.x, seed.y, size, ab, theta]]
 
 
 def _outliers(r: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -5,10 +5,11 @@ image (4000-8000 A) away from the starting position: a neighbour one or two FWHM
 with the target in a fit of the target alone, so it must be in the model from the start.
 After the fit, the broad-band residual image (data minus scene model minus background plane)
 is lightly smoothed; local maxima more than 20 sigma, at least two FWHM from the target and
-holding at least 5 % of the target's flux are further neighbours (:func:`find_companions`). Each enters the metaslice fit and the forced photometry as another PSF (same
-shape, same ADR track) with its own free spectrum, so its wings are not attributed to the
-target. An extended host galaxy is a different component (:mod:`engine.science.host`), tried
-after the neighbours.
+holding at least 5 % of the target's flux are further neighbours (:func:`find_companions`).
+Each enters the metaslice fit (its position free within 1.5 spaxel units) and the forced
+photometry as another PSF (same shape, same ADR track) with its own free spectrum, so its
+wings are not attributed to the target. An extended host galaxy is a different component
+(:mod:`engine.science.host`), tried after the neighbours.
 """
 
 from __future__ import annotations
