@@ -63,12 +63,22 @@ def true_x(tr: Table, k: np.ndarray, wave: np.ndarray) -> np.ndarray:
     return np.asarray(tr["x_ref"])[k, None] + c[:, 0:1] * t + c[:, 1:2] * t**2 + c[:, 2:3] * t**3 + c[:, 3:4] * t**4
 
 
+def true_usable(tr: Table) -> np.ndarray:
+    """Traces whose true 3700 and 9300 A ends lie in the usable region (the engine's rule, on
+    the true trace: the nominal draw's truth table judged them with the nominal law)."""
+    k = np.arange(len(tr))
+    xe = true_x(tr, k, np.array([sedm.CUBE_WAVE_AA[0], sedm.CUBE_WAVE_AA[-1]]))
+    dx = xe - np.asarray(tr["x_ref"])[:, None]
+    ye = np.asarray(tr["y_ref"])[:, None] + np.asarray(tr["tilt"])[:, None] * dx + np.asarray(tr["curv"])[:, None] * dx**2
+    return np.all(sedm.inside_usable_region(xe, ye), axis=1)
+
+
 def compare(cal: NightCalibration, tr: Table) -> dict:
     """Figures of merit of a calibration against the truth table."""
     key = {(int(q), int(r)): i for i, (q, r) in enumerate(zip(tr["q"], tr["r"]))}
     ours = np.flatnonzero(cal.usable)
     match = np.array([key.get((int(cal.grid.q[k]), int(cal.grid.r[k])), -1) for k in ours])
-    t_usable = np.asarray(tr["usable"], bool)
+    t_usable = true_usable(tr)
     good = match >= 0
     spurious = int((~good).sum() + (~t_usable[match[good]]).sum())
     mine = set(match[good & t_usable[np.maximum(match, 0)]].tolist())

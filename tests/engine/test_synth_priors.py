@@ -118,12 +118,13 @@ def _instrument_hash(ins) -> str:
 
 def test_nominal_draws_are_unchanged():
     """``priors="nominal"`` reproduces the generator's draw from before the wide priors, bit for
-    bit (hashes taken from that code), and is the default."""
+    bit (hashes taken from that code); the default is the wide draw."""
     assert _instrument_hash(_draw(1, "nominal")) == "41248f84e004397e"
     assert _instrument_hash(_draw(7, "nominal")) == "46fa0e6712577e41"
-    assert pr.DEFAULT_PRIORS == "nominal"
-    ins = draw_instrument(np.random.default_rng(np.random.SeedSequence([7, 3])))
+    assert pr.DEFAULT_PRIORS == "wide"
+    ins = draw_instrument(np.random.default_rng(np.random.SeedSequence([7, 3])), priors="nominal")
     assert _instrument_hash(ins) == "46fa0e6712577e41" and ins.draw["priors"] == "nominal"
+    assert draw_instrument(np.random.default_rng(np.random.SeedSequence([7, 3]))).draw["priors"] == "wide"
     with pytest.raises(ValueError):
         _draw(1, "narrow")
 
@@ -132,10 +133,10 @@ def test_nominal_bias_frame_is_unchanged(tmp_path):
     from engine.synth.night import render_frame
     from engine.synth.plan import plan_night
 
-    plans = plan_night(MINI_NIGHT, mini=True, seed=7, camera="pixis")
+    plans = plan_night(MINI_NIGHT, mini=True, seed=7, camera="pixis", priors="nominal")
     bias = next(p for p in plans if p.kind == "bias")
     (tmp_path / bias.dir_night).mkdir()
-    render_frame(bias, MINI_NIGHT, "pixis", 7, str(tmp_path))
+    render_frame(bias, MINI_NIGHT, "pixis", 7, str(tmp_path), priors="nominal")
     data = fits.getdata(tmp_path / bias.dir_night / bias.file)
     assert hashlib.sha256(data.tobytes()).hexdigest()[:16] == "90d3731b812d7cda"
 
