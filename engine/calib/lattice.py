@@ -149,7 +149,7 @@ def grow_labels(points: np.ndarray, basis: np.ndarray, seed: int) -> np.ndarray:
     queue = deque([seed])
     while queue:
         i = queue.popleft()
-        d, j = tree.query(points[i] + step_px, k=1, distance_upper_bound=tol)
+        _dist, j = tree.query(points[i] + step_px, k=1, distance_upper_bound=tol)
         for s, jj in zip(steps, j):
             if jj < n and labels[jj, 0] == np.iinfo(np.int64).min:
                 labels[jj] = labels[i] + s

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from engine.calib import arclines
+from engine.calib.arcid import STACK_SPAN, fit_stacked_law, t_of
 from engine.calib.lattice import fit_lattice
-from engine.calib.wavesol import STACK_SPAN, fit_stacked_law, t_of
 from engine.errors import AlgorithmError
 from engine.instrument import sedm
 

@@ -19,7 +19,7 @@ from engine.calib.products import NightCalibration
 from tests.conftest import MINI_NIGHT, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from calibration import compare, select_frames  # noqa: E402
+from calibration import compare, select_frames
 
 
 @pytest.fixture(scope="module")
