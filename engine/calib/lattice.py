@@ -256,13 +256,19 @@ def fit_lattice(
 
 
 def _nearest_label(xy: np.ndarray, coef: np.ndarray, basis: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
-    """Label of the lattice node nearest CCD position ``xy`` (Newton on the cubic model)."""
+    """Label of the lattice node imaged nearest CCD position ``xy`` (Euclidean distance on the
+    detector: fractional axial coordinates from Newton on the cubic model, then the nearest of
+    the surrounding nodes; rounding ``q`` and ``r`` separately is not the nearest node of a
+    hexagonal lattice)."""
     qr = labels[np.argmin(np.hypot(*(_design(labels.astype(float)) @ coef - xy).T))].astype(float)
     inv = np.linalg.inv(basis)
     for _ in range(5):
         qr = qr + (xy - _design(qr[None])[0] @ coef) @ inv
-    r = np.rint(qr).astype(int)
-    return int(r[0]), int(r[1])
+    base = np.floor(qr)
+    cand = base[None, :] + np.array([[a, b] for a in (-1, 0, 1, 2) for b in (-1, 0, 1, 2)], float)
+    dist = np.hypot(*(_design(cand) @ coef - xy).T)
+    best = cand[int(np.argmin(dist))].astype(int)
+    return int(best[0]), int(best[1])
 
 
 def _grid(labels: np.ndarray, dist: np.ndarray, accepted: np.ndarray, rms: float, pitch: float, angle: float,

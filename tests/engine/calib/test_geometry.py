@@ -103,3 +103,14 @@ def test_dispersion_law_identified_on_the_stack(scale, offset, c2, c3):
     got = law.coef[0] + law.shape(waves)
     assert np.max(np.abs(got - truth)) < 1.5  # blends bias stacked peaks; the per-trace fits take over
     assert abs(law.scale - scale) < 0.02
+
+
+def test_frame_origin_is_the_nearest_image_not_the_rounded_coordinates():
+    """The reference point at 0.48 a + 0.42 b of node (0, 0): rounding q and r gives (0, 0),
+    but on a hexagonal lattice the node imaged nearest is (1, 0) (0.48 pitch against 0.78)."""
+    basis = sedm.lattice_basis_px(47.0, 25.3)
+    origin = np.array(sedm.CCD_LATTICE_ORIGIN_PX) - (0.48 * basis[0] + 0.42 * basis[1])
+    points, truth = _lattice(np.random.default_rng(5), 47.0, 25.3, origin, drop=0.0, spurious=0, distort=0.0)
+    grid = fit_lattice(points[:, 0], points[:, 1])
+    k = np.flatnonzero((grid.q == 0) & (grid.r == 0))
+    assert k.size == 1 and tuple(truth[k[0]]) == (1, 0)
