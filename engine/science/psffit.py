@@ -428,7 +428,7 @@ def _host_stage(res, ms: Metaslices, xy_rel, w, mask, k: int, lo, hi, prior: Sha
     lo_h, hi_h = list(lo) + HOST_LO, list(hi) + HOST_HI
     if _same_disk(pre.x, wide.x[1:]):
         starts = [p0]  # both pre-fits found the same disk: one joint fit is enough
-    fits = [_fit_host_clipped(q, (lo_h, hi_h), ms, xy_rel, w, k, prior) for q in starts]
+    fits = [_fit_clipped(q, (lo_h, hi_h), ms, xy_rel, w, k, prior) for q in starts]
     common = mask & np.logical_and.reduce([f[1] for f in fits])
     hres, hmask = min(fits, key=lambda f: float(np.sum(_joint_residuals(f[0].x, ms, xy_rel, w, common, k) ** 2)))
     test = _host_test(base, hres.x, ms, xy_rel, w, mask & hmask, k, shape)
@@ -443,22 +443,6 @@ def _same_disk(a, b) -> bool:
     return bool(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.25 and abs(a[2] - b[2]) < 0.1 * max(a[2], b[2])
                 and abs(a[3] - b[3]) < 0.05)
 
-
-def _fit_host_clipped(p0, bounds, ms: Metaslices, xy_rel, w, k: int, prior: ShapePrior | None):
-    """The scene with its host fitted jointly on all spaxels, with one 5-sigma clipping pass."""
-    lo_h, hi_h = np.array(bounds[0]), np.array(bounds[1])
-    p0 = np.clip(p0, lo_h + 1e-6, hi_h - 1e-6)
-    hmask = np.ones(xy_rel.shape[0], bool)
-    m = ms.wave.size
-    for _ in range(2):
-        hres = least_squares(_joint_residuals, p0, bounds=(lo_h, hi_h), args=(ms, xy_rel, w, hmask, k, prior),
-                             x_scale="jac", max_nfev=200)
-        bad = _outliers(hres.fun[:ms.data.size].reshape(m, -1), hmask)
-        if not (bad & hmask).any():
-            break
-        hmask &= ~bad
-        p0 = hres.x
-    return hres, hmask
 
 
 def _host_starts(seed: HostShape, xy_rel: np.ndarray, broad: np.ndarray) -> list[list[float]]:
