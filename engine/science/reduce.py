@@ -37,9 +37,6 @@ from engine.science.position import choose_position
 
 log = logging.getLogger(__name__)
 
-SATURATED_VARIANCE_E2 = 1.0e12
-"""Variance given to saturated pixels [e-^2]: weightless, but finite (no NaN in weighted sums)."""
-
 
 def _astrometry(header, task: dict, kind: str, out_dir: Path, raw_name: str) -> tuple[tuple | None, str, dict | None]:
     """Astrometric target position (science only), the failure reason, guider view data."""
@@ -74,10 +71,7 @@ def _astrometry(header, task: dict, kind: str, out_dir: Path, raw_name: str) -> 
 
 
 def preprocess(raw_path: Path, cal_dir: Path, out_dir: Path, *, write_debiased: bool) -> tuple:
-    """Debias and clean one frame; write ``b_`` (optional) and ``crr_b_``. Returns image, var, header, n_cr.
-
-    Saturated pixels keep their value but get the variance ``SATURATED_VARIANCE_E2``.
-    """
+    """Debias and clean one frame; write ``b_`` (optional) and ``crr_b_``. Returns image, var, header, n_cr."""
     raw, header = read_image(raw_path)
     speed = header_value(header, "ADCSPEED", 0.0, cast=float)
     bias_path = cal_dir / f"bias{speed:.1f}.fits"
@@ -94,11 +88,7 @@ def preprocess(raw_path: Path, cal_dir: Path, out_dir: Path, *, write_debiased: 
     hdr["NCRPIX"] = (int(cr.mask.sum()), "cosmic-ray pixels replaced")
     write_atomic(fits.HDUList([fits.PrimaryHDU(cr.image, header=hdr), fits.ImageHDU(cr.mask.astype(np.uint8), name="CRMASK")]),
                  out_dir / names.cleaned(raw_path.name))
-    # A saturated pixel holds a lower bound, not a measurement: its variance makes it weightless in
-    # every fit downstream (flexure, PSF, photometry). A saturated standard otherwise set the night's
-    # flux scale 58 % too high (wide draw 106: 78 saturated pixels on its brightest traces).
-    variance = np.where(d.saturated, SATURATED_VARIANCE_E2, d.variance).astype(np.float32)
-    return cr.image, variance, hdr, int(cr.mask.sum())
+    return cr.image, d.variance, hdr, int(cr.mask.sum())
 
 
 def reduce_exposure(task: dict) -> dict:
