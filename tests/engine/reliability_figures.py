@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.engine.reliability_helpers import card, header_block, write_raw
+from tests.engine.reliability_helpers import alive, card, descendants, header_block, write_raw
 
 NIGHT = "20261124"
 REPO = Path(__file__).resolve().parents[2]
@@ -216,30 +216,6 @@ def live_run(raw_src: Path, work: Path, seconds: float, rate: float) -> dict:
     figures["engine_log_tracebacks"] = text.count("Traceback")
     figures["elapsed_s"] = round(time.time() - t_start, 1)
     return figures
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def kill_campaign(work: Path, kills: int, seed: int = 0) -> dict:

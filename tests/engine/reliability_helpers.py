@@ -52,3 +52,29 @@ def rows(db, sql: str, params=()) -> list[dict]:
     with sqlite3.connect(db) as c:
         c.row_factory = sqlite3.Row
         return [dict(r) for r in c.execute(sql, list(params)).fetchall()]
+
+
+def descendants(pid: int) -> set[int]:
+    """Process ids descending from ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

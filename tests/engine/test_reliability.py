@@ -30,7 +30,16 @@ from engine.state.db import open_writer
 from engine.state.reader import StateReader
 from engine.state.requests import claim_next, submit_request
 from engine.state.writer import StateWriter
-from tests.engine.reliability_helpers import card, engine_config, header_block, rows, science_cards, write_raw
+from tests.engine.reliability_helpers import (
+    alive,
+    card,
+    descendants,
+    engine_config,
+    header_block,
+    rows,
+    science_cards,
+    write_raw,
+)
 
 NIGHT = "20261124"
 
@@ -304,8 +313,8 @@ def test_clean_text_neutralises_terminal_escapes():
 
 
 def test_status_prints_no_escape_codes(tmp_path, capsys):
-    from engine.commands import run_status
     from engine.cli import sub_parser
+    from engine.commands import run_status
 
     db = tmp_path / "redux" / "sedm.db"
     w = StateWriter(open_writer(db))
@@ -344,31 +353,6 @@ def test_lease_of_a_dead_engine_on_this_host_is_taken_over_at_once(tmp_path):
             StateWriter(open_writer(db)).acquire_lease(timeout_s=30)
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _is_forkserver(pid: int) -> bool:
     try:
         return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -390,12 +374,12 @@ def test_kill_9_of_the_engine_takes_its_workers_and_a_restart_is_immediate(tmp_p
         if when == "fork server preloading":
             while time.time() < deadline and not any(_is_forkserver(p) for p in workers):
                 time.sleep(0.02)
-                workers = _descendants(proc.pid)
+                workers = descendants(proc.pid)
             assert any(_is_forkserver(p) for p in workers), workers
         else:
             while time.time() < deadline and len(workers) < 3:  # fork server + 2 workers
                 time.sleep(0.2)
-                workers = _descendants(proc.pid)
+                workers = descendants(proc.pid)
             assert len(workers) >= 3, workers
             while time.time() < deadline and not rows(redux / "sedm.db", "SELECT 1 FROM engine WHERE status='running'"):
                 time.sleep(0.2)
@@ -403,9 +387,9 @@ def test_kill_9_of_the_engine_takes_its_workers_and_a_restart_is_immediate(tmp_p
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     killed = time.monotonic()
-    while time.monotonic() - killed < 2 and any(_alive(p) for p in workers):
+    while time.monotonic() - killed < 2 and any(alive(p) for p in workers):
         time.sleep(0.1)
-    orphans = [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:80]) for p in workers if _alive(p)]
+    orphans = [(p, Path(f"/proc/{p}/cmdline").read_bytes()[:80]) for p in workers if alive(p)]
     for p, _cmd in orphans:  # leave nothing behind if the test fails
         os.kill(p, signal.SIGKILL)
     assert not orphans, f"orphaned processes: {orphans}"
