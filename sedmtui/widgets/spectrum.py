@@ -74,6 +74,31 @@ def flux_scale(values: np.ndarray) -> tuple[float, int]:
     return 10.0 ** e, e
 
 
+def drawable(w: np.ndarray, f: np.ndarray, lo: float, hi: float, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """A series as plotext should get it: clipped to a band around ``[lo, hi]`` and reduced to
+    a min/max envelope of at most ``2 * n_cols`` points when longer.
+
+    plotext joins consecutive points by interpolating every canvas pixel between them: a point
+    far outside the limits (an error band of 1e30 at a dead end of the spectrum) makes it build
+    billions of points and the console runs out of memory. Clipping keeps the line's direction
+    on screen; the envelope keeps spikes visible at a fraction of the cost.
+    """
+    span = (hi - lo) or 1.0
+    f = np.clip(f, lo - span, hi + span)
+    if n_cols <= 0 or w.size <= 2 * n_cols:
+        return w, f
+    edges = np.linspace(0, w.size, n_cols + 1).astype(int)
+    starts = edges[:-1][np.diff(edges) > 0]
+    bounds = list(zip(starts.tolist(), starts[1:].tolist() + [w.size]))
+    imin = np.array([a + int(np.argmin(f[a:b])) for a, b in bounds])
+    imax = np.array([a + int(np.argmax(f[a:b])) for a, b in bounds])
+    first = imin <= imax  # keep the points in wavelength order within a column
+    ia = np.where(first, imin, imax)
+    ib = np.where(first, imax, imin)
+    idx = np.stack([ia, ib], axis=1).ravel()
+    return w[idx], f[idx]
+
+
 def y_limits(traces: list[Trace], factor: float) -> tuple[float, float]:
     """Plot limits from the 1st-99.5th percentiles of every trace (robust to spikes)."""
     vals = np.concatenate([np.asarray(t.spectrum.flux, float).ravel() / factor for t in traces]) if traces \
@@ -165,6 +190,12 @@ class SpectrumPlot(PlotextPlot):
         w1 = max(float(w[-1]) for w, _f in series)
         if w1 <= w0:
             w1 = w0 + 1.0
+        cols = max(20, int(self.size.width) or 100)
+
+        def draw(w, f, **kw) -> None:
+            dw, df = drawable(np.asarray(w, float), np.asarray(f, float) / factor, lo, hi, cols)
+            plt.plot(dw, df, marker="braille", **kw)
+
         for blo, bhi in TELLURIC_BANDS_AA:
             if bhi > w0 and blo < w1:
                 plt.rectangle([blo, bhi], [lo, hi], color=COLORS["telluric"], fill=True, marker="░")
@@ -174,14 +205,13 @@ class SpectrumPlot(PlotextPlot):
                 for sign in (1.0, -1.0):
                     bw, bf, why = finite_points(s.wave, np.asarray(s.flux, float) + sign * np.asarray(s.err, float))
                     if not why:
-                        plt.plot(bw, bf / factor, color=COLORS["band"], marker="braille")
+                        draw(bw, bf, color=COLORS["band"])
         if self.template is not None:
             tw, tf, why = finite_points(self.template.get("wave", ()), self.template.get("flux", ()))
             if not why:
-                plt.plot(tw, tf / factor, color=COLORS["template"], marker="braille",
-                         label=clean(self.template.get("label", "template")))
+                draw(tw, tf, color=COLORS["template"], label=clean(self.template.get("label", "template")))
         for t, (w, f) in zip(self.traces, series):
-            plt.plot(w, f / factor, color=t.color, marker="braille", label=clean(t.label))
+            draw(w, f, color=t.color, label=clean(t.label))
         plt.xlim(w0, w1)
         plt.ylim(lo, hi)
         unit = clean(self.traces[-1].spectrum.unit) or "flux"
@@ -198,4 +228,4 @@ class SpectrumPlot(PlotextPlot):
             return text(f"{self.title_text() or 'spectrum'} (cannot plot: {exc})", "grey50")
 
 
-__all__ = ["COLORS", "SpectrumPlot", "Trace", "finite_points", "flux_scale", "y_limits"]
+__all__ = ["COLORS", "SpectrumPlot", "Trace", "drawable", "finite_points", "flux_scale", "y_limits"]

@@ -145,3 +145,25 @@ def test_cube_with_non_finite_positions_is_named_not_indexed(tmp_path):
     assert errors == ["e3d_x.fits: unreadable (ValueError: 1 of 3 spaxel positions are not finite)"]
     assert _product(tmp_path, "e3d_gone.fits", read_cube_data, ProductCache(), errors) is None
     assert errors[-1] == "e3d_gone.fits: missing"
+
+
+def test_a_huge_error_band_is_clipped_and_enveloped_before_plotext():
+    """A standard's 1-sigma band of 7e-6 beside fluxes of 2e-13 (seen on the mini night) made
+    plotext interpolate billions of canvas points: the console ran out of memory."""
+    from sedmtui.widgets.spectrum import COLORS, SpectrumPlot, Trace, drawable
+
+    w = np.linspace(3800.0, 9200.0, 2041)
+    f = np.full(2041, 2e-13)
+    f[100] = 5e-12  # a spike stays visible
+    dw, df = drawable(w, f / 1e-13, 0.0, 3.0, 80)
+    assert dw.size <= 160 and np.all(np.diff(dw) >= 0)
+    assert df.max() == 6.0 and df.min() == 2.0  # clipped to one span above the limits
+    err = np.full(2041, 2e-15)
+    err[5] = 6.8e-6
+    plot = SpectrumPlot()
+    plotted = []
+    plot.plt.plot = lambda x, y, **kw: plotted.append((np.asarray(x), np.asarray(y)))
+    plot.show([Trace("robot", SpectrumData(wave=w, flux=f, err=err, header={}, template=None), COLORS["current"])])
+    assert len(plotted) == 3  # band up, band down, flux
+    for x, y in plotted:
+        assert x.size <= 2 * 100 and np.abs(y).max() < 100
