@@ -28,6 +28,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from engine.delivery.settings import (
+    SECTIONS as DELIVERY_SECTIONS,
+    DeliverySettings,
+    FritzSettings,
+    ReportSettings,
+    SlackSettings,
+    SmtpSettings,
+    TnsSettings,
+    secret_names,
+)
 from engine.errors import ConfigError
 from engine.instrument.sedm import GUIDER_PARITY
 
@@ -173,14 +183,24 @@ class Config:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     astrometry: AstrometryConfig = field(default_factory=AstrometryConfig)
     science: ScienceConfig = field(default_factory=ScienceConfig)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    fritz: FritzSettings = field(default_factory=FritzSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    tns: TnsSettings = field(default_factory=TnsSettings)
 
     def catalog_dir(self) -> str:
         """Resolved reference-catalogue directory."""
         return self.astrometry.catalog_dir or str(Path(self.paths.raw_root) / "catalog")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for provenance records)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (for provenance records); secret settings read ``***`` when set."""
+        out = dataclasses.asdict(self)
+        for section, cls in _SECTIONS.items():
+            for name in secret_names(cls):
+                out[section][name] = mask(out[section][name])
+        return out
 
 
 _SECTIONS: dict[str, type] = {
@@ -190,7 +210,13 @@ _SECTIONS: dict[str, type] = {
     "classify": ClassifyConfig,
     "astrometry": AstrometryConfig,
     "science": ScienceConfig,
+    **DELIVERY_SECTIONS,
 }
+
+
+def mask(value: Any) -> str:
+    """A secret as shown anywhere: ``***`` when set, empty when not."""
+    return "***" if value else ""
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -212,7 +238,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if typ_s.startswith("tuple"):
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
-            return tuple(float(v) for v in value)
+            item = int if "int" in str(typ) else float
+            return tuple(item(v) for v in value)
         return str(value)
     except (TypeError, ValueError) as exc:
         msg = f"configuration value {where} = {value!r} is not a valid {typ_s}"
@@ -280,6 +307,8 @@ def load_config(
     env = os.environ if env is None else env
     path = config_file_path(path, env)
     data = {k: v for k, v in read_config_file(path).items() if k not in FOREIGN_TABLES}
+    _check_private(path, data)
+    data = _merge_secrets_file(data, env)
     unknown = set(data) - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)} in {path}; known: {sorted(_SECTIONS)}")
@@ -306,6 +335,53 @@ def load_config(
     return Config(**built)
 
 
+def _secrets_in(data: Mapping[str, Any]) -> list[str]:
+    """``section.key`` of every secret setting given a non-empty value in ``data``."""
+    return [f"{section}.{name}" for section, cls in _SECTIONS.items() for name in secret_names(cls)
+            if isinstance(data.get(section), Mapping) and data[section].get(name)]
+
+
+def _check_private(path: Path | None, data: Mapping[str, Any]) -> None:
+    """A file that holds a secret must be readable by its owner only.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` holds a secret and its group or others may read it.
+    """
+    held = _secrets_in(data)
+    if path is None or not held:
+        return
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} holds {', '.join(held)} but is readable by others (mode {mode:o}): run `chmod 600 {path}`, "
+            "or move the secret to its environment variable or to delivery.secrets_file")
+
+
+def _merge_secrets_file(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with the secrets of ``delivery.secrets_file`` (only secret keys are read from it)."""
+    path = env.get("SEDMTUI_DELIVERY_SECRETS_FILE") or (data.get("delivery") or {}).get("secrets_file")
+    if not path:
+        return data
+    secrets = read_config_file(path)
+    _check_private(Path(path), secrets)
+    merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for section, table in secrets.items():
+        cls = _SECTIONS.get(section)
+        allowed = secret_names(cls) if cls else ()
+        bad = set(table) - set(allowed) if isinstance(table, Mapping) else {section}
+        if bad:
+            raise ConfigError(f"{path} may hold only secret settings; [{section}] {sorted(bad)} is not one "
+                              f"(secrets: {', '.join(_all_secret_keys())})")
+        merged.setdefault(section, {}).update(table)
+    return merged
+
+
+def _all_secret_keys() -> list[str]:
+    return [f"{section}.{name}" for section, cls in _SECTIONS.items() for name in secret_names(cls)]
+
+
 def describe_settings() -> str:
     """Human-readable list of every setting, its default and its environment variable."""
     lines = []
@@ -313,5 +389,9 @@ def describe_settings() -> str:
         lines.append(f"[{section}]")
         for f in fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.metadata.get("secret"):
+                lines.append(f"  {f.name} = {mask(default)!r}   (secret: env {_env_name(section, f.name)} "
+                             "or delivery.secrets_file; never shown)")
+                continue
             lines.append(f"  {f.name} = {default!r}   (env {_env_name(section, f.name)})")
     return "\n".join(lines)

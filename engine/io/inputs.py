@@ -153,6 +153,7 @@ HEADER_KEYS_KEPT = (
     "OBJECT", "NAME", "IMGTYPE", "EXPTIME", "ADCSPEED", "GAIN", "AIRMASS", "ENDAIR", "JD", "MJD_OBS",
     "TEL_RA", "TEL_DEC", "OBJRA", "OBJDEC", "TEL_PA", "END_PA", "IN_AIR", "IN_HUM", "BARPRESS", "DOMEST",
     "LAMPCUR", "REQ_ID", "OBJ_ID", "P60PRID", "CAM_NAME", "RA_RATE", "DEC_RATE", "OBSDATE", "OBSTIME",
+    "EMAIL",
 )
 """Header keywords read at ingest (the planner's and the observation row's)."""
 
@@ -268,8 +269,11 @@ def read_frame_header(path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- requests
 
-REQUEST_KINDS: tuple[str, ...] = ("reextract", "recover", "accept", "reject", "report", "final_report")
-TARGETED_KINDS: frozenset[str] = frozenset({"reextract", "recover", "accept", "reject"})
+REQUEST_KINDS: tuple[str, ...] = ("reextract", "recover", "accept", "reject", "report", "final_report",
+                                  "tns_report", "deliver_retry")
+TARGETED_KINDS: frozenset[str] = frozenset({"reextract", "recover", "accept", "reject", "tns_report"})
+TNS_NAME = re.compile(r"^\d{4}[a-z]{2,4}$")
+"""A TNS name without its prefix (``2026abc``)."""
 MAX_PARAMS_BYTES = 16384
 """Largest ``params_json`` accepted [bytes]."""
 MAX_SPAXELS = 10000
@@ -343,6 +347,17 @@ def validate_request(kind: Any, night: Any, target: Any, params: Any) -> None:
         comment = params.get("comment")
         if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
             raise RequestError(f"a report comment must be text of at most {MAX_COMMENT} characters")
+    if kind == "tns_report":
+        name, typ = params.get("tns_name"), params.get("type")
+        if not isinstance(name, str) or not TNS_NAME.match(name):
+            raise RequestError(f"a TNS name is like 2026abc, not {clean_text(repr(name), max_len=30)}")
+        if typ is not None and (not isinstance(typ, str) or len(typ) > 20):
+            raise RequestError("a TNS type is a short text such as 'SN Ia'")
+    if kind == "deliver_retry":
+        ids = params.get("ids")
+        if ids is not None and not (isinstance(ids, list) and len(ids) <= 10000 and all(
+                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+            raise RequestError("deliver_retry ids must be a list of delivery row ids")
     if night is not None and isinstance(parse_night(night), Refusal):
         raise RequestError(parse_night(night).reason)
     if target is not None and isinstance(parse_obs_id(target), Refusal):

@@ -110,6 +110,10 @@ class Engine:
         self._last_rescan = 0.0
         self._last_checkpoint = time.time()
         self._activity = ""
+        from engine.delivery.service import DeliveryService
+
+        self.delivery = DeliveryService.create(config, self.writer)
+        """The delivery queue (``None``: delivery off or nothing configured; nothing is sent)."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -119,6 +123,8 @@ class Engine:
         if n:
             self.writer.event("engine", f"{n} interrupted request(s) put back in the queue")
         self._requeue_observations()
+        if self.delivery is not None:
+            self.delivery.start()
         workers = self.config.engine.workers
         if workers <= 1:
             self.executor = InlineExecutor()
@@ -193,6 +199,8 @@ class Engine:
         """Stop the watcher and the executor, release the lease."""
         if self.watcher is not None:
             self.watcher.stop()
+        if self.delivery is not None:
+            self.delivery.close(wait_s=min(5.0, self.config.delivery.drain_timeout_s))
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self._collect(block=False)
@@ -223,6 +231,7 @@ class Engine:
                 busy = 0
                 if self.once and self._night_done():
                     self.writer.event("engine", f"night {self.night} reduced", night=self.night)
+                    self._drain_deliveries()
                     break
                 if not worked:
                     self._idle_wait(self.config.engine.idle_poll_s)
@@ -248,6 +257,8 @@ class Engine:
         worked |= self._collect(block=False)
         worked |= self._serve_requests()
         worked |= self._plan_and_submit()
+        if self.delivery is not None:
+            worked |= self.delivery.step(self.nights, live=not self.once)
         self._heartbeat()
         if time.time() - self._last_checkpoint > 60.0:
             self.writer.checkpoint()
@@ -367,12 +378,26 @@ class Engine:
             if handler is not None:
                 handler(self.view(), job, stage, fraction, message)
 
+    def _drain_deliveries(self) -> None:
+        """``--once``: deliver what can be delivered within ``delivery.drain_timeout_s``, say what is left."""
+        if self.delivery is None:
+            return
+        counts = self.delivery.drain(self.nights, timeout_s=self.config.delivery.drain_timeout_s)
+        left = {k: v for k, v in counts.items() if k in ("pending", "sending", "failed")}
+        msg = "deliveries: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) if counts else "deliveries: none"
+        if left:
+            msg += " (`sedmtui deliver status` for the reasons; pending rows go out at the next engine run)"
+        log.warning(msg) if left else log.info(msg)
+        self.writer.event("delivery", msg, night=self.night, level="warning" if left else "info", payload=counts)
+
     # ------------------------------------------------------------------ requests
     def request_handlers(self) -> dict:
-        """``{kind: handler}`` merged from every stage's ``request_handlers``."""
+        """``{kind: handler}`` merged from every stage's ``request_handlers`` (and delivery's)."""
         handlers = {}
         for stage in self.stages:
             handlers.update(getattr(stage, "request_handlers", lambda: {})())
+        if self.delivery is not None:
+            handlers.update(self.delivery.request_handlers())
         return handlers
 
     def _serve_requests(self, limit: int = MAX_REQUESTS_PER_STEP) -> bool:

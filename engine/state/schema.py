@@ -13,6 +13,7 @@ consoles (readers that write only ``requests``). Tables:
 ``requests``        console/CLI requests: re-extract, recover, accept, reject, report
 ``events``          the append-only change log consoles tail (AUTOINCREMENT id)
 ``engine``          the writer lease, heartbeat and current activity
+``deliveries``      the delivery ledger: one row per thing sent (or to send) to another system
 ``targets``         a view: one row per IFU exposure with its current extraction
 """
 
@@ -243,6 +244,38 @@ def _m001_initial(db: Database) -> None:
         LEFT JOIN classifications c ON c.id = (
             SELECT max(c2.id) FROM classifications c2
             WHERE c2.extraction_id = e.id AND c2.classifier = 'builtin')""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations(name="m002_deliveries")
+def _m002_deliveries(db: Database) -> None:
+    """The delivery ledger (see :mod:`engine.delivery.ledger`): replaces SEDM's marker files."""
+    statements = [
+        """CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            key TEXT NOT NULL UNIQUE,
+            night TEXT NOT NULL,
+            obs_id TEXT,
+            extraction_id INTEGER,
+            destination TEXT NOT NULL,
+            target TEXT,
+            state TEXT NOT NULL DEFAULT 'pending',
+            payload_json TEXT,
+            depends_on INTEGER REFERENCES deliveries(id),
+            remote_id TEXT,
+            remote_url TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            dry_run INTEGER NOT NULL DEFAULT 0,
+            created TEXT,
+            updated TEXT,
+            sent_at TEXT
+        )""",
+        "CREATE INDEX deliveries_state ON deliveries(state, next_attempt)",
+        "CREATE INDEX deliveries_night ON deliveries(night, obs_id)",
     ]
     for sql in statements:
         db.execute(sql)
