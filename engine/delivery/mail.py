@@ -9,6 +9,7 @@ automatically.
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import socket
 from email.message import EmailMessage
@@ -84,7 +85,8 @@ def send(settings: SmtpSettings, msg: EmailMessage, recipients: list[str]) -> Ou
             return Outcome("retry", f"the mail server {settings.host} failed before the message was sent: "
                                     f"{_text(exc, settings)}")
         try:
-            code, reply = smtp.data(msg.as_bytes())
+            # bytes go out as they are: the lines must already end in CRLF (the SMTP policy)
+            code, reply = smtp.data(msg.as_bytes(policy=email.policy.SMTP))
         except (OSError, socket.timeout, smtplib.SMTPException) as exc:
             if isinstance(exc, smtplib.SMTPDataError) and 400 <= exc.smtp_code < 500:
                 return Outcome("retry", f"the mail server deferred the message ({exc.smtp_code})")
@@ -92,6 +94,8 @@ def send(settings: SmtpSettings, msg: EmailMessage, recipients: list[str]) -> Ou
                 return Outcome("failed", f"the mail server refused the message ({exc.smtp_code} "
                                          f"{exc.smtp_error.decode(errors='replace')})")
             return Outcome("unknown", f"no reply from the mail server after the message was sent ({_text(exc, settings)})")
+        if code != 250:  # smtplib returns (not raises) the final reply to the message
+            return _refused("message", code, reply)
         return Outcome("sent", f"accepted by {settings.host} for {', '.join(recipients)}",
                        remote_id=msg["Message-ID"] or reply.decode(errors="replace")[:80])
     finally:
