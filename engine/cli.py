@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 
-SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor")
+SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor", "deliver")
 
 EPILOG = """\
 configuration: a TOML file (--config or $SEDMTUI_CONFIG, else ./sedmtui.toml), then environment
@@ -39,6 +39,7 @@ SUBCOMMAND_USAGE = {
     "redex": ("redex HH_MM_SS [X Y] [--recover]", "re-extract (also --accept / --reject)"),
     "status": ("status", "engine status and the night's targets, as text"),
     "doctor": ("doctor [--night D]", "check a reduction root and say what to do"),
+    "deliver": ("deliver status|preview|retry|tns|run", "the delivery ledger (Fritz, e-mail, Slack, TNS)"),
 }
 """One usage line per subcommand for ``sedmtui --help`` (``sedmtui SUBCOMMAND --help`` has the rest)."""
 
@@ -110,6 +111,7 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--final", action="store_true", help="also produce the final report text")
         p.add_argument("--comment", default=None, help="comment for the final report")
         p.add_argument("--print", action="store_true", dest="print_only", help="print report.txt and exit")
+        p.add_argument("--resend", action="store_true", help="with --final: e-mail it again even if it was sent")
     elif command == "redex":
         _common(p)
         p.add_argument("obs_id", help="HH_MM_SS of the exposure")
@@ -127,6 +129,11 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the engine")
     elif command in ("status", "doctor"):
         _common(p)
+    elif command == "deliver":
+        from engine.delivery.cli import add_arguments
+
+        _common(p)
+        add_arguments(p)
     return p
 
 
@@ -226,6 +233,10 @@ def run_engine_command(cmd: str, ns) -> int:
         from engine.classify.cli import main as classify_main
 
         return classify_main(list(ns))
+    if cmd == "deliver":
+        from engine.delivery.cli import run
+
+        return run(ns)
     if cmd in ("report", "redex", "status", "doctor"):
         from engine import commands
 

@@ -210,6 +210,13 @@ def _status(ns: argparse.Namespace) -> int:
     cands = {r["obs_id"]: r["n"] for r in reader.query(
         "SELECT obs_id, count(*) AS n FROM extractions WHERE night=? AND status='candidate' GROUP BY obs_id", [night])}
     print(targets_table(rows, cands) if rows else "no exposure yet")
+    from engine.delivery.status import ledger_rows, summary_line
+
+    deliveries = ledger_rows(reader.query, night)
+    if deliveries:
+        failed = [r for r in deliveries if r["state"] == "failed" and not r["dry_run"]]
+        print(summary_line(deliveries) + (f" · first failure: #{failed[0]['id']} {clean_text(failed[0]['last_error'] or '', max_len=120)}"
+                                          if failed else "") + " (sedmtui deliver status)")
     pending = reader.requests(status="pending") + reader.requests(status="running")
     if pending:
         print(clean_text(f"{len(pending)} request(s) waiting: " + ", ".join(
@@ -269,7 +276,10 @@ def run_report(ns: argparse.Namespace) -> int:
 
     kind = "final_report" if ns.final else "report"
     try:
-        rid = submit_request(conn, kind, night=night, params={"comment": ns.comment})
+        params = {"comment": ns.comment}
+        if ns.final and getattr(ns, "resend", False):
+            params["resend"] = True
+        rid = submit_request(conn, kind, night=night, params=params)
     except RequestError as exc:
         return _fail(str(exc), EXIT_USAGE)
     print(f"filed request #{rid} ({kind} of {night}); waiting for the engine…", flush=True)

@@ -192,9 +192,14 @@ def deliver_annotation(client: FritzClient, payload: dict, spectrum_id: str) -> 
 
 
 def deliver_status(client: FritzClient, payload: dict) -> Outcome:
-    """Set a follow-up request's status (the same text on every attempt: setting it twice is harmless)."""
+    """Set a follow-up request's status unless it already reads so (the text is fixed when the row
+    is planned, so a repeated attempt finds its own earlier success)."""
     body = {"followup_request_id": int(payload["followup_request_id"]), "new_status": payload["new_status"]}
     try:
+        reply = client.api("GET", f"/api/followup_request/{body['followup_request_id']}")
+        if reply.status == 200 and ((reply.json() or {}).get("data") or {}).get("status") == body["new_status"]:
+            return Outcome("sent", f"request {body['followup_request_id']} already reads '{body['new_status']}'",
+                           remote_id=str(body["followup_request_id"]))
         reply = client.api("POST", "/api/facility", body)
     except TransportError as exc:
         return no_reply(exc, "setting the follow-up status", 0.0)

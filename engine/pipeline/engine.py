@@ -387,7 +387,10 @@ class Engine:
         msg = "deliveries: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) if counts else "deliveries: none"
         if left:
             msg += " (`sedmtui deliver status` for the reasons; pending rows go out at the next engine run)"
-        log.warning(msg) if left else log.info(msg)
+        if left:
+            log.warning(msg)
+        else:
+            log.info(msg)
         self.writer.event("delivery", msg, night=self.night, level="warning" if left else "info", payload=counts)
 
     # ------------------------------------------------------------------ requests

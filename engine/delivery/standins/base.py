@@ -97,6 +97,8 @@ class Standin:
         self.headers_seen: list[dict] = []
         self.release = threading.Event()
         """Lets ``hold`` faults go on."""
+        self.latency_s = (0.0, 0.0)
+        """Wait before acting and after acting (before the reply) on every request [s]."""
 
     # -------------------------------------------------------------- lifecycle
     def start(self, port: int = 0) -> str:
@@ -166,8 +168,10 @@ class Standin:
             time.sleep(fault.delay_s)
         if fault and fault.kind == "hold":
             self.release.wait(timeout=fault.delay_s)
+        time.sleep(self.latency_s[0])
         with self.lock:
             status, doc, headers = self.route(req)
+        time.sleep(self.latency_s[1])
         if fault and fault.kind == "drop_after":
             return self._drop(h)
         if fault and fault.kind == "after":

@@ -47,6 +47,8 @@ class SkyPortalStandin(Standin):
         self.spectra: dict[int, dict] = {}
         self.annotations: dict[int, dict] = {}
         self.statuses: list[dict] = []
+        self.followup: dict[int, str] = {}
+        """Status of each follow-up request set through ``/api/facility``."""
         self._next = 100
 
     def _id(self) -> int:
@@ -79,7 +81,11 @@ class SkyPortalStandin(Standin):
             if not isinstance(body.get("followup_request_id"), int) or not body.get("new_status"):
                 return self.bad("followup_request_id and new_status are required")
             self.statuses.append(body)
+            self.followup[body["followup_request_id"]] = body["new_status"]
             return self.ok()
+        if (hit := re.fullmatch(r"/api/followup_request/(\d+)", p)) and m == "GET":
+            rid = int(hit.group(1))
+            return self.ok({"id": rid, "status": self.followup.get(rid, "submitted")})
         return 404, self.error_body(f"no route {m} {p}"), {}
 
     def post_ascii(self, body: dict) -> tuple[int, Any, dict]:

@@ -1,0 +1,148 @@
+"""Benchmark delivery against its targets, on loopback stand-ins.
+
+Usage::
+
+    python benchmarks/delivery.py [--cycles 20] [--json OUT.json]
+
+Measured:
+
+* **latency**: an accepted extraction appears in the state -> its spectrum is stored on the
+  SkyPortal stand-in (the engine's loop calling ``DeliveryService.step`` every 50 ms, as when
+  idle), median and max over the night's spectra;
+* **outage**: the time ``DeliveryService.step`` takes (what delivery adds to an engine loop
+  iteration) while the destination holds every call, and while it refuses connections;
+* **kill and restart**: ``sedmtui deliver run`` killed with SIGKILL at a random moment, N times,
+  then a clean run: duplicates and lost spectra, annotations and statuses on the stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.delivery.service import DeliveryService  # noqa: E402
+from engine.delivery.standins.base import Fault  # noqa: E402
+from engine.delivery.standins.skyportal import SkyPortalStandin  # noqa: E402
+from tests.engine.delivery.nightfake import (  # noqa: E402
+    EXPOSURES, NIGHT, TOKEN, add_exposure, config_for, fake_night)
+from tests.engine.delivery.test_cli_restart import env_for  # noqa: E402
+
+
+def latency(tmp: Path) -> dict:
+    portal = SkyPortalStandin(token=TOKEN)
+    portal.start()
+    try:
+        config = config_for(tmp, portal.url)
+        w = fake_night(config, exposures=[])
+        svc = DeliveryService(config, w)
+        out = []
+        redux = Path(config.paths.redux_root)
+        for i, (obs_id, name, q, req, snid) in enumerate(EXPOSURES):
+            if q > 2 or not name.startswith("ZTF"):
+                continue
+            add_exposure(w, redux, NIGHT, obs_id, name, q, req, snid, seed=i)
+            t0 = time.perf_counter()
+            while not any(s["obj_id"] == name for s in portal.spectra.values()):
+                svc.step([NIGHT], live=False)
+                time.sleep(0.05)
+            out.append(time.perf_counter() - t0)
+        svc.close()
+        return {"latency_s_median": statistics.median(out), "latency_s_max": max(out), "n": len(out)}
+    finally:
+        portal.stop()
+
+
+def outage(tmp: Path) -> dict:
+    portal = SkyPortalStandin(token=TOKEN)
+    portal.start()
+    portal.inject(Fault("GET", "/api/", "hold", delay_s=60.0, times=10**6))
+    config = config_for(tmp / "hold", portal.url)
+    config = dataclasses.replace(config, fritz=dataclasses.replace(config.fritz, timeout_s=60.0))
+    w = fake_night(config)
+    svc = DeliveryService(config, w)
+    held = []
+    for _ in range(40):
+        t0 = time.perf_counter()
+        svc.step([NIGHT], live=True)
+        held.append(time.perf_counter() - t0)
+        time.sleep(0.05)
+    portal.release.set()
+    svc.close(wait_s=5)
+    url = portal.url
+    portal.stop()
+    config = config_for(tmp / "down", url)
+    w = fake_night(config)
+    svc = DeliveryService(config, w)
+    down = []
+    for _ in range(40):
+        t0 = time.perf_counter()
+        svc.step([NIGHT], live=True)
+        down.append(time.perf_counter() - t0)
+        time.sleep(0.05)
+    svc.close()
+    return {"step_ms_held_median": 1e3 * statistics.median(held), "step_ms_held_max": 1e3 * max(held),
+            "step_ms_refused_median": 1e3 * statistics.median(down), "step_ms_refused_max": 1e3 * max(down)}
+
+
+def kills(tmp: Path, cycles: int) -> dict:
+    portal = SkyPortalStandin(token=TOKEN)
+    portal.latency_s = (0.02, 0.08)
+    portal.start()
+    try:
+        config = config_for(tmp, portal.url)
+        fake_night(config).release_lease()
+        env = env_for(tmp, portal.url)
+        cmd = [sys.executable, "-m", "sedmtui", "deliver", "run", "--night", NIGHT, "--timeout", "30"]
+        rng = random.Random(2026)
+        killed = finished = 0
+        for _ in range(cycles):
+            proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.5, 1.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            else:
+                finished += 1
+            proc.wait()
+            if finished:  # everything went out before a kill: start over with a fresh night
+                break
+        done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+        names = [s["obj_id"] for s in portal.spectra.values()]
+        expected = {n for _o, n, q, _r, _s in EXPOSURES if q <= 2 and n.startswith("ZTF")}
+        return {"cycles": cycles, "killed": killed, "final_exit": done.returncode,
+                "duplicates": len(names) - len(set(names)), "lost": len(expected - set(names)),
+                "annotations": len(portal.annotations), "status_posts": len(portal.statuses),
+                "calls_total": len(portal.calls)}
+    finally:
+        portal.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--json")
+    ns = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        res = {"latency": latency(tmp / "lat"), "outage": outage(tmp / "out")}
+        res["kill_restart"] = [kills(tmp / f"kill{i}", ns.cycles // 4) for i in range(4)]
+    print(json.dumps(res, indent=1))
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
