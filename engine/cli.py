@@ -118,7 +118,8 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("xy", nargs="*", type=float, help="manual centroid X Y [spaxel units]")
         p.add_argument("--recover", action="store_true", help="quality 5 -> 1 without re-extracting")
         p.add_argument("--lstep", type=int, default=1)
-        p.add_argument("--local", action="store_true", help="accepted for compatibility (nothing is uploaded)")
+        p.add_argument("--local", action="store_true",
+                       help="nothing about this re-extraction leaves the machine (no Fritz, Slack, e-mail)")
         p.add_argument("--user", default=None, help="reducer name (default $SEDM_USER or login)")
         p.add_argument("--no-wait", action="store_true", help="file the request and return at once")
         review = p.add_mutually_exclusive_group()

@@ -329,7 +329,10 @@ def _redex_request(ns, reader, night: str) -> tuple[str, dict] | int:
     if not ns.xy:
         print("no centroid given: re-extracting at the automatic position; draw a region in the console (sedmtui)")
     centroid = [float(ns.xy[0]), float(ns.xy[1])] if ns.xy else None
-    return "reextract", {"centroid": centroid, "region": None, "lstep": int(ns.lstep)}
+    params = {"centroid": centroid, "region": None, "lstep": int(ns.lstep)}
+    if getattr(ns, "local", False):
+        params["local"] = True  # nothing about this extraction leaves the machine (no delivery)
+    return "reextract", params
 
 
 def run_redex(ns: argparse.Namespace) -> int:

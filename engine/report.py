@@ -80,6 +80,11 @@ def build_report(conn_query, night: str, redux_dir: str, *, comment: str | None 
     tail = []
     if failed:
         tail = ["", "Failed extractions:"] + [f"  {f['obs_id'].replace('_', ':')}  {f['object']}  {f['error']}" for f in failed]
+    from engine.delivery.status import ledger_rows, report_lines
+
+    delivered = report_lines(ledger_rows(conn_query, night))
+    if delivered:
+        tail += ["", *delivered]
     return "\n".join(head) + "\n\n" + body + "\n" + "\n".join(tail) + ("\n" if tail else "")
 
 

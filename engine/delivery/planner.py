@@ -57,9 +57,10 @@ def exposure_rows(query: Query, night: str) -> list[dict]:
         """SELECT e.id AS extraction_id, e.night, e.obs_id, e.tag, e.quality, e.quality_reason, e.spec_txt,
                   e.verify_png, e.s2n, e.fluxcal, e.created AS extracted_at, o.object, o.name, o.kind,
                   o.needs_fluxcal, f.header_json,
-                  c.type, c.subtype, c.z, c.z_err, c.rlap, c.age, c.template
+                  c.type, c.subtype, c.z, c.z_err, c.rlap, c.age, c.template, rq.params_json AS request_params
            FROM observations o JOIN extractions e ON e.id = o.current_extraction_id
            LEFT JOIN frames f ON f.id = o.frame_id
+           LEFT JOIN requests rq ON rq.id = e.request_id
            LEFT JOIN classifications c ON c.id = (SELECT max(c2.id) FROM classifications c2
                                                   WHERE c2.extraction_id = e.id AND c2.classifier = 'builtin')
            WHERE o.night = ? AND e.status = 'current' ORDER BY o.obs_id""", [night])
@@ -123,6 +124,14 @@ def plan_fritz(row: dict, config: Config, moment: Moment, final_sent: bool) -> l
     return out
 
 
+def local_only(row: dict) -> bool:
+    """The extraction came from ``sedmtui redex ... --local``: nothing about it leaves the machine."""
+    try:
+        return bool(json.loads(row.get("request_params") or "{}").get("local"))
+    except ValueError:
+        return False
+
+
 def plan_slack(row: dict, config: Config) -> list[Planned]:
     """The verification figure of a current extraction, when Slack is configured."""
     if not config.slack.configured or not row.get("verify_png"):
@@ -159,6 +168,8 @@ def plan_night(query: Query, night: str, config: Config, moment: Moment) -> list
     final_sent = bool(query("SELECT 1 AS x FROM nights WHERE night=? AND final_report_at IS NOT NULL", [night]))
     out: list[Planned] = []
     for row in exposure_rows(query, night):
+        if local_only(row):
+            continue
         out += plan_fritz(row, config, moment, final_sent)
         out += plan_slack(row, config)
     out += plan_email(query, night, config)

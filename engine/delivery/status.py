@@ -76,3 +76,22 @@ def exposure_states(rows: list[dict]) -> dict[str, dict]:
         if rank[state] > rank[cur["state"]]:
             cur.update(state=state, detail=f"{SHORT.get(r['destination'], r['destination'])}: {r.get('last_error') or ''}")
     return out
+
+
+def report_lines(rows: list[dict]) -> list[str]:
+    """The night report's delivery section: what went where, what failed and why (``[]`` when
+    nothing was to be delivered)."""
+    import json
+
+    real = [r for r in rows if not r.get("dry_run") and r["state"] != "skipped"]
+    if not real:
+        return []
+    out = [summary_line(rows).replace("deliveries:", "Deliveries:")]
+    for r in real:
+        if r["destination"] in ("fritz_spectrum", "email", "tns") or r["state"] == "failed":
+            what = describe(r["destination"], json.loads(r.get("payload_json") or "{}"))
+            where = r.get("remote_url") or r.get("remote_id") or ""
+            note = {"sent": where, "failed": f"FAILED: {r.get('last_error') or ''}",
+                    "pending": f"pending: {r.get('last_error') or 'not sent yet'}"}.get(r["state"], r["state"])
+            out.append(clean_text(f"  {(r.get('obs_id') or '').replace('_', ':'):<8}  {what} · {note}", max_len=300))
+    return out

@@ -221,3 +221,26 @@ def test_dry_run_records_and_sends_nothing(tmp_path, portal):
     deliver(config, w, timeout_s=1.0)
     assert not portal.calls
     assert {r["state"] for r in rows(w)} == {"skipped"} and all(r["key"].endswith("#dry") for r in rows(w))
+
+
+def test_a_local_redo_never_leaves_the_machine_and_the_report_lists_deliveries(tmp_path, portal):
+    import json
+
+    from engine.report import build_report
+    from engine.timeutil import utc_now_iso
+
+    config = config_for(tmp_path, portal.url)
+    w = fake_night(config, exposures=[("03_06_30", "ZTF26aaaaaaa", 0, 1001, "Ia")])
+    deliver(config, w)
+    obs = w.one("SELECT * FROM observations")
+    w.update("extractions", obs["current_extraction_id"], {"status": "superseded"})
+    rid = w.insert("requests", {"created": utc_now_iso(), "kind": "reextract", "night": NIGHT, "target": "03_06_30",
+                                "status": "done", "params_json": json.dumps({"centroid": None, "local": True})})
+    eid = add_extraction(w, Path(config.paths.redux_root), NIGHT, "03_06_30", obs["id"], "ZTF26aaaaaaa", 0, "II",
+                         tag="redo231500", seed=7)
+    w.update("extractions", eid, {"request_id": rid})
+    n_calls = len(portal.calls)
+    assert deliver(config, w) == {"sent": 4}
+    assert len(portal.calls) == n_calls
+    text = build_report(w.all, NIGHT, str(tmp_path))
+    assert "Deliveries: 4 sent" in text and "spectrum spec_auto_robot" in text and f"{portal.url}/source/" in text
