@@ -53,6 +53,31 @@ def report_message(*, night: str, sender: str, recipients: list[str], body: str,
     return msg
 
 
+def target_message(*, sender: str, recipient: str, subject: str, body: str,
+                   files: list[tuple[str, bytes]]) -> EmailMessage:
+    """A per-target e-mail to the requester: the spectrum text and its verification figure attached."""
+    msg = EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = subject, sender, recipient
+    msg.set_content(body)
+    for name, data in files:
+        if name.endswith(".png"):
+            msg.add_attachment(data, maintype="image", subtype="png", filename=name)
+        else:
+            msg.add_attachment(data.decode(errors="replace"), subtype="plain", filename=name)
+    return msg
+
+
+def target_text(row: dict, night: str) -> str:
+    """The body of a per-target e-mail (pure; from the planner's exposure row)."""
+    lines = [f"SEDM observed {row.get('object')} on {night} at {row['obs_id'].replace('_', ':')} UT.",
+             f"Quality {row['quality']} ({row.get('quality_reason') or '-'}), S/N {row.get('s2n') or 0:.0f}."]
+    if row.get("type"):
+        z = f" z = {row['z']:.4f}" if row.get("z") is not None else ""
+        lines.append(f"SNID: {row.get('subtype') or row['type']}{z} (rlap {row.get('rlap') or 0:.1f}).")
+    lines.append("The spectrum (wavelength, flux, 1-sigma error) and its verification figure are attached.")
+    return "\n".join(lines) + "\n"
+
+
 def night_figures(redux_dir: Path, names: list[str]) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` of the figures that exist."""
     return [(n, (redux_dir / n).read_bytes()) for n in names if n and (redux_dir / n).is_file()]

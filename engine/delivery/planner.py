@@ -144,6 +144,23 @@ def plan_slack(row: dict, config: Config) -> list[Planned]:
                     payload={"filename": row["verify_png"], "title": title})]
 
 
+def plan_requester(row: dict, config: Config) -> list[Planned]:
+    """The spectrum by e-mail to its requester (``report.email_requesters`` and an ``EMAIL`` card)."""
+    from engine.delivery.mail import target_text
+
+    header = json.loads(row.get("header_json") or "{}")
+    address = str(header.get("EMAIL") or "").strip()
+    if (not config.report.email_requesters or not config.smtp.host or "@" not in address or row["kind"] != "science"
+            or row["quality"] is None or row["quality"] > 2 or not row.get("spec_txt")):
+        return []
+    ut = row["obs_id"].replace("_", ":")
+    return [Planned(key=f"email_target:{row['extraction_id']}:{row['spec_txt']}", night=row["night"],
+                    destination="email", obs_id=row["obs_id"], extraction_id=row["extraction_id"], payload={
+                        "kind": "target", "subject": f"SEDM spectrum of {row.get('object')} ({row['night']} {ut} UT)",
+                        "recipients": [address], "body": target_text(row, row["night"]),
+                        "files": [row["spec_txt"], row.get("verify_png") or ""]})]
+
+
 def plan_email(query: Query, night: str, config: Config) -> list[Planned]:
     """The final report e-mail (once), and one more per ``--resend``."""
     recipients = [r.strip() for r in config.report.recipients.split(",") if r.strip()]
@@ -172,6 +189,7 @@ def plan_night(query: Query, night: str, config: Config, moment: Moment) -> list
             continue
         out += plan_fritz(row, config, moment, final_sent)
         out += plan_slack(row, config)
+        out += plan_requester(row, config)
     out += plan_email(query, night, config)
     return out
 

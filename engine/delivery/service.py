@@ -150,6 +150,13 @@ class DeliveryService:
                                                    data=(night_dir / payload["filename"]).read_bytes(),
                                                    title=payload["title"])
             return lambda: slack.post_webhook(cfg.slack, text=f"SEDM {row['night']}: {payload['title']}")
+        if dest == "email" and payload.get("kind") == "target":
+            def send_target() -> Outcome:
+                files = mail.night_figures(night_dir, payload["files"])  # (name, bytes) of what exists
+                msg = mail.target_message(sender=cfg.smtp.sender, recipient=payload["recipients"][0],
+                                          subject=payload["subject"], body=payload["body"], files=files)
+                return mail.send(cfg.smtp, msg, payload["recipients"])
+            return send_target
         if dest == "email":
             figures = [r["verify_png"] for r in self.writer.all(
                 "SELECT e.verify_png FROM extractions e JOIN observations o ON o.current_extraction_id = e.id "

@@ -123,6 +123,8 @@ class ReportSettings:
     """Attach the night's verification figures (up to ``max_attach_mb``)."""
     max_attach_mb: float = 15.0
     """Largest total of attachments; beyond it the figures are left out (and the body says so)."""
+    email_requesters: bool = False
+    """Also e-mail each accepted spectrum to its requester (the frame's ``EMAIL`` card)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,7 +64,8 @@ def add_exposure(w: StateWriter, redux: Path, night: str, obs_id: str, name: str
     """One science exposure with its current extraction and products; returns the extraction id."""
     mjd = mjd_of(night, obs_id)
     header = {"OBJECT": f"{name} [A]", "NAME": name, "IMGTYPE": "Science", "EXPTIME": 600.0, "MJD_OBS": mjd,
-              "JD": mjd + 2400000.5, "REQ_ID": "" if req_id is None else str(req_id)}
+              "JD": mjd + 2400000.5, "REQ_ID": "" if req_id is None else str(req_id),
+              "EMAIL": f"pi-{name.lower()}@example.org"}
     if local_time_header:  # a 2019-2020 header: OBSDATE/OBSTIME in Pacific local time, 8 h behind
         h, m, s = (int(v) for v in obs_id.split("_"))
         header.update(OBSDATE=f"{night[:4]}-{night[4:6]}-{int(night[6:]) - 1:02d}", OBSTIME=f"{(h - 8) % 24:02d}:{m:02d}:{s:02d}")

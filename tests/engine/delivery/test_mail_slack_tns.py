@@ -222,3 +222,19 @@ def test_tns_bad_key_and_switched_off(tmp_path, tns):
     w2 = fake_night(off)
     with pytest.raises(RequestError, match="TNS reports are off"):
         DeliveryService(off, w2).request_handlers()["tns_report"](None, tns_request())
+
+
+def test_requesters_get_their_spectra_when_asked(tmp_path, smtp):
+    ctl, inbox = smtp
+    config = mail_config(tmp_path, ctl.port)
+    w = fake_night(config)
+    assert drain(config, w, 1.0) == {}  # off by default
+    import dataclasses
+
+    config = dataclasses.replace(config, report=dataclasses.replace(config.report, email_requesters=True))
+    assert drain(config, w) == {"sent": 4}  # Q <= 2 science exposures (any name), once each
+    assert drain(config, w) == {"sent": 4} and len(inbox.messages) == 4
+    rcpts, msg = next(m for m in inbox.messages if m[0] == ["pi-ztf26aaaaaaa@example.org"])
+    assert "ZTF26aaaaaaa" in msg["Subject"]
+    names = sorted(p.get_filename() for p in msg.walk() if p.get_filename())
+    assert names[0].startswith("spec_auto_robot") and names[1].startswith("verify_auto_robot")
