@@ -64,9 +64,9 @@ def _status(ns) -> int:
 
 
 def _preview(ns) -> int:
+    from engine.delivery.ledger import describe
     from engine.delivery.planner import Moment, plan_night
     from engine.delivery.service import enabled
-    from engine.delivery.ledger import describe
     from engine.timeutil import utc_now
 
     config, reader, _conn, night = _open(ns, write=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
@@ -131,7 +130,7 @@ def call(method: str, url: str, *, body: bytes | None = None, headers: Mapping[s
     try:
         try:
             conn.connect()
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             msg = f"cannot connect to {where}: {redact(str(exc) or type(exc).__name__, secrets)}"
             raise TransportError(msg, committed=False) from exc
         path = parts.path or "/"
@@ -141,7 +140,7 @@ def call(method: str, url: str, *, body: bytes | None = None, headers: Mapping[s
             conn.request(method, path, body=body, headers=dict(headers or {}))
             resp = conn.getresponse()
             data = resp.read()
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise TransportError(f"no reply from {where} within {timeout_s:g} s", committed=None) from exc
         except (OSError, http.client.HTTPException) as exc:
             msg = f"connection to {where} dropped before the reply ({redact(str(exc) or type(exc).__name__, secrets)})"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.policy
 import smtplib
-import socket
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def send(settings: SmtpSettings, msg: EmailMessage, recipients: list[str]) -> Ou
         try:
             # bytes go out as they are: the lines must already end in CRLF (the SMTP policy)
             code, reply = smtp.data(msg.as_bytes(policy=email.policy.SMTP))
-        except (OSError, socket.timeout, smtplib.SMTPException) as exc:
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             if isinstance(exc, smtplib.SMTPDataError) and 400 <= exc.smtp_code < 500:
                 return Outcome("retry", f"the mail server deferred the message ({exc.smtp_code})")
             if isinstance(exc, smtplib.SMTPDataError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 MAX_ASCII_BYTES = 10 * 1024 * 1024
 """SkyPortal refuses an ``ascii`` body over 10 MB."""
-MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)
+MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.UTC)
 
 
 class PayloadError(ValueError):
@@ -211,7 +211,7 @@ def followup_status(kind: str, when: dt.datetime) -> str:
         UT of the status.
     """
     label = {"automatic": "Completed Automatically", "manual": "Completed Manually", "failed": "Failed"}[kind]
-    return f"{label} {when.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}"
+    return f"{label} {when.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%S')}"
 
 
 def report_ztf_text(rows: list[Mapping], base_url: str) -> str:

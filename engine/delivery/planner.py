@@ -69,7 +69,7 @@ def exposure_rows(query: Query, night: str) -> list[dict]:
 def _age_s(iso: str | None, now: dt.datetime) -> float:
     if not iso:
         return 0.0
-    t = dt.datetime.strptime(iso.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    t = dt.datetime.strptime(iso.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
     return (now - t).total_seconds()
 
 

@@ -107,7 +107,7 @@ class DeliveryService:
         for row in rows:
             try:
                 task = self.prepare(row)
-            except Exception as exc:  # noqa: BLE001 - a bad row fails alone
+            except Exception as exc:
                 log.exception("preparing delivery %s failed", row["id"])
                 ledger.record(self.writer, row, Outcome("failed", f"cannot prepare: {exc}"), **self._policy())
                 continue
@@ -234,7 +234,7 @@ def _guarded(task: Callable[[], Outcome], destination: str) -> Outcome:
     """Run a send on a delivery thread; a bug in our code fails the row alone, with its reason."""
     try:
         return task()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.exception("delivery to %s raised", destination)
         state = "retry" if destination in ledger.CHECKED_DESTINATIONS else "unknown"
         return Outcome(state, f"internal error while sending: {type(exc).__name__}: {exc}")

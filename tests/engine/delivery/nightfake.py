@@ -39,8 +39,8 @@ def mjd_of(night: str, obs_id: str) -> float:
     """MJD of ``night`` at UT ``obs_id`` (the exposure start the file name says)."""
     import datetime as dt
 
-    t = dt.datetime.strptime(f"{night} {obs_id}", "%Y%m%d %H_%M_%S").replace(tzinfo=dt.timezone.utc)
-    return (t - dt.datetime(1858, 11, 17, tzinfo=dt.timezone.utc)).total_seconds() / 86400.0
+    t = dt.datetime.strptime(f"{night} {obs_id}", "%Y%m%d %H_%M_%S").replace(tzinfo=dt.UTC)
+    return (t - dt.datetime(1858, 11, 17, tzinfo=dt.UTC)).total_seconds() / 86400.0
 
 
 def config_for(tmp_path: Path, url: str = "http://127.0.0.1:9", **sections):

@@ -85,7 +85,7 @@ def test_kill_during_delivery_then_restart_stores_nothing_twice(tmp_path):
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.wait()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "10 sent" in done.stdout
         assert kills >= 1

@@ -234,7 +234,7 @@ def test_requesters_get_their_spectra_when_asked(tmp_path, smtp):
     config = dataclasses.replace(config, report=dataclasses.replace(config.report, email_requesters=True))
     assert drain(config, w) == {"sent": 4}  # Q <= 2 science exposures (any name), once each
     assert drain(config, w) == {"sent": 4} and len(inbox.messages) == 4
-    rcpts, msg = next(m for m in inbox.messages if m[0] == ["pi-ztf26aaaaaaa@example.org"])
+    _rcpts, msg = next(m for m in inbox.messages if m[0] == ["pi-ztf26aaaaaaa@example.org"])
     assert "ZTF26aaaaaaa" in msg["Subject"]
     names = sorted(p.get_filename() for p in msg.walk() if p.get_filename())
     assert names[0].startswith("spec_auto_robot") and names[1].startswith("verify_auto_robot")

@@ -81,6 +81,6 @@ def test_names_annotations_and_status_texts():
     ann = pl.snid_annotation({"type": "Ia", "subtype": "Ia-norm", "z": "0.05", "rlap": 9.5, "template": "sn94D"})
     assert ann == {"type": "Ia", "subtype": "Ia-norm", "z": 0.05, "rlap": 9.5, "template": "sn94D"}
     assert pl.snid_annotation({"type": "NONE"}) is None and pl.s2n_annotation(None) is None
-    when = dt.datetime(2026, 11, 24, 3, 20, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 24, 3, 20, tzinfo=dt.UTC)
     assert pl.followup_status("manual", when) == "Completed Manually 2026-11-24T03:20:00"
     assert pl.followup_status("failed", when).startswith("Failed 2026-11-24")
