@@ -164,7 +164,7 @@ def targets_table(rows: list[dict], candidates: dict[str, int] | None = None) ->
             "-" if r["quality"] is None else str(r["quality"]), typ,
             f"{r['redshift']:.3f}" if r["redshift"] is not None else "-",
             f"{r['rlap']:.1f}" if r["rlap"] is not None else "-", _whole(r["s2n"]),
-            ext, "yes" if r["delivered"] else "no",
+            ext, r["delivered"] if isinstance(r["delivered"], str) else ("yes" if r["delivered"] else "no"),
             (r.get("quality_reason") or r.get("error") or "") if (r["quality"] or 0) > 0 or r.get("error") else "",
         ])
     body = [[clean_text(c) for c in b] for b in body]  # header and request text may hold escape codes
@@ -209,14 +209,18 @@ def _status(ns: argparse.Namespace) -> int:
     rows = reader.targets(night)
     cands = {r["obs_id"]: r["n"] for r in reader.query(
         "SELECT obs_id, count(*) AS n FROM extractions WHERE night=? AND status='candidate' GROUP BY obs_id", [night])}
-    print(targets_table(rows, cands) if rows else "no exposure yet")
-    from engine.delivery.status import ledger_rows, summary_line
+    from engine.delivery.status import exposure_states, ledger_rows, summary_line
 
     deliveries = ledger_rows(reader.query, night)
+    if deliveries:  # the dlv column says what the delivery ledger says
+        states = exposure_states(deliveries)
+        rows = [dict(r, delivered=states.get(r["obs_id"], {}).get("state", "-")) for r in rows]
+    print(targets_table(rows, cands) if rows else "no exposure yet")
     if deliveries:
         failed = [r for r in deliveries if r["state"] == "failed" and not r["dry_run"]]
-        print(summary_line(deliveries) + (f" · first failure: #{failed[0]['id']} {clean_text(failed[0]['last_error'] or '', max_len=120)}"
-                                          if failed else "") + " (sedmtui deliver status)")
+        first = (f" · first failure: #{failed[0]['id']} {clean_text(failed[0]['last_error'] or '', max_len=120)}"
+                 if failed else "")
+        print(summary_line(deliveries) + first + " (sedmtui deliver status)")
     pending = reader.requests(status="pending") + reader.requests(status="running")
     if pending:
         print(clean_text(f"{len(pending)} request(s) waiting: " + ", ".join(

@@ -481,3 +481,12 @@ __all__ = [
     "type_label",
     "wavelength_ranges",
 ]
+
+
+def delivery_states(reader, night: str) -> dict[str, dict]:
+    """Delivery state of each exposure of ``night`` from the engine's ledger, for a console column:
+    ``{obs_id: {"state": "sent" | "pending" | "failed", "detail": "<destination>: <reason>"}}``
+    (an exposure with nothing to deliver is absent; see :mod:`engine.delivery.status`)."""
+    from engine.delivery.status import exposure_states, ledger_rows
+
+    return exposure_states(ledger_rows(reader.query, night))

@@ -60,6 +60,8 @@ def test_preview_run_status(tmp_path, portal, monkeypatch, capsys):
     assert "10 sent" in out and "fritz spectrum" in out and f"{portal.url}/source/ZTF26aaaaaaa" in out
     code, out = sedmtui(["status", "--night", NIGHT], env, monkeypatch, capsys)
     assert "deliveries: 10 sent" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("03:06:30"))
+    assert " sent " in f"{line} "  # the dlv column from the ledger
     assert TOKEN not in out
     code, out = sedmtui(["--settings"], env, monkeypatch, capsys)
     assert "SEDMTUI_FRITZ_TOKEN" in out and TOKEN not in out
