@@ -111,9 +111,9 @@ def add(writer: StateWriter, planned: Planned, *, dry_run: bool = False) -> int 
             "state": "skipped" if dry_run else "pending", "payload_json": planned.payload, "depends_on": dep,
             "last_error": "dry run: nothing sent" if dry_run else None, "dry_run": int(dry_run),
             "created": now, "updated": now})
-        verb = "would send" if dry_run else "queued"
-        writer.event("delivery", f"{verb} {describe(planned.destination, planned.payload)}", night=planned.night,
-                     obs_id=planned.obs_id, payload={"delivery_id": rid, "state": "skipped" if dry_run else "pending"})
+        if dry_run:  # a queued row says nothing yet; what it becomes (sent, failed) is an event
+            writer.event("delivery", f"dry run: would send {describe(planned.destination, planned.payload)}",
+                         night=planned.night, obs_id=planned.obs_id, payload={"delivery_id": rid, "state": "skipped"})
     return rid
 
 
@@ -222,15 +222,25 @@ def retry(writer: StateWriter, *, ids: list[int] | None = None, night: str | Non
     return n
 
 
-def skip_superseded(writer: StateWriter, night: str, obs_id: str, destination: str, keep_key: str) -> int:
-    """Pending, never-attempted rows of an exposure and destination other than ``keep_key`` become
-    ``skipped`` (a newer extraction replaced them before they went out)."""
+def skip_superseded(writer: StateWriter, planned: Planned) -> int:
+    """A new spectrum of an exposure (a re-extraction, or the same one re-calibrated) makes the
+    exposure's older Fritz spectrum and annotation rows that never went out ``skipped``, and with
+    them every pending row that waited for one of those. Returns how many rows were skipped."""
+    mark = planned.key.split(":", 1)[1]  # "<extraction id>:<file>"
+    now = utc_now_iso()
     with writer.transaction():
         cur = writer.db.execute(
-            """UPDATE deliveries SET state='skipped', last_error='superseded by a newer extraction', updated=?
-               WHERE night=? AND obs_id=? AND destination=? AND key<>? AND state='pending' AND attempts=0""",
-            [utc_now_iso(), night, obs_id, destination, keep_key])
-    return cur.rowcount
+            """UPDATE deliveries SET state='skipped', last_error='superseded by a newer spectrum', updated=?
+               WHERE night=? AND obs_id=? AND destination IN ('fritz_spectrum', 'fritz_annotation')
+                 AND state='pending' AND attempts=0 AND dry_run=0 AND key NOT LIKE ?""",
+            [now, planned.night, planned.obs_id, f"%:{mark}%"])
+        n = cur.rowcount
+        cur = writer.db.execute(
+            """UPDATE deliveries SET state='skipped', last_error='what it waited for was superseded', updated=?
+               WHERE state='pending' AND depends_on IN (SELECT id FROM deliveries WHERE state='skipped'
+                                                          AND night=? AND obs_id=?)""",
+            [now, planned.night, planned.obs_id])
+    return n + cur.rowcount
 
 
 Query = Callable[[str, list], list[dict]]

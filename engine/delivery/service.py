@@ -95,7 +95,7 @@ class DeliveryService:
         """Add one planned row (1 if new); a new spectrum supersedes an older unsent one."""
         rid = ledger.add(self.writer, planned, dry_run=self.config.delivery.dry_run)
         if rid is not None and planned.destination == "fritz_spectrum" and not self.config.delivery.dry_run:
-            ledger.skip_superseded(self.writer, planned.night, planned.obs_id, "fritz_spectrum", planned.key)
+            ledger.skip_superseded(self.writer, planned)
         return int(rid is not None)
 
     def submit(self) -> bool:

@@ -244,3 +244,26 @@ def test_a_local_redo_never_leaves_the_machine_and_the_report_lists_deliveries(t
     assert len(portal.calls) == n_calls
     text = build_report(w.all, NIGHT, str(tmp_path))
     assert "Deliveries: 4 sent" in text and "spectrum spec_auto_robot" in text and f"{portal.url}/source/" in text
+
+
+def test_a_redo_accepted_before_the_robot_went_out_supersedes_it(tmp_path, portal):
+    url = portal.url
+    portal.stop()  # Fritz down while the robot's rows are planned
+    config = config_for(tmp_path, url)
+    w = fake_night(config, exposures=[("03_06_30", "ZTF26aaaaaaa", 0, 1001, "Ia")])
+    svc = DeliveryService(config, w)
+    svc.plan([NIGHT], live=False)
+    obs = w.one("SELECT * FROM observations")
+    w.update("extractions", obs["current_extraction_id"], {"status": "superseded"})
+    add_extraction(w, Path(config.paths.redux_root), NIGHT, "03_06_30", obs["id"], "ZTF26aaaaaaa", 0, "II",
+                   tag="redo231500", seed=7)
+    svc.plan([NIGHT], live=False)
+    skipped = [r for r in rows(w) if r["state"] == "skipped"]
+    assert sorted(r["destination"] for r in skipped) == ["fritz_annotation", "fritz_annotation", "fritz_spectrum",
+                                                         "fritz_status"]
+    svc.close()
+    portal.start(int(url.rsplit(":", 1)[1]))
+    assert deliver(config, w)["sent"] == 4
+    (only,) = portal.spectra.values()
+    assert "redo231500" in only["original_file_filename"]
+    assert [s["new_status"].split(" 20")[0] for s in portal.statuses] == ["Completed Manually"]
