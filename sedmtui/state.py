@@ -31,6 +31,8 @@ class Column:
     width: int
     level: int = 2
     """0: always shown (80 columns), 1: also beside the preview pane, 2: full width only."""
+    max_level: int = 2
+    """Shown up to this level only (a narrow table's stand-in for a wider column)."""
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -41,6 +43,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("air", "air", 4),
     Column("state", "state", 12, 0),
     Column("q", "Q", 1, 0),
+    Column("new", "new", 3, 0, max_level=0),
     Column("type", "type", 8, 0),
     Column("z", "z", 5, 0),
     Column("rlap", "rlap", 4, 1),
@@ -134,6 +137,7 @@ def format_target(row: dict, candidates: int = 0) -> dict[str, Cell]:
         "rlap": (_num(row.get("rlap"), ".1f"), None),
         "s2n": (_num(row.get("s2n"), ".0f"), None),
         "ext": (ext, "warn" if candidates else None),
+        "new": (f"+{candidates}" if candidates else "·", "warn" if candidates else "dim"),
         "dlv": ("✓" if row.get("delivered") else "·", "ok" if row.get("delivered") else "dim"),
     }
 

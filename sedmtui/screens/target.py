@@ -37,6 +37,13 @@ from sedmtui.widgets.spaxel_map import ZOOMS, SpaxelMap
 from sedmtui.widgets.spectrum import SpectrumPlot
 
 
+PANELS: tuple[str, ...] = ("map", "PSF", "guider", "spectrum", "facts")
+"""The panels one at a time (``v`` cycles, ``1``-``5`` jump) on a small terminal or with ``f``."""
+
+SOLO_BELOW = (120, 32)
+"""Below this width or height the target screen shows one panel at a time (80x24 included)."""
+
+
 class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
     """One exposure: judge it, fix it, accept or reject the fix."""
 
@@ -62,7 +69,13 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         Binding("W", "wave(-1)", "λ range back", show=False, id="target.wave_back"),
         Binding("z", "zoom(1)", "zoom in", show=False, id="target.zoom_in"),
         Binding("Z", "zoom(-1)", "zoom out", show=False, id="target.zoom_out"),
-        Binding("v", "cycle_panel", "PSF/guider", show=False, id="target.panel"),
+        Binding("v", "cycle_panel", "panel", id="target.panel"),
+        Binding("f", "toggle_solo", "one panel", show=False, id="target.solo"),
+        Binding("1", "show_panel(0)", "map", show=False, id="target.panel_map"),
+        Binding("2", "show_panel(1)", "PSF", show=False, id="target.panel_psf"),
+        Binding("3", "show_panel(2)", "guider", show=False, id="target.panel_guider"),
+        Binding("4", "show_panel(3)", "spectrum", show=False, id="target.panel_spectrum"),
+        Binding("5", "show_panel(4)", "facts", show=False, id="target.panel_facts"),
         Binding("y", "copy", "copy path", show=False, id="target.copy"),
         Binding("full_stop", "step_target(1)", "next exposure", show=False, id="target.next"),
         Binding("comma", "step_target(-1)", "previous exposure", show=False, id="target.previous"),
@@ -79,6 +92,11 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         self.cursor: int | None = None
         self.range_index = 0
         self.panel = 0
+        """Side panel shown in the full layout: 0 PSF + guider, 1 PSF, 2 guider."""
+        self.solo_index = 0
+        """Panel shown alone (index into :data:`PANELS`) in the one-panel layout."""
+        self.maximised = False
+        """``f``: one panel at a time on a large terminal too."""
         self.request: dict | None = None
         self.timings: dict[int, dict[str, float]] = {}
         self._load_seq = 0
@@ -161,13 +179,16 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         q = t.get("quality")
         text = Text(overflow="ellipsis")
         text.append(f" {clean_object(t.get('object'))} ", style="bold")
-        text.append(f"· {self.obs_id} · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')} ")
-        text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
-        text.append(" · ")
-        if q is not None:
+        text.append(f"· {self.obs_id} · ")
+        if q is not None:  # the quality first: a narrow title is cut at the end
             text.append(f"Q{q} {clean(t.get('quality_reason'))}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
         else:
             text.append(f"{clean(t.get('state'))} {clean(t.get('stage'))}", style="grey62")
+        text.append(f" · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')} ")
+        hint = self.panel_hint()
+        if hint:
+            text.append(f"[{hint}] ", style="bold magenta")
+        text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
         self.query_one("#title", Static).update(text)
 
     def _overlay(self) -> Overlay:
@@ -241,22 +262,56 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             "move the centroid with the arrows (⇧ for ¼), m for region mode, enter to re-extract"
         return mode, "dim"
 
+    @property
+    def small_terminal(self) -> bool:
+        """Too small for every panel at once (80x24 is)."""
+        w, h = self.size
+        return w > 0 and (w < SOLO_BELOW[0] or h < SOLO_BELOW[1])
+
+    @property
+    def solo(self) -> bool:
+        """One panel at a time: a small terminal or ``f``."""
+        return self.maximised or self.small_terminal
+
     def on_resize(self) -> None:
         """Keep the spaxel map about square (a half-block pixel is square)."""
         w, h = self.size
         top_rows = int((h - 4) * 3 / 5)
-        width = min(2 * max(6, top_rows - 3) + 2, int(w * (0.42 if w >= 120 else 0.5)))
+        width = min(2 * max(6, top_rows - 3) + 2, int(w * 0.42))
         self.query_one("#map-pane").styles.width = width
         self._set_panel()
 
     def _set_panel(self) -> None:
-        """``v`` cycles the side panels: PSF + guider (wide) or one of them (narrow)."""
-        wide = self.size.width >= 120
+        """Show the panels of the layout: all of them, ``v`` cycling PSF + guider / PSF /
+        guider beside the map; or one alone (:attr:`solo`), ``v`` cycling :data:`PANELS`."""
         psf, guider = self.query_one("#psf-pane"), self.query_one("#guider", GuiderView)
-        choice = self.panel % 3
-        psf.display = choice in (0, 1) if wide else choice == 1
-        guider.display = choice in (0, 2) if wide else choice == 2
         guider.border_title = "guider: IFU · target ×"
+        parts = {k: self.query_one(f"#{k}") for k in ("top", "map-pane", "side", "panels", "facts", "spectrum")}
+        solo = self.solo
+        self.set_class(solo, "-solo")
+        if not solo:
+            for w in parts.values():
+                w.display = True
+            choice = self.panel % 3
+            psf.display = choice in (0, 1)
+            guider.display = choice in (0, 2)
+            return
+        name = PANELS[self.solo_index % len(PANELS)]
+        shown = {"map": {"top", "map-pane"}, "PSF": {"top", "side", "panels", "psf"},
+                 "guider": {"top", "side", "panels", "guider"}, "spectrum": {"spectrum"},
+                 "facts": {"top", "side", "facts"}}[name]
+        for key, w in parts.items():
+            w.display = key in shown
+        psf.display, guider.display = "psf" in shown, "guider" in shown
+        if name == "map":
+            parts["map-pane"].styles.width = "1fr"
+
+    def panel_hint(self) -> str:
+        """Where the one-panel layout is: ``map 1/5 · v next``; empty in the full layout."""
+        if not self.solo:
+            return ""
+        i = self.solo_index % len(PANELS)
+        return f"{PANELS[i]} {i + 1}/{len(PANELS)} · v next"
 
     # ------------------------------------------------------------------ live updates
     def apply_delta(self, delta: Delta) -> None:

@@ -36,6 +36,7 @@ class TargetActions:
         """Centroid mode: move the centroid (one lenslet, or ¼). Region mode: move the cursor."""
         if self.edit is None or self.data is None or self.data.cube is None:
             return
+        self._show_map_panel()
         if self.region_mode:
             self._move_cursor(direction)
             return
@@ -61,6 +62,7 @@ class TargetActions:
         if self.data is None or self.data.cube is None or self.edit is None:
             return
         self.region_mode = not self.region_mode
+        self._show_map_panel()
         if self.region_mode and self.data is not None and self.data.cube is not None:
             self.cursor = self.data.cube.layout.nearest(*self.edit.position)
         self._show_title()
@@ -196,9 +198,38 @@ class TargetActions:
             self._show_map()
 
     def action_cycle_panel(self) -> None:
-        """Cycle the side panels (PSF, guider)."""
-        self.panel += 1
+        """Next panel: map, PSF, guider, spectrum, facts one at a time (small terminal or
+        ``f``); PSF + guider, PSF, guider beside the map otherwise."""
+        if self.solo:
+            self.solo_index = (self.solo_index + 1) % 5
+        else:
+            self.panel += 1
         self._set_panel()
+        self._show_title()
+
+    def action_show_panel(self, index: int) -> None:
+        """Show one panel alone (``1``-``5``: map, PSF, guider, spectrum, facts)."""
+        self.solo_index = index
+        if not self.solo:
+            self.maximised = True
+        self._set_panel()
+        self._show_title()
+
+    def action_toggle_solo(self) -> None:
+        """One panel at a time, or every panel (on a terminal large enough for them)."""
+        if self.small_terminal:
+            self.app.tell("one panel at a time on a terminal this small: v cycles, 1-5 jump", timeout=3)
+            return
+        self.maximised = not self.maximised
+        self._set_panel()
+        self._show_title()
+
+    def _show_map_panel(self) -> None:
+        """An edit of the map brings the map forward in the one-panel layout."""
+        if self.solo and self.solo_index != 0:
+            self.solo_index = 0
+            self._set_panel()
+            self._show_title()
 
     def action_copy(self) -> None:
         """Copy the path of the shown spectrum (OSC 52)."""

@@ -68,7 +68,7 @@ class TargetTable(DataTable):
     @property
     def columns_shown(self):
         """The columns of the current detail level (0 at 80 columns .. 2 at full width)."""
-        return [c for c in COLUMNS if c.level <= self.level]
+        return [c for c in COLUMNS if c.level <= self.level <= c.max_level]
 
     # ------------------------------------------------------------------ building
     def load(self, rows: list[dict], candidates: dict[str, int]) -> None:

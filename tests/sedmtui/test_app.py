@@ -302,7 +302,60 @@ async def test_narrow_terminal_drops_preview_and_columns(make_app):
         await pilot.pause()
         s = night_screen(app)
         assert not s.query_one("#preview").display
-        assert [c.key for c in s.query_one(TargetTable).columns_shown] == ["ut", "object", "state", "q", "type", "z", "s2n"]
+        assert [c.key for c in s.query_one(TargetTable).columns_shown] == ["ut", "object", "state", "q", "new", "type",
+                                                                           "z", "s2n"]
+
+
+async def test_narrow_table_marks_a_pending_reextraction(make_app, night):
+    app = make_app()
+    with FakeEngine(night):
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_target(pilot, app, "04_21_30")
+            await pilot.press("l", "enter")
+            await wait_for(pilot, lambda: screen.data.candidate is not None)
+            cells = night_screen(app).query_one(TargetTable).cells["04_21_30"]
+            await wait_for(pilot, lambda: night_screen(app).query_one(TargetTable).cells["04_21_30"]["new"] == ("+1", "warn"))
+            await pilot.press("escape", "escape")
+            assert isinstance(app.screen, NightScreen)
+            line = next(ln for ln in app.export_screenshot().split("\n") if "04:21:30" in ln)
+            assert "+1" in line, cells
+
+
+async def test_small_terminal_shows_one_panel_at_a_time(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_target(pilot, app, "04_21_30")
+        await pilot.pause()
+        shown = lambda: [k for k in ("map-pane", "psf-pane", "guider", "spectrum", "facts")
+                         if screen.query_one(f"#{k}").display and screen.query_one(f"#{k}").parent.display
+                         and screen.query_one(f"#{k}").region.area]
+        assert screen.solo and shown() == ["map-pane"]
+        assert "map 1/5" in str(screen.query_one("#title").render())
+        seen = []
+        for _ in range(5):
+            await pilot.press("v")
+            await pilot.pause()
+            seen += shown()
+        assert seen == ["psf-pane", "guider", "spectrum", "facts", "map-pane"]
+        await pilot.press("4")
+        await pilot.pause()
+        assert shown() == ["spectrum"] and screen.query_one("#spectrum").size.height >= 15
+        await pilot.press("l")  # an edit brings the map forward
+        await pilot.pause()
+        assert shown() == ["map-pane"] and screen.edit.centroid is not None
+
+
+async def test_f_maximises_one_panel_on_a_large_terminal(make_app):
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await open_target(pilot, app, "04_21_30")
+        assert not screen.solo
+        await pilot.press("4")
+        await pilot.pause()
+        assert screen.solo and not screen.query_one("#top").display and screen.query_one("#spectrum").size.height > 40
+        await pilot.press("f")
+        await pilot.pause()
+        assert not screen.solo and screen.query_one("#top").display
 
 
 async def test_mouse_click_sets_centroid(make_app):
