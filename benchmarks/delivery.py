@@ -102,34 +102,49 @@ def outage(tmp: Path) -> dict:
             "step_ms_refused_median": 1e3 * statistics.median(down), "step_ms_refused_max": 1e3 * max(down)}
 
 
-def kills(tmp: Path, cycles: int) -> dict:
+def many_exposures(n: int) -> list[tuple]:
+    """``n`` acceptable ZTF exposures (1 minute apart), each with a request id and a SNID type."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [(f"03_{i:02d}_00", f"ZTF26{letters[i % 26] * 6}{letters[(i // 26) % 26]}", 0, 2000 + i, "Ia")
+            for i in range(n)]
+
+
+def kills(tmp: Path, cycles: int, n_exposures: int, engine: bool) -> dict:
+    """SIGKILL the delivering process ``cycles`` times mid-delivery, then let it finish."""
     portal = SkyPortalStandin(token=TOKEN)
-    portal.latency_s = (0.02, 0.08)
+    portal.latency_s = (0.03, 0.1)  # slow around every call: kills land between a store and its record
     portal.start()
     try:
         config = config_for(tmp, portal.url)
-        fake_night(config).release_lease()
-        env = env_for(tmp, portal.url)
-        cmd = [sys.executable, "-m", "sedmtui", "deliver", "run", "--night", NIGHT, "--timeout", "30"]
+        exposures = many_exposures(n_exposures)
+        fake_night(config, exposures=exposures).release_lease()
+        (tmp / "raw" / NIGHT).mkdir(parents=True, exist_ok=True)
+        env = {**env_for(tmp, portal.url), "SEDMTUI_ENGINE_STAGES": "none", "SEDMTUI_ENGINE_WORKERS": "1",
+               "SEDMTUI_DELIVERY_DRAIN_TIMEOUT_S": "60"}
+        cmd = ([sys.executable, "-m", "sedmtui", "--batch", "--once", "--night", NIGHT] if engine else
+               [sys.executable, "-m", "sedmtui", "deliver", "run", "--night", NIGHT, "--timeout", "60"])
         rng = random.Random(2026)
+        window = (2.0, 3.5) if engine else (0.8, 1.6)  # the engine starts slower (lease, pool, watcher)
         killed = finished = 0
         for _ in range(cycles):
             proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.5, 1.5))
+            time.sleep(rng.uniform(*window))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 killed += 1
             else:
                 finished += 1
             proc.wait()
-            if finished:  # everything went out before a kill: start over with a fresh night
-                break
+        stored_before_final = len(portal.spectra)
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
         names = [s["obj_id"] for s in portal.spectra.values()]
-        expected = {n for _o, n, q, _r, _s in EXPOSURES if q <= 2 and n.startswith("ZTF")}
-        return {"cycles": cycles, "killed": killed, "final_exit": done.returncode,
-                "duplicates": len(names) - len(set(names)), "lost": len(expected - set(names)),
-                "annotations": len(portal.annotations), "status_posts": len(portal.statuses),
+        expected = {e[1] for e in exposures}
+        return {"process": "engine --batch --once" if engine else "deliver run", "cycles": cycles,
+                "killed_mid_delivery": killed, "finished_before_kill": finished,
+                "spectra_stored_before_final_run": stored_before_final, "final_exit": done.returncode,
+                "spectra": len(names), "duplicates": len(names) - len(set(names)), "lost": len(expected - set(names)),
+                "annotations": len(portal.annotations), "annotations_expected": 2 * len(expected),
+                "status_posts": len(portal.statuses), "status_expected": len(expected),
                 "calls_total": len(portal.calls)}
     finally:
         portal.stop()
@@ -138,12 +153,14 @@ def kills(tmp: Path, cycles: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--exposures", type=int, default=24, help="acceptable exposures of the killed night")
     ap.add_argument("--json")
     ns = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         res = {"latency": latency(tmp / "lat"), "outage": outage(tmp / "out")}
-        res["kill_restart"] = [kills(tmp / f"kill{i}", ns.cycles // 4) for i in range(4)]
+        res["kill_restart"] = [kills(tmp / "kill_engine", ns.cycles, 2 * ns.exposures, engine=True),
+                               kills(tmp / "kill_run", ns.cycles, ns.exposures, engine=False)]
     print(json.dumps(res, indent=1))
     if ns.json:
         Path(ns.json).write_text(json.dumps(res, indent=1))

@@ -25,7 +25,7 @@ from engine.timeutil import now_s, utc_now
 
 log = logging.getLogger(__name__)
 
-PLAN_INTERVAL_S = 1.0
+PLAN_INTERVAL_S = 0.5
 """Least time between two planning passes over the state database [s]."""
 
 
