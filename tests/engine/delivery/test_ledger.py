@@ -23,7 +23,7 @@ def test_a_key_is_planned_once_and_dry_runs_do_not_block_real_sends(tmp_path):
 def test_backoff_then_give_up_and_refusals_fail_at_once(tmp_path):
     w = writer(tmp_path)
     rid = ledger.add(w, Planned(key="k", night="20261124", destination="fritz_spectrum"))
-    row = lambda: dict(w.one("SELECT * FROM deliveries WHERE id=?", [rid]), payload={})  # noqa: E731
+    row = lambda: dict(w.one("SELECT * FROM deliveries WHERE id=?", [rid]), payload={})
     policy = {"backoff_s": (5.0, 60.0), "max_attempts": 3}
     assert ledger.record(w, row(), Outcome("retry", "HTTP 503", retry_after_s=1.0), **policy) == "pending"
     assert "next in 5 s" in row()["last_error"] and ledger.due(w, limit=5) == []
