@@ -139,13 +139,19 @@ def kills(tmp: Path, cycles: int, n_exposures: int, engine: bool) -> dict:
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
         names = [s["obj_id"] for s in portal.spectra.values()]
         expected = {e[1] for e in exposures}
+        import sqlite3
+
+        with sqlite3.connect(config.paths.db_path) as conn:
+            found = conn.execute("SELECT count(*) FROM events WHERE kind='delivery' AND (message LIKE "
+                                 "'%found before sending%' OR message LIKE '%already%')").fetchone()[0]
         return {"process": "engine --batch --once" if engine else "deliver run", "cycles": cycles,
                 "killed_mid_delivery": killed, "finished_before_kill": finished,
                 "spectra_stored_before_final_run": stored_before_final, "final_exit": done.returncode,
                 "spectra": len(names), "duplicates": len(names) - len(set(names)), "lost": len(expected - set(names)),
                 "annotations": len(portal.annotations), "annotations_expected": 2 * len(expected),
                 "status_posts": len(portal.statuses), "status_expected": len(expected),
-                "calls_total": len(portal.calls)}
+                "calls_total": len(portal.calls),
+                "found_already_there_after_a_restart": found}
     finally:
         portal.stop()
 
