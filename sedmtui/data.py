@@ -37,6 +37,8 @@ class CubeData:
     """``(n_spax, n_wave)``."""
     spaxel_id: np.ndarray
     layout: SpaxelLayout
+    var: np.ndarray | None = None
+    """``(n_spax, n_wave)`` variance, if the cube has one."""
 
     @property
     def xy(self) -> np.ndarray:
@@ -48,6 +50,17 @@ class CubeData:
         sel = (self.wave >= lo) & (self.wave <= hi)
         with np.errstate(invalid="ignore"), _quiet():
             return np.nanmean(self.flux[:, sel], axis=1)
+
+    def spaxel_snr(self, index: int, lo: float, hi: float) -> float:
+        """S/N of one spaxel's flux summed over ``[lo, hi]`` [Angstrom] (NaN without variance)."""
+        if self.var is None or not 0 <= index < len(self.flux):
+            return float("nan")
+        sel = (self.wave >= lo) & (self.wave <= hi)
+        f, v = np.asarray(self.flux[index, sel], float), np.asarray(self.var[index, sel], float)
+        ok = np.isfinite(f) & np.isfinite(v) & (v > 0)
+        if not ok.any():
+            return float("nan")
+        return float(f[ok].sum() / np.sqrt(v[ok].sum()))
 
 
 @dataclass
@@ -163,8 +176,11 @@ def read_cube_data(path: Path) -> CubeData:
         msg = (f"{int(bad.sum())} of {len(bad)} spaxel positions are not finite" if bad.any()
                else f"{np.shape(cube.flux)} flux for {xy.shape} positions")
         raise ValueError(msg)
+    var = getattr(cube, "var", None)
+    if var is not None and np.shape(var) != np.shape(cube.flux):
+        var = None
     return CubeData(wave=np.asarray(cube.wave, float), flux=cube.flux, spaxel_id=np.asarray(cube.spaxel_id),
-                    layout=SpaxelLayout(cube.xy))
+                    layout=SpaxelLayout(cube.xy), var=var)
 
 
 def read_psf(path: Path) -> PsfData:

@@ -22,27 +22,20 @@ _DIRECTIONS = {"right": 0.0, "up": 90.0, "left": 180.0, "down": 270.0}
 
 
 def hex_step(direction: str, *, fine: bool = False) -> tuple[float, float]:
-    """Centroid step for an arrow key [spaxel unit].
+    """Centroid step for an arrow key [spaxel unit], along x or y of the frame ``redex X Y``
+    takes and the map's axes show (not along the tilted lenslet lattice).
 
-    A plain step moves to the neighbouring lenslet whose direction is closest to the arrow's
-    (one lattice pitch, 1.155 units, along a lattice axis: the lattice is rotated by
-    ``SKY_GRID_ANGLE_DEG``). A fine step moves a quarter of a pitch straight along the arrow.
+    A plain step is one spaxel unit, a fine step a quarter of one.
 
     Parameters
     ----------
     direction : {"left", "right", "up", "down"}
     fine : bool
-        Quarter step along the screen axis.
+        Quarter step.
     """
-    want = _DIRECTIONS[direction]
-    pitch = sedm.LENSLET_PITCH_UNITS
-    if fine:
-        a = math.radians(want)
-        return round(0.25 * pitch * math.cos(a), 6), round(0.25 * pitch * math.sin(a), 6)
-    angles = [(sedm.SKY_GRID_ANGLE_DEG + 60.0 * k) % 360.0 for k in range(6)]
-    best = min(angles, key=lambda a: abs((a - want + 180.0) % 360.0 - 180.0))
-    a = math.radians(best)
-    return pitch * math.cos(a), pitch * math.sin(a)
+    a = math.radians(_DIRECTIONS[direction])
+    size = 0.25 if fine else 1.0
+    return round(size * math.cos(a), 6), round(size * math.sin(a), 6)
 
 
 @dataclass(frozen=True)
@@ -154,7 +147,7 @@ class EditState:
 
     # ---------------------------------------------------------------- edits
     def nudge(self, direction: str, *, fine: bool = False) -> EditState:
-        """Move the centroid by one lenslet (or a quarter)."""
+        """Move the centroid one spaxel unit (or a quarter) along x or y."""
         dx, dy = hex_step(direction, fine=fine)
         x, y = self.position
         return replace(self, centroid=(round(x + dx, 4), round(y + dy, 4)))

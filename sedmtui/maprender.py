@@ -461,7 +461,47 @@ def changed_rows(old: np.ndarray | None, new: np.ndarray) -> list[int]:
     return [int(r) for r in np.flatnonzero(rows)]
 
 
+AXIS_WIDTH = 4
+"""Columns of the y axis left of a spaxel map (``-20┤``)."""
+
+
+def tick_values(lo: float, hi: float, cells_per_unit: float, min_cells: float) -> list[float]:
+    """Round values in ``[lo, hi]`` at least ``min_cells`` apart on screen (steps 1, 2, 5, 10...)."""
+    step = next((s for s in (0.5, 1, 2, 5, 10, 20, 50) if s * cells_per_unit >= min_cells), 100.0)
+    first = math.ceil(lo / step) * step
+    return [round(first + k * step, 6) for k in range(int((hi - first) / step) + 1)]
+
+
+def map_axes(raster: Raster, n_cols: int, n_rows: int) -> tuple[str, list[str]]:
+    """The axes of a spaxel map in the frame ``redex X Y`` takes: x to the right, y up.
+
+    Returns the x axis line (``AXIS_WIDTH`` blank columns, then labels under their column) and
+    the ``n_rows`` y-axis cells (a label and ``┤`` on the row of a tick, ``│`` elsewhere).
+    """
+    x_lo, y_hi = raster.to_spaxel(0.0, 0.0)
+    x_hi, y_lo = raster.to_spaxel(float(n_cols), 2.0 * n_rows)
+    line = [" "] * (AXIS_WIDTH + n_cols + 3)
+    for v in tick_values(x_lo, x_hi, raster.scale, 6.0):
+        col = int(math.floor((v - raster.x0) * raster.scale))
+        label = f"{v:g}"
+        start = AXIS_WIDTH + col - (len(label) - 1) // 2
+        if 0 <= start and start + len(label) <= len(line) and all(c == " " for c in line[max(0, start - 1):start + len(label) + 1]):
+            line[start:start + len(label)] = list(label)
+    x_line = "".join(line).rstrip()
+    if len(x_line) + 4 <= AXIS_WIDTH + n_cols:
+        x_line = x_line.ljust(AXIS_WIDTH + n_cols - 3) + " x→"
+    y_cells = [" " * (AXIS_WIDTH - 1) + "│"] * n_rows
+    for v in tick_values(y_lo, y_hi, raster.scale / 2.0, 2.0):
+        row = int(math.floor((raster.y0 - v) * raster.scale)) // 2
+        if 0 <= row < n_rows:
+            y_cells[row] = f"{v:g}"[-(AXIS_WIDTH - 1):].rjust(AXIS_WIDTH - 1) + "┤"
+    if n_rows and y_cells[0].endswith("│"):
+        y_cells[0] = "  y│"
+    return x_line, y_cells
+
+
 __all__ = [
+    "AXIS_WIDTH",
     "MARKER_STYLES",
     "NO_VALUE",
     "OUTSIDE",
@@ -479,8 +519,10 @@ __all__ = [
     "half_block_row",
     "image_grid",
     "lut",
+    "map_axes",
     "marker_cells",
     "quantise",
     "robust_limits",
     "symmetric_limits",
+    "tick_values",
 ]

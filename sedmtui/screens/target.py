@@ -3,6 +3,7 @@ the edits (centroid, region, lstep) that become a re-extraction request."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 
@@ -14,7 +15,7 @@ from textual.widgets import Footer, Static
 
 from sedmtui.data import TargetData, facts, product_note
 from sedmtui.edits import EditState
-from sedmtui.maprender import Overlay, View
+from sedmtui.maprender import AXIS_WIDTH, Overlay, View, map_axes
 from sedmtui.messages import TargetLoaded
 from sedmtui.review import (
     extraction_summary,
@@ -109,7 +110,11 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         yield Static(id="title")
         with Horizontal(id="top"):
             with Vertical(id="map-pane"):
-                yield SpaxelMap(id="map")
+                with Horizontal(id="map-row"):
+                    yield Static(id="y-axis")
+                    yield SpaxelMap(id="map")
+                yield Static(id="x-axis")
+                yield Static(id="readout")
                 yield Static(legend(), id="legend")
             with Vertical(id="side"):
                 with Horizontal(id="panels"):
@@ -234,6 +239,39 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             return
         m = self.query_one("#map", SpaxelMap)
         m.set_overlay_and_markers(self._overlay(), marker_list(marker_positions(self.data, self.edit)))
+        self._show_readout()
+
+    def on_spaxel_map_framed(self, event: SpaxelMap.Framed) -> None:
+        if event.map.id != "map":
+            return
+        x_line, y_cells = map_axes(event.raster, event.cols, event.rows)
+        self.query_one("#x-axis", Static).update(Text(x_line, style="grey62", no_wrap=True))
+        self.query_one("#y-axis", Static).update(Text("\n".join(y_cells), style="grey62", no_wrap=True))
+
+    def _show_readout(self) -> None:
+        """Where the cursor is, in the frame ``redex X Y`` takes, and what that spaxel holds."""
+        readout = self.query_one("#readout", Static)
+        cube = self.data.cube if self.data is not None else None
+        if cube is None or self.edit is None:
+            readout.update("")
+            return
+        label, lo, hi = self._range()
+        if self.region_mode and self.cursor is not None:
+            x, y = cube.xy[self.cursor]
+            head, index = f"cursor {x:+.2f} {y:+.2f}", self.cursor
+        else:
+            x, y = self.edit.position
+            head, index = f"centroid {x:+.2f} {y:+.2f}", cube.layout.nearest(x, y)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(" " + head, style="bold")
+        if index is not None:
+            values = getattr(self, "_map_vals", None)
+            flux = float(values[index]) if values is not None and index < len(values) else float("nan")
+            snr = cube.spaxel_snr(index, lo, hi)
+            fin = lambda v: v if math.isfinite(v) else None  # noqa: E731
+            out.append(f" · flux {_num(fin(flux), '.3g')} · S/N {_num(fin(snr), '.0f')} · {label}",
+                       style="grey70")
+        readout.update(out)
 
     def _show_status(self, text: str | None = None, severity: str | None = None) -> None:
         if text is None:
@@ -277,7 +315,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         """Keep the spaxel map about square (a half-block pixel is square)."""
         w, h = self.size
         top_rows = int((h - 4) * 3 / 5)
-        width = min(2 * max(6, top_rows - 3) + 2, int(w * 0.42))
+        width = min(2 * max(6, top_rows - 5) + 2 + AXIS_WIDTH, int(w * 0.42))
         self.query_one("#map-pane").styles.width = width
         self._set_panel()
 

@@ -52,10 +52,12 @@ class TargetActions:
         layout = self.data.cube.layout
         x, y = layout.xy[self.cursor] if self.cursor is not None else self.edit.position
         dx, dy = hex_step(direction)
-        nxt = layout.nearest(x + dx, y + dy)
-        if nxt is not None:
-            self.cursor = nxt
-            self._refresh_overlays()
+        for k in (1.0, 1.5, 2.0):  # along x or y to the next spaxel that way (the lattice is tilted)
+            nxt = layout.nearest(x + k * dx, y + k * dy)
+            if nxt is not None and nxt != self.cursor:
+                self.cursor = nxt
+                self._refresh_overlays()
+                return
 
     def action_region_mode(self) -> None:
         """Toggle region mode (a spaxel cursor; space toggles spaxels in/out of the region)."""

@@ -13,10 +13,15 @@ from sedmtui.widgets.spectrum import COLORS, SpectrumPlot, Trace
 class TargetPanels:
     """PSF data/model/residual and the spectrum of :class:`sedmtui.screens.target.TargetScreen`."""
 
-    def _map_values(self):
+    def _range(self) -> tuple[str, float, float]:
+        """The map's wavelength range: ``(label, lo, hi)`` [Angstrom]."""
         ranges = wavelength_ranges(self._shown_psf())
-        label, lo, hi = ranges[self.range_index % len(ranges)]
-        return label, self.data.cube.slice_mean(lo, hi)
+        return ranges[self.range_index % len(ranges)]
+
+    def _map_values(self):
+        label, lo, hi = self._range()
+        self._map_vals = self.data.cube.slice_mean(lo, hi)
+        return label, self._map_vals
 
     def _shown_psf(self):
         ext = shown_extraction(self.data)

@@ -53,6 +53,19 @@ class SpaxelMap(HalfBlockCanvas):
         def control(self) -> SpaxelMap:
             return self.map
 
+    @dataclass
+    class Framed(Message):
+        """The pixel -> spaxel frame changed (size, view or layout): axes are redrawn."""
+
+        map: SpaxelMap
+        raster: Raster
+        cols: int
+        rows: int
+
+        @property
+        def control(self) -> SpaxelMap:
+            return self.map
+
     def __init__(self, *, table: str = "viridis", nan_outside: bool = False, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -123,6 +136,7 @@ class SpaxelMap(HalfBlockCanvas):
         if key != self._raster_key:
             self._raster = build_raster(self.spaxels, cols, rows, self.view)
             self._raster_key = key
+            self.post_message(self.Framed(self, self._raster, cols, rows))
         return self._raster
 
     def paint(self, cols: int, rows: int) -> Painting | None:

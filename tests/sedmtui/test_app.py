@@ -382,3 +382,24 @@ async def test_keys_before_products_load_do_not_crash(make_app):
         await wait_for(pilot, lambda: isinstance(app.screen, (TargetScreen, NightScreen)))
         await pilot.pause(0.3)
         assert app.is_running
+
+
+async def test_readout_follows_the_centroid_and_the_region_cursor_in_the_redex_frame(make_app):
+    """Issue 17 item 2: one position in the frame ``redex X Y`` takes, arrows along x and y."""
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await open_target(pilot, app, "04_21_30")
+        await pilot.pause()
+        x0, y0 = screen.edit.position
+        await pilot.press("l", "k")
+        await pilot.pause()
+        assert screen.edit.centroid == pytest.approx((x0 + 1.0, y0 + 1.0), abs=1e-3)
+        readout = str(screen.query_one("#readout").render())
+        assert f"centroid {x0 + 1:+.2f} {y0 + 1:+.2f}" in readout and "S/N" in readout
+        assert "y│" in str(screen.query_one("#y-axis").render()) and "x→" in str(screen.query_one("#x-axis").render())
+        await pilot.press("m")
+        start = screen.data.cube.xy[screen.cursor].copy()
+        await pilot.press("right")
+        moved = screen.data.cube.xy[screen.cursor] - start
+        assert moved[0] > 0.5 and abs(moved[1]) < abs(moved[0])  # along x, to the next spaxel that way
+        assert f"cursor {start[0] + moved[0]:+.2f}" in str(screen.query_one("#readout").render())

@@ -16,27 +16,12 @@ from sedmtui.edits import EditState, hex_step, inside_ifu
 from tests.sedmtui.fakenight import lattice
 
 
-@pytest.mark.parametrize("direction,angle", [("right", 0), ("up", 90), ("left", 180), ("down", 270)])
-def test_hex_step_is_one_lattice_pitch_along_a_lattice_axis_near_the_arrow(direction, angle):
-    dx, dy = hex_step(direction)
-    assert math.hypot(dx, dy) == pytest.approx(sedm.LENSLET_PITCH_UNITS)
-    a = math.degrees(math.atan2(dy, dx))
-    assert abs((a - angle + 180) % 360 - 180) <= 30
-    lattice_angle = (a - sedm.SKY_GRID_ANGLE_DEG) % 60
-    assert min(lattice_angle, 60 - lattice_angle) == pytest.approx(0, abs=1e-6)
-
-
-def test_a_hex_step_lands_on_the_neighbouring_lenslet():
-    ids, xy = lattice()
-    k = int(np.argmin(np.hypot(*xy.T)))
-    for d in ("left", "right", "up", "down"):
-        target = xy[k] + hex_step(d)
-        assert np.min(np.hypot(*(xy - target).T)) < 1e-6
-
-
-def test_fine_step_is_a_quarter_pitch_along_the_screen_axis():
-    assert hex_step("up", fine=True) == pytest.approx((0.0, sedm.LENSLET_PITCH_UNITS / 4))
-    assert hex_step("left", fine=True) == pytest.approx((-sedm.LENSLET_PITCH_UNITS / 4, 0.0))
+@pytest.mark.parametrize("direction,step", [("right", (1, 0)), ("up", (0, 1)), ("left", (-1, 0)),
+                                            ("down", (0, -1))])
+def test_arrows_step_along_x_and_y_of_the_redex_frame(direction, step):
+    """Issue 17 item 2: arrows move along the axes the map shows, not along the tilted lattice."""
+    assert hex_step(direction) == pytest.approx(step)
+    assert hex_step(direction, fine=True) == pytest.approx((0.25 * step[0], 0.25 * step[1]))
 
 
 def test_nudges_accumulate_from_the_guess_and_reset():

@@ -93,3 +93,21 @@ def test_event_line():
               frame=None, level="warning", message="04_21_30 ZTF26ccccccc · Q5", payload={})
     t = event_line(e)
     assert t.plain == "05:00:07 04_21_30 ZTF26ccccccc · Q5"
+
+
+def test_map_axes_label_the_redex_frame():
+    """Issue 17 item 2: ticks in the spaxel frame ``redex X Y`` takes, x right and y up."""
+    from sedmtui.maprender import AXIS_WIDTH, build_raster, map_axes
+
+    ids, xy = lattice()
+    raster = build_raster(SpaxelLayout(xy), 40, 20, View())
+    x_line, y_cells = map_axes(raster, 40, 20)
+    assert len(y_cells) == 20 and all(len(c) == AXIS_WIDTH for c in y_cells)
+    for label in ("-20", "-10", "0", "10", "20"):
+        col = x_line.index(f" {label} " if label != "20" else " 20") + 1 - AXIS_WIDTH
+        x, _y = raster.to_spaxel(col + 0.5, 0.0)
+        assert abs(x - float(label)) < 1.5  # the label sits under its own column
+    ticks = {c[:-1].strip(): row for row, c in enumerate(y_cells) if c.endswith("┤")}
+    assert ticks["20"] < ticks["0"] < ticks["-20"]  # y grows upwards
+    _x, y0 = raster.to_spaxel(0.0, 2 * ticks["0"] + 1.0)
+    assert abs(y0) <= 1.0 / raster.scale + 1e-9  # within the cell (two pixels) holding y = 0
