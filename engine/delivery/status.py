@@ -40,6 +40,8 @@ def _note(r: dict, now: float) -> str:
     if r["state"] == "sent":
         return r.get("remote_url") or ""
     note = r.get("last_error") or ""
+    if r["state"] == "pending" and r.get("depends_on") and not note:
+        note = f"after #{r['depends_on']}"
     if r["state"] == "pending" and r.get("next_attempt") and r["next_attempt"] > now:
         note = f"next try in {r['next_attempt'] - now:.0f} s · {note}"
     return note
