@@ -6,7 +6,7 @@
     sedmtui deliver preview [--night D]             what would be sent now (nothing is written)
     sedmtui deliver retry   [--night D] [ID ...]    ask the engine to retry failed rows
     sedmtui deliver tns HH_MM_SS --tns-name 2026abc [--type "SN Ia"]   ask for a TNS report
-    sedmtui deliver run     [--night D] [--timeout S] [--retry-failed]
+    sedmtui deliver run     [--night D] [--timeout S] [--retry-failed] [--dry-run]
                             no engine running: deliver what is pending (takes the writer lease)
 
 Exit status: 0 done, 1 something failed or stays pending, 2 usage or database problem, 3 no
@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", dest="tns_type", help="tns: the TNS type when not SNID's (\"SN Ia\")")
     p.add_argument("--timeout", type=float, default=None, help="run: seconds to keep trying (delivery.drain_timeout_s)")
     p.add_argument("--retry-failed", action="store_true", help="run: queue failed rows again first")
+    p.add_argument("--dry-run", action="store_true", help="run: record what would be sent, send nothing")
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -136,6 +137,10 @@ def _run(ns) -> int:
         config = resolve_config(ns)
     except EngineError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if ns.dry_run:
+        import dataclasses
+
+        config = dataclasses.replace(config, delivery=dataclasses.replace(config.delivery, dry_run=True))
     if not enabled(config):
         return _fail("delivery is off or nothing is configured ([delivery] enabled and a destination): "
                      "nothing to do", EXIT_FAILED)

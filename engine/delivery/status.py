@@ -47,7 +47,7 @@ def _note(r: dict, now: float) -> str:
     return note
 
 
-def status_table(rows: list[dict], *, now: float | None = None, width: int = 160) -> str:
+def status_table(rows: list[dict], *, now: float | None = None, width: int = 260) -> str:
     """The ledger as a fixed-width table (one row per delivery)."""
     import json
 

@@ -54,6 +54,8 @@ def test_preview_run_status(tmp_path, portal, monkeypatch, capsys):
                         monkeypatch, capsys)
     assert "OFF" in out
     assert not portal.calls  # previews send nothing
+    code, out = sedmtui(["deliver", "run", "--night", NIGHT, "--dry-run"], env, monkeypatch, capsys)
+    assert code == 0 and "10 dry-run" in out and not portal.calls
     code, out = sedmtui(["deliver", "run", "--night", NIGHT], env, monkeypatch, capsys)
     assert code == 0 and "10 sent" in out and len(portal.spectra) == 3
     code, out = sedmtui(["deliver", "status", "--night", NIGHT], env, monkeypatch, capsys)
