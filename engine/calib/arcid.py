@@ -30,6 +30,23 @@ def t_of(wave_aa) -> np.ndarray:
     return np.asarray(wave_aa, dtype=float) ** -0.5 - T_REF
 
 
+def law_x(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Columns ``x = sum_k c_k t^k`` of laws ``coef`` (shape ``(n, p)``) at ``t`` (shape
+    ``(m,)`` or ``(n, m)``); shape ``(n, m)`` [pixel]."""
+    out = np.zeros(np.broadcast_shapes((coef.shape[0], 1), np.shape(t)))
+    for k in range(coef.shape[1] - 1, -1, -1):
+        out = out * t + coef[:, k:k + 1]
+    return out
+
+
+def law_dx_dt(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``dx/dt`` of laws ``coef`` (shape ``(n, p)``) at ``t``; shape ``(n, m)`` [pixel]."""
+    out = np.zeros(np.broadcast_shapes((coef.shape[0], 1), np.shape(t)))
+    for k in range(coef.shape[1] - 1, 0, -1):
+        out = out * t + k * coef[:, k:k + 1]
+    return out
+
+
 # ---------------------------------------------------------------------------------- helpers
 def _highpass(spec: np.ndarray) -> np.ndarray:
     filled = np.nan_to_num(spec)

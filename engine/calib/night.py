@@ -173,6 +173,15 @@ def calibrate_night(
     return {"status": "ok", "night": night, "products": products, "stats": stats, "inputs": inputs}
 
 
+def _nanmedian(values, mask) -> float | None:
+    """Median of the finite ``values[mask]``, or None (no values, or a solution without them)."""
+    if values is None:
+        return None
+    v = np.asarray(values)[mask]
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
 def night_stats(cal: NightCalibration, tf: TraceFit, grid) -> dict:
     """The figures recorded for a night (SEDM names where they exist)."""
     u = cal.usable
@@ -196,6 +205,8 @@ def night_stats(cal: NightCalibration, tf: TraceFit, grid) -> dict:
         "wave_nmad_max_aa": float(np.nanmax(w.nmad_aa[u])),
         "wave_blue_rms_median_aa": float(np.nanmedian(w.blue_rms_aa[u])),
         "wave_n_lines_median": float(np.median(w.n_lines[u])),
+        "wave_model_chi2_median": _nanmedian(w.model_chi2, u),
+        "lsf_sigma_median_px": _nanmedian(w.lsf_sigma, u),
         "wave_flagged": int((w.flagged & u).sum()),
     }
     s.update(cal.flat.stats(u))

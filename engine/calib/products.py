@@ -184,7 +184,7 @@ class NightCalibration:
                 t[kind] = Table(hdul[1].data)
                 if kind == "traces":
                     n_cols = int(hdul[0].header["NCOLS"])
-                    stats = {k.lower(): v for k, v in hdul[0].header.items() if k.startswith(("WAVE", "TRAC", "FLAT", "NSPAX"))}
+                    stats = {k.lower(): v for k, v in hdul[0].header.items() if k.startswith(("WAVE", "TRAC", "FLAT", "NSPAX", "LATTICE", "LSF", "WIDTH", "N_TRACES"))}
         tr, sp, wv, fl = t["traces"], t["spaxels"], t["wavesolution"], t["flat"]
         traces = TraceFit(
             x_lo=np.asarray(tr["x_lo"]), x_hi=np.asarray(tr["x_hi"]), ycoef=np.asarray(tr["ycoef"]),
@@ -207,10 +207,15 @@ class NightCalibration:
 
 
 def _stats_cards(stats: dict, kind: str) -> dict:
+    """Header cards of the night's numeric stats under their full names (``HIERARCH`` cards
+    where a name is longer than 8 characters: truncated names collided)."""
     cards = {}
     for key, value in stats.items():
-        if isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value):
-            cards[key.upper()[:8]] = float(value) if isinstance(value, (float, np.floating)) else int(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            continue
+        if np.isfinite(value):
+            name = key.upper() if len(key) <= 8 else f"HIERARCH {key.upper()}"
+            cards[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
     return cards
 
 

@@ -15,18 +15,33 @@ correction, and ~20 line groups (3611-9802 A) are fitted in every trace (vectori
 per-trace cubic is regularised by a smooth model of ``c3`` across the detector; traces whose
 solution departs from the smooth model of ``c1, c2`` are flagged and take the smooth model
 (only their offset is fitted).
+
+That line-by-line solution only identifies the lines: most SEDM arc features are blends at
+R ~ 100, and their fitted positions depend on the components' amplitude ratios, which the
+catalogue gives for another lamp (0.1-0.2 px of bias in the red, 2-4 A). The final laws come
+from a forward model of every trace's whole arc spectra whose line amplitudes are measured on
+the night's arcs themselves (:mod:`engine.calib.arcmodel`).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from engine import refdata
-from engine.calib.arcid import T_REF, DispersionLaw, _gather, coarse_reference, t_of
+from engine.calib.arcid import (
+    T_REF,
+    DispersionLaw,
+    _gather,
+    coarse_reference,
+    law_dx_dt,
+    law_x,
+    t_of,
+)
 from engine.calib.arclines import LineGroup, line_groups
+from engine.calib.arcmodel import fit_arc_model
 from engine.calib.linefit import fit_blends
 from engine.errors import AlgorithmError
 from engine.instrument import sedm
@@ -61,6 +76,11 @@ class WaveSolution:
     rms_aa: np.ndarray
     nmad_aa: np.ndarray
     blue_rms_aa: np.ndarray
+    model_chi2: np.ndarray | None = None
+    """Shape ``(n,)`` reduced chi-square of the arc forward model (NaN where not refined);
+    not stored in the product."""
+    lsf_sigma: np.ndarray | None = None
+    """Shape ``(n,)`` line-spread sigma at 7000 A measured on the arcs [pixel]; not stored."""
 
     @property
     def x_ref(self) -> np.ndarray:
@@ -69,9 +89,7 @@ class WaveSolution:
 
     def x_of_wave(self, wave_aa: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Columns of ``wave_aa`` on traces ``idx``; shape ``(n_idx, m)``."""
-        t = t_of(wave_aa)
-        c = self.coef[idx]
-        return c[:, 0:1] + t * (c[:, 1:2] + t * (c[:, 2:3] + t * c[:, 3:4]))
+        return law_x(self.coef[idx], t_of(wave_aa))
 
     def wave_of_x(self, x: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Wavelengths at columns ``x`` (shape ``(n_idx, m)``) [Angstrom]."""
@@ -79,16 +97,12 @@ class WaveSolution:
         x = np.asarray(x, dtype=float)
         t = (x - c[:, 0:1]) / c[:, 1:2]
         for _ in range(6):
-            f = c[:, 0:1] + t * (c[:, 1:2] + t * (c[:, 2:3] + t * c[:, 3:4])) - x
-            df = c[:, 1:2] + t * (2 * c[:, 2:3] + 3 * t * c[:, 3:4])
-            t = t - f / df
+            t = t - (law_x(c, t) - x) / law_dx_dt(c, t)
         return np.clip(t + T_REF, 1e-3, None) ** -2.0
 
     def dispersion_aa_per_px(self, wave_aa: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
         """``|d lambda / d x|`` at ``wave_aa`` [Angstrom/pixel]."""
-        t = t_of(wave_aa)
-        c = self.coef[idx]
-        dx_dt = c[:, 1:2] + t * (2 * c[:, 2:3] + 3 * t * c[:, 3:4])
+        dx_dt = law_dx_dt(self.coef[idx], t_of(wave_aa))
         dt_dl = 0.5 * np.asarray(wave_aa, dtype=float) ** -1.5
         return 1.0 / np.abs(dx_dt * dt_dl)
 
@@ -293,11 +307,32 @@ def solve(
         return nominal(waves) + np.polynomial.polynomial.polyval(t_of(waves), corr)[None, :]
 
     predict = corrected
-    for half, shift in ((4.5, 2.5), (4.0, 1.5), (4.0, 1.0), (4.0, 0.8)):
+    for half, shift in ((4.5, 2.5), (4.0, 1.5), (4.0, 1.0)):
         meas = measure_groups(spectra, x0, predict, groups, half_window=half, max_shift=shift, law=law)
         solution, used = regularise(meas, x_mid, y_mid)
         predict = _predictor(solution)
-    return solution, meas, used
+    return refine(solution, spectra, x0, x_mid, y_mid, meas, used), meas, used
+
+
+def refine(
+    solution: WaveSolution, spectra: dict, x0: np.ndarray, x_mid: np.ndarray, y_mid: np.ndarray,
+    meas: LineMeasurements, used: np.ndarray,
+) -> WaveSolution:
+    """The final laws: every identified trace refined by the forward model of its arcs
+    (:func:`engine.calib.arcmodel.fit_arc_model`, which measures the lamps' line amplitudes on
+    the whole night, so blends are not biased by the catalogue's ratios).
+
+    A trace whose refined ``c1`` or ``c2`` departs from the smooth model over the detector
+    (8 robust sigmas) keeps its line-by-line solution.
+    """
+    fit = fit_arc_model(spectra, x0, solution.coef, solution.ok)
+    good = fit.ok.copy()
+    for k in (1, 2):
+        _model, outlier = smooth_model(fit.coef[:, k], x_mid, y_mid, good)
+        good &= ~outlier
+    coef = np.where(good[:, None], fit.coef, solution.coef)
+    refined = _with_stats(coef, solution.ok, solution.flagged & ~good, meas, used)
+    return replace(refined, model_chi2=np.where(good, fit.chi2, np.nan), lsf_sigma=np.where(good, fit.lsf[:, 0], np.nan))
 
 
 def _predictor(solution: WaveSolution):
@@ -334,8 +369,7 @@ def regularise(meas: LineMeasurements, x_mid: np.ndarray, y_mid: np.ndarray) -> 
 
 
 def _with_stats(coef, ok, flagged, meas: LineMeasurements, used) -> WaveSolution:
-    t = t_of(meas.waves)
-    model = coef[:, 0:1] + t * (coef[:, 1:2] + t * (coef[:, 2:3] + t * coef[:, 3:4]))
+    model = law_x(coef, t_of(meas.waves))
     sol = WaveSolution(coef=coef, ok=ok, flagged=flagged, n_lines=used.sum(1),
                        rms_aa=np.zeros(len(ok)), nmad_aa=np.zeros(len(ok)), blue_rms_aa=np.zeros(len(ok)))
     disp = sol.dispersion_aa_per_px(meas.waves)
