@@ -4,7 +4,7 @@
 (axis ratio ``ab``, angle ``theta``), with ``sigma = core * alpha`` and ``N`` the analytic integral,
 so ``A`` is the total flux. Widths scale with wavelength as ``alpha(lambda) = alpha_ref
 (lambda / 7000)^rho``. Each spaxel collects the profile averaged over its hexagon (7-point
-quadrature: the centre and six points at 0.55 of the circumradius).
+quadrature, exact to degree 5: the centre and six points at 0.748 of the circumradius).
 """
 
 from __future__ import annotations
@@ -20,12 +20,22 @@ REF_WAVE_AA = sedm.REFERENCE_WAVELENGTH_AA
 
 
 def hex_quadrature() -> tuple[np.ndarray, np.ndarray]:
-    """Offsets (shape ``(7, 2)``) and weights of the lenslet-averaging quadrature [spaxel unit]."""
-    r = 0.55 * sedm.HEX_CIRCUMRADIUS_UNITS
+    """Offsets (shape ``(7, 2)``) and weights of the lenslet-averaging quadrature [spaxel unit].
+
+    The centre and six points at ``sqrt(14/25) R`` (``R`` the hexagon's circumradius), weights
+    ``43/168`` and ``125/1008``: the rule that integrates every polynomial of degree <= 5 over
+    the regular hexagon exactly (it matches the hexagon's mean ``r^2 = 5 R^2 / 12`` and
+    ``r^4 = 7 R^4 / 30``). Against a 0.01-unit sampling of the hexagon its largest error on the
+    central spaxels is 0.7 % for a 1.0-arcsec PSF, 0.25 % at 2 arcsec. (The rule used before, six
+    points at 0.55 R, had a second moment 0.54 of the hexagon's: the model's core was 8 % too
+    peaked at 1 arcsec, 5 % at 1.4 arcsec, and a bright standard's fit bent the profile family
+    to absorb it.)
+    """
+    r = math.sqrt(14.0 / 25.0) * sedm.HEX_CIRCUMRADIUS_UNITS
     t0 = math.radians(sedm.SKY_GRID_ANGLE_DEG) + math.pi / 6
     ang = t0 + np.arange(6) * math.pi / 3
     pts = np.vstack([[0.0, 0.0], np.stack([r * np.cos(ang), r * np.sin(ang)], 1)])
-    w = np.array([0.25] + [0.125] * 6)
+    w = np.array([43.0 / 168.0] + [125.0 / 1008.0] * 6)
     return pts, w
 
 
