@@ -116,6 +116,9 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         _common(p)
         p.add_argument("obs_id", help="HH_MM_SS of the exposure")
         p.add_argument("xy", nargs="*", type=float, help="manual centroid X Y [spaxel units]")
+        p.add_argument("--radius", type=float, default=None,
+                       help="with X Y: how far the PSF fit may move from them [spaxel units] (default 2); "
+                            "a fit that moves farther is flagged quality 4, not delivered")
         p.add_argument("--recover", action="store_true", help="quality 5 -> 1 without re-extracting")
         p.add_argument("--lstep", type=int, default=1)
         p.add_argument("--local", action="store_true",

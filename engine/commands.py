@@ -334,6 +334,8 @@ def _redex_request(ns, reader, night: str) -> tuple[str, dict] | int:
         print("no centroid given: re-extracting at the automatic position; draw a region in the console (sedmtui)")
     centroid = [float(ns.xy[0]), float(ns.xy[1])] if ns.xy else None
     params = {"centroid": centroid, "region": None, "lstep": int(ns.lstep)}
+    if centroid is not None and getattr(ns, "radius", None) is not None:
+        params["centroid_radius"] = float(ns.radius)
     if getattr(ns, "local", False):
         params["local"] = True  # nothing about this extraction leaves the machine (no delivery)
     return "reextract", params

@@ -310,6 +310,18 @@ def guider_file(rows: list[dict], obs: dict) -> str | None:
     return f"guider_crr_b_{obs['file']}" if obs.get("file") else None
 
 
+def manual_moved(row: dict) -> tuple[float, float] | None:
+    """``(moved, allowed)`` of an extraction at a hand-set centroid: how far the PSF fit moved
+    from it and how far it was allowed to [spaxel unit]; None for other extractions."""
+    if (row or {}).get("srcpos") != "manual":
+        return None
+    f = row_facts(row)
+    moved, allowed = f.get("centroid_moved"), f.get("centroid_radius")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (moved, allowed)):
+        return None
+    return float(moved), float(allowed)
+
+
 def row_facts(row: dict | None) -> dict:
     """An extraction row's ``facts_json`` as a dict (``{}`` when absent or not a JSON object)."""
     raw = (row or {}).get("facts_json")
@@ -434,6 +446,11 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
     if r.get("centroid_x") is not None:
         out.append(("centroid", f"({_num(r['centroid_x'], '+.2f')}, {_num(r.get('centroid_y'), '+.2f')}) fitted at 7000 Å",
                     None))
+    moved = manual_moved(r)
+    if moved is not None:
+        dist, allowed = moved
+        out.append(("hand-set", f"({_num(r.get('guess_x'), '+.2f')}, {_num(r.get('guess_y'), '+.2f')}) · the fit moved "
+                    f"{_num(dist, '.2f')} (allowed {_num(allowed, '.2f')})", "bad" if dist > allowed else None))
     if r.get("psf_fwhm_arcsec") is not None:
         out.append(("PSF FWHM", f"{_num(r['psf_fwhm_arcsec'], '.2f')}″  ell {_num(r.get('psf_ell') or 0, '.2f')}", None))
     if r.get("adr_pa") is not None:

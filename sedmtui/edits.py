@@ -15,6 +15,10 @@ import numpy as np
 
 from engine.instrument import sedm
 
+CENTROID_RADIUS = 0.5
+"""How far the engine's PSF fit may move from a centroid set here [spaxel unit] (the request's
+``centroid_radius``): farther, the fit ran to another source and is flagged quality 4."""
+
 LSTEPS: tuple[int, ...] = (1, 2, 3, 4, 5)
 """Valid ``lstep`` values (slices per forced fit)."""
 
@@ -114,6 +118,8 @@ class EditState:
         out: dict = {"centroid": None if self.centroid is None else [round(self.centroid[0], 4),
                                                                        round(self.centroid[1], 4)],
                      "region": None, "lstep": int(self.lstep)}
+        if self.centroid is not None:
+            out["centroid_radius"] = CENTROID_RADIUS
         if self.added:
             if xy is None or spaxel_id is None:
                 raise ValueError("spaxel positions are needed to send an explicit region")
@@ -133,7 +139,7 @@ class EditState:
         parts = []
         if self.centroid is not None:
             parts.append(f"centroid ({self.guess[0]:+.2f}, {self.guess[1]:+.2f}) → "
-                         f"({self.centroid[0]:+.2f}, {self.centroid[1]:+.2f})")
+                         f"({self.centroid[0]:+.2f}, {self.centroid[1]:+.2f}) ±{CENTROID_RADIUS:g}")
         else:
             parts.append(f"centroid as extracted ({self.guess[0]:+.2f}, {self.guess[1]:+.2f})")
         region = f"region r={self.effective_radius:.1f}"
@@ -190,4 +196,4 @@ def inside_ifu(x: float, y: float) -> bool:
     return math.hypot(x, y) <= sedm.MLA_RADIUS_UNITS
 
 
-__all__ = ["LSTEPS", "EditState", "hex_step", "inside_ifu"]
+__all__ = ["CENTROID_RADIUS", "LSTEPS", "EditState", "hex_step", "inside_ifu"]

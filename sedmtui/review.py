@@ -6,7 +6,7 @@ engine works, which extraction the maps show, which markers are drawn.
 
 from __future__ import annotations
 
-from sedmtui.data import ExtractionData, TargetData, markers_of, row_facts, type_label
+from sedmtui.data import ExtractionData, TargetData, manual_moved, markers_of, row_facts, type_label
 from sedmtui.edits import EditState
 from sedmtui.state import _num, clean_object
 
@@ -24,6 +24,9 @@ def extraction_summary(ext: ExtractionData | None) -> str:
         parts.append(f"{type_label(cls)} z {_num(cls.get('z'), '.3f')} rlap {_num(cls.get('rlap'), '.1f')}")
     if r.get("s2n") is not None:
         parts.append(f"S/N {_num(r['s2n'], '.0f')}")
+    moved = manual_moved(r)
+    if moved is not None:
+        parts.append(f"fit moved {_num(moved[0], '.2f')} from your centroid")
     return " · ".join(parts)
 
 

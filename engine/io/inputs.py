@@ -281,6 +281,8 @@ MAX_SPAXELS = 10000
 MAX_SPAXEL_ID = 1_000_000
 MAX_COMMENT = 4000
 MAX_USER = 64
+MAX_CENTROID_RADIUS = 5.0
+"""Largest ``centroid_radius`` of a re-extraction (how far the fit may move from a hand-set centroid)."""
 MAX_CENTROID = 1000.0
 """A centroid coordinate beyond this is nonsense (the IFU radius is checked by the engine)."""
 
@@ -334,6 +336,10 @@ def validate_request(kind: Any, night: Any, target: Any, params: Any) -> None:
                                          and all(_number(v) and abs(v) <= MAX_CENTROID for v in centroid)):
             shown = clean_text(repr(centroid), max_len=60)
             raise RequestError(f"centroid must be two numbers [x, y] (finite), not {shown}")
+        radius = params.get("centroid_radius")
+        if radius is not None and not (_number(radius) and 0.0 < radius <= MAX_CENTROID_RADIUS):
+            shown = clean_text(repr(radius), max_len=30)
+            raise RequestError(f"centroid_radius must be a number in (0, {MAX_CENTROID_RADIUS:g}] spaxels, not {shown}")
         if params.get("region") is not None:
             _region(params["region"])
         lstep = params.get("lstep", 1)

@@ -75,7 +75,8 @@ def handle_reextract(stage, view: EngineView, req: dict) -> Job:
         "cube_file": obs["cube_file"], "guider_file": facts.get("guider_file"),
         "astrom": [cur["astrom_x"], cur["astrom_y"]] if cur.get("astrom_x") is not None else None,
         "astrometry_reason": facts.get("astrometry_reason", ""),
-        "request": {"tag": f"redo{local}", "centroid": centroid, "region": params.get("region"),
+        "request": {"tag": f"redo{local}", "centroid": centroid, "centroid_radius": params.get("centroid_radius"),
+                    "region": params.get("region"),
                     "lstep": int(params.get("lstep", 1)), "reducer": req["user"] or "manual"},
         "job_key": f"reextract:{req['id']}",
     })

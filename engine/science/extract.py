@@ -56,6 +56,36 @@ class ExtractionInputs:
     rotation_deg: float
     correlation: np.ndarray | None = None
     """Shape ``(k, n_wave)``: noise correlation of samples ``i`` and ``i + l`` (``None``: unknown)."""
+    manual_radius: float | None = None
+    """How far the PSF fit may move from a hand-set centroid [spaxel unit] (a re-extraction
+    request's ``centroid_radius``; ``None``: ``GUESS_ERR["manual"]``)."""
+
+    @property
+    def guess_err(self) -> float:
+        """How far the fit may move from the starting position [spaxel unit]."""
+        if self.position.srcpos == "manual" and self.manual_radius is not None:
+            return float(self.manual_radius)
+        return GUESS_ERR[self.position.srcpos]
+
+
+def manual_check(inp: ExtractionInputs, fitted: tuple[float, float] | None, quality: int, reason: str
+                 ) -> tuple[int, str, float | None]:
+    """A hand-set centroid is obeyed or flagged: ``(quality, reason, moved)``.
+
+    ``moved`` is how far the fitted position is from the hand-set centroid [spaxel unit]. A
+    fit that moved farther than the allowed radius ran to another source (or to nothing): it is
+    quality 4 with the distance in the reason, never a good (delivered) extraction.
+    """
+    pos = inp.position
+    if pos.srcpos != "manual" or fitted is None:
+        return quality, reason, None
+    moved = float(np.hypot(fitted[0] - pos.x, fitted[1] - pos.y))
+    allowed = inp.guess_err
+    if moved > allowed and quality != 3:
+        return 4, (f"PSF fit moved {moved:.2f} spaxels from the hand-set centroid ({pos.x:+.2f}, {pos.y:+.2f}) "
+                   f"to ({fitted[0]:+.2f}, {fitted[1]:+.2f}), more than the {allowed:.2f} allowed: another source "
+                   "or no source there"), moved
+    return quality, reason, moved
 
 
 PRIOR_CARDS = ("PSFBETA", "PSFETA", "PSFCORE", "PSFRHO")
@@ -99,7 +129,7 @@ def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotome
     c = inp.cube
     fit = fit_psf(c.wave, c.flux, c.var, c.xy, inp.position.xy, n_meta=n_meta, fit_mask=mask, meteo=meteo,
                   airmass=0.5 * (x0 + x1), parallactic_deg=pa, rotation_deg=inp.rotation_deg,
-                  guess_err=GUESS_ERR[inp.position.srcpos], find_host=inp.task["kind"] == "science",
+                  guess_err=inp.guess_err, find_host=inp.task["kind"] == "science",
                   shape_prior=shape_prior_for(inp.task, float(h.get("MJD_OBS", 0.0) or 0.0)))
     centres = fit.adr.position(c.wave, inp.rotation_deg, meteo)
     fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=inp.lstep,
@@ -168,6 +198,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     )
     if notes and quality in (0, 2):
         quality, reason = 4, notes[0]
+    quality, reason, moved = manual_check(inp, fitted, quality, reason)
     sens, why_not, fluxcal_info = _sensitivity(inp, counts, var, quality, fit) if fp is not None else (None, "not extracted", {})
     x_mean = 0.5 * (float(inp.header.get("AIRMASS", 1.1) or 1.1) + float(inp.header.get("ENDAIR", inp.header.get("AIRMASS", 1.1)) or 1.1))
     if sens is not None:
@@ -227,7 +258,9 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
         "fluxcal_file": fluxcal_info.get("file"),
         "facts_json": {"fluxcal_note": why_not, "notes": notes, "n_fit_spaxels": int(mask.sum()),
                        "excluded": [int(i) for i in c.spaxel_id[excluded]],
-                       "classification": cls.skipped if cls else "not classified", "host": _host_facts(fit)},
+                       "classification": cls.skipped if cls else "not classified", "host": _host_facts(fit),
+                       "centroid_moved": None if moved is None else round(moved, 3),
+                       "centroid_radius": inp.guess_err if moved is not None else None},
     }
     return {"extraction": row, "classification": cls.row if cls and cls.row else None, "fluxcal": fluxcal_info or None,
             "timing": {"psf_s": t_fit, "extract_total_s": t_all}}

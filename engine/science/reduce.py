@@ -159,6 +159,7 @@ def _extract(task, cube: Cube, header, cube_name, name, astrom, reason, guider, 
         region=req.get("region"), lstep=int(req.get("lstep", 1)), tag=req.get("tag", "robot"),
         reducer=req.get("reducer", "auto"), guider=guider, rotation_deg=sedm.ifu_centre_for(task["night"]).rotation_deg,
         correlation=sample_correlation(cal, cube, di),
+        manual_radius=req.get("centroid_radius") if manual is not None else None,
     )
     return extract_and_deliver(inputs)
 

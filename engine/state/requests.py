@@ -9,7 +9,10 @@ Kinds and parameters
 --------------------
 ``reextract``     ``{"centroid": [x, y] | null, "region": {...} | null, "lstep": 1}``;
                   region is ``{"radius": r}``, ``{"include": [spaxel ids]}`` or
-                  ``{"exclude": [spaxel ids]}`` (a circle of the default radius minus those)
+                  ``{"exclude": [spaxel ids]}`` (a circle of the default radius minus those);
+                  optional ``"centroid_radius": r`` with a centroid: the PSF fit may move at
+                  most ``r`` spaxels from it (default ``GUESS_ERR["manual"]``), a fit that
+                  moves farther is quality 4 with the distance in the reason
 ``recover``       ``{}`` -- quality 5 -> 1 without re-extracting
 ``accept``        ``{"extraction_id": n}`` -- the redo becomes the current extraction
 ``reject``        ``{"extraction_id": n}`` -- the redo products are removed
