@@ -35,10 +35,19 @@ def report_rows(db_rows: list[dict]) -> list[list[str]]:
             r["obs_id"].replace("_", ":"), r["object"], f"{r['exptime']:.0f}", f"{r['airmass']:.3f}" if r["airmass"] else "-",
             str(r["quality"]), f"{mark}{r['tag']}_lstep{r['lstep'] or 1}", r["p60prid"] or "-", typ,
             f"{r['z']:.4f}" if r["z"] is not None else "-", f"{r['rlap']:.2f}" if r["rlap"] is not None else "-",
-            "-", "-", "-", "-", "-", "-", "-", f"{r['s2n']:.1f}" if r["s2n"] is not None else "-",
+            "-", "-", "-", "-", "-", "-", "-", s2n_text(r["s2n"]),
             (r["quality_reason"] or "").replace("\n", " "),
         ])
     return out
+
+
+def s2n_text(value: float | None) -> str:
+    """S/N as the console and ``sedmtui status`` print it: a whole number, ``-`` when missing,
+    never ``-0`` (a report said ``-0.1`` where the console said ``0``)."""
+    if value is None:
+        return "-"
+    text = f"{value:.0f}"
+    return "0" if text == "-0" else text
 
 
 def format_table(rows: list[list[str]]) -> str:

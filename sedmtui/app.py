@@ -149,6 +149,8 @@ class NightApp(App):
 
     def on_state_changed(self, message: StateChanged) -> None:
         delta = message.delta
+        if delta.night and delta.night != self.night:  # read just before :night switched
+            return
         if self.paused:
             if delta.requests:
                 self._dispatch(Delta(requests=delta.requests))
@@ -324,6 +326,29 @@ class NightApp(App):
         if isinstance(self.screen, TargetScreen):
             self.pop_screen()
         self.push_screen(TargetScreen(obs_id))
+
+    def switch_night(self, night: str) -> None:
+        """Show another night of the database (the palette's ``:night YYYYMMDD``)."""
+        from sedmtui.screens.night import NightScreen
+
+        if night == self.night:
+            self.tell(f"night {night} is the one shown", timeout=3)
+            return
+        try:
+            snapshot = load_snapshot(self.reader, night)
+        except sqlite3.Error as exc:
+            self.tell(f"cannot read night {night}: {exc}", severity="error", timeout=8)
+            return
+        self.night, self.snapshot = night, snapshot
+        self.engine, self.calibration = dict(snapshot.engine), dict(snapshot.calibration)
+        self.targets = {r["obs_id"]: r for r in snapshot.targets}
+        self.warnings, self.pending = dict(snapshot.warnings), []
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(NightScreen())
+        self.tail_state()  # exclusive: the previous night's tail stops
+        self.refresh_headers()
+        self.tell(f"night {night}: {len(self.targets)} exposures", timeout=3)
 
     def ask_quit(self) -> None:
         """Quit after a confirmation (the palette's ``:q``; the engine keeps running)."""

@@ -1,4 +1,6 @@
-"""The command palette (``:`` or ``ctrl+p``): go to a target, report, pause."""
+"""The command palette (``:`` or ``ctrl+p``): k9s-style verbs with completion (``:target
+04_39_00``, ``:night 20261124``, ``:recover``, ``:report``, ``:final``, ``:pause``, ``:help``,
+``:q``) beside Textual's own commands."""
 
 from __future__ import annotations
 
@@ -31,7 +33,15 @@ class TargetProvider(Provider):
         for obs_id, row in sorted(app.targets.items()):
             sev = quality_severity(row.get("quality"))
             help_ = (row.get("quality_reason") or row.get("state") or "") if sev != "ok" else (row.get("state") or "")
-            out.append((f"go to {target_label(row)}", partial(app.open_target, obs_id), markup(help_)))
+            out.append((f":target {target_label(row)}", partial(app.open_target, obs_id), markup(help_)))
+        try:
+            nights = app.reader.nights()
+        except Exception:  # noqa: BLE001 - a busy database: the palette lists the rest
+            nights = []
+        for night in nights:
+            here = " (shown)" if night == app.night else ""
+            out.append((f":night {clean(night)}{here}", partial(app.switch_night, night),
+                        "show another night of this database"))
         if app.readonly:
             out.append((":report  show the night report", partial(app.open_report, request=False),
                         "report.txt as the engine last wrote it (read-only console)"))

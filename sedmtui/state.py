@@ -280,6 +280,8 @@ class Delta:
     """Header warnings (:func:`night_warnings`) when they changed."""
     committed: float = 0.0
     """Wall time the poll saw the change (``time.time()``)."""
+    night: str = ""
+    """The night the poll read (a delta of a night no longer shown is dropped)."""
 
     def __bool__(self) -> bool:
         return bool(self.events or self.targets or self.engine or self.calibration or self.requests
@@ -331,7 +333,7 @@ class Tail:
         if version == self.version and not check_engine:
             return None
         self.version = version
-        delta = Delta(committed=time.time())
+        delta = Delta(committed=time.time(), night=self.night)
         events = self.reader.events_after(self.last_id)
         if events:
             self.last_id = events[-1].id

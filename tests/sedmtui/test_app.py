@@ -403,3 +403,26 @@ async def test_readout_follows_the_centroid_and_the_region_cursor_in_the_redex_f
         moved = screen.data.cube.xy[screen.cursor] - start
         assert moved[0] > 0.5 and abs(moved[1]) < abs(moved[0])  # along x, to the next spaxel that way
         assert f"cursor {start[0] + moved[0]:+.2f}" in str(screen.query_one("#readout").render())
+
+
+async def test_palette_verbs_target_and_night(make_app, night):
+    """Issue 17 item 8: ``:target 04_21_30`` and ``:night 20261123`` with completion."""
+    with sqlite3.connect(night.db) as conn:
+        conn.execute("INSERT INTO nights (night) VALUES ('20261123')")
+        conn.execute("INSERT INTO observations (night, obs_id, object, kind, state, stage) VALUES "
+                     "('20261123', '05_00_00', 'ZTF26older', 'science', 'waiting', 'waiting')")
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("colon", *":target 04_21")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TargetScreen))
+        assert app.screen.obs_id == "04_21_30"
+        await pilot.press("colon", *":night 20261123")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.night == "20261123" and isinstance(app.screen, NightScreen))
+        assert list(app.targets) == ["05_00_00"] and len(app.screen_stack) == 2
+        await wait_for(pilot, lambda: "05:00:00" in app.export_screenshot())
+        assert "20261123" in str(app.header()) or "2026-11-23" in str(app.header())
