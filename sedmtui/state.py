@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,14 +221,29 @@ def night_standard(reader: StateReader, night: str) -> dict | None:
 
 
 def night_warnings(reader: StateReader, night: str) -> dict:
-    """Warnings for the header that no single row shows: ``{"no_templates": n}`` counts current
-    extractions left unclassified for want of SNID templates (the engine records why in each
-    extraction's facts; a header warning is the only place it adds up)."""
+    """Warnings for the header that no single row shows.
+
+    ``{"no_templates": n}`` counts current extractions left unclassified for want of SNID
+    templates (the engine records why in each extraction's facts; a header warning is the only
+    place it adds up); ``{"delivery_failed": n, "delivery_error": text}`` counts the night's
+    deliveries (Fritz, TNS, e-mail...) that failed, with the newest reason.
+    """
     rows = reader.query(
         """SELECT count(*) AS n FROM extractions WHERE night=? AND status='current' AND json_valid(facts_json)
            AND json_extract(facts_json, '$.classification') LIKE '%template%'""", [night])
     n = int(rows[0]["n"] or 0) if rows else 0
-    return {"no_templates": n} if n else {}
+    out: dict = {"no_templates": n} if n else {}
+    try:
+        failed = reader.query("SELECT count(*) AS n, max(id) AS last FROM deliveries WHERE night=? AND state='failed' "
+                              "AND NOT dry_run", [night])
+    except sqlite3.Error:  # a database from before the delivery ledger
+        failed = []
+    if failed and failed[0]["n"]:
+        out["delivery_failed"] = int(failed[0]["n"])
+        last = reader.query("SELECT destination, last_error FROM deliveries WHERE id=?", [failed[0]["last"]])
+        if last:
+            out["delivery_error"] = clean(f"{last[0]['destination']}: {last[0]['last_error'] or 'failed'}")[:120]
+    return out
 
 
 def candidate_counts(reader: StateReader, night: str, obs_ids: list[str] | None = None) -> dict[str, int]:
@@ -353,7 +369,7 @@ class Tail:
             delta.calibration = calibration_summary(self.reader.calibration(self.night),
                                                     night_standard(self.reader, self.night),
                                                     self.reader.night(self.night))
-        if "extraction" in kinds or self.warnings is None:
+        if "extraction" in kinds or "delivery" in kinds or self.warnings is None:
             warnings = night_warnings(self.reader, self.night)
             if warnings != self.warnings:
                 if self.warnings is not None or warnings:

@@ -37,6 +37,13 @@ def header_text(night: str, clock: str, engine: dict, calibration: dict, *, paus
     if n:
         t.append(f"⚠ no SNID templates: {n} unclassified", style=SEVERITY_STYLES["warn"])
         t.append(" · ")
+    failed = (warnings or {}).get("delivery_failed")
+    if failed:
+        t.append(f"⚠ delivery failing: {failed} ({clean(warnings.get('delivery_error'))})", style=SEVERITY_STYLES["bad"])
+        t.append(" · ")
+    if calibration.get("fallback"):
+        t.append(f"⚠ calibration of {clean(calibration.get('source_night'))} in use", style=SEVERITY_STYLES["warn"])
+        t.append(" · ")
     _calibration(t, calibration)
     if readonly:
         t.append("  [read-only]", style="bold cyan")
@@ -66,8 +73,6 @@ def _calibration(t: Text, cal: dict) -> None:
         ok = cal["flat_std"] < 0.10
         t.append(f" · flat {100 * cal['flat_std']:.1f}% ")
         t.append("✓" if ok else "!", style="green" if ok else SEVERITY_STYLES["warn"])
-    if cal.get("fallback"):
-        t.append(f" · fallback {clean(cal.get('source_night'))}", style=SEVERITY_STYLES["warn"])
     std = cal.get("standard")
     if std:
         other = f" ({std['night']})" if std.get("night") and std["night"] != cal.get("night", std["night"]) else ""

@@ -167,3 +167,21 @@ def test_a_huge_error_band_is_clipped_and_enveloped_before_plotext():
     assert len(plotted) == 3  # band up, band down, flux
     for x, y in plotted:
         assert x.size <= 2 * 100 and np.abs(y).max() < 100
+
+
+def test_header_warns_when_deliveries_fail(night):
+    import sqlite3
+
+    from engine.state.reader import StateReader
+    from sedmtui.state import night_warnings
+    from sedmtui.widgets.header import header_text
+
+    with sqlite3.connect(night.db) as conn:
+        conn.execute("INSERT INTO deliveries (key, night, destination, state, last_error) VALUES "
+                     "('k1', ?, 'fritz', 'failed', 'HTTP 401 [b]token[/b]')", [night.night])
+    reader = StateReader(night.db)
+    warnings = night_warnings(reader, night.night)
+    reader.close()
+    assert warnings["delivery_failed"] == 1
+    text = header_text("20261124", "09:41", {"alive": True}, {"status": "ok"}, warnings=warnings).plain
+    assert "⚠ delivery failing: 1 (fritz: HTTP 401 [b]token[/b])" in text

@@ -81,8 +81,9 @@ def test_header_text():
     cal = {"status": "ok", "wave_rms": 0.31, "nspax": 1417, "flat_std": 0.043, "fallback": True,
            "source_night": "20261120", "standard": {"object": "STD-BD+25d4655", "obs_id": "03_02_00"}}
     t = header_text("20261124", "09:41", engine, cal, paused=True, pending=4, readonly=True)
-    assert t.plain.startswith(" SEDM  2026-11-24 · UT 09:41 · engine ● reducing 04_21_30 · queue 2 · λ 0.31 Å ✓")
-    assert "fallback 20261120" in t.plain and "std BD+25d4655 03:02" in t.plain
+    assert t.plain.startswith(" SEDM  2026-11-24 · UT 09:41 · engine ● reducing 04_21_30 · queue 2 · ⚠ calibration")
+    assert "⚠ calibration of 20261120 in use" in t.plain and "std BD+25d4655 03:02" in t.plain
+    assert t.plain.index("calibration of") < t.plain.index("λ 0.31")  # before the details a narrow header cuts
     assert "[read-only]" in t.plain and "paused · 4 new" in t.plain
     stale = header_text("20261124", "09:41", {"alive": False, "status": "running", "activity": "x"}, {})
     assert "STALE" in stale.plain and "calibration: waiting" in stale.plain
