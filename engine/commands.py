@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.delivery.status import exposure_states, ledger_rows, summary_line
 from engine.io.inputs import clean_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ENGINE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
@@ -209,8 +210,6 @@ def _status(ns: argparse.Namespace) -> int:
     rows = reader.targets(night)
     cands = {r["obs_id"]: r["n"] for r in reader.query(
         "SELECT obs_id, count(*) AS n FROM extractions WHERE night=? AND status='candidate' GROUP BY obs_id", [night])}
-    from engine.delivery.status import exposure_states, ledger_rows, summary_line
-
     deliveries = ledger_rows(reader.query, night)
     if deliveries:  # the dlv column says what the delivery ledger says
         states = exposure_states(deliveries)

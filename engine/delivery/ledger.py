@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.io.inputs import clean_text
-from engine.state.writer import StateWriter
 from engine.timeutil import now_s, utc_now_iso
+
+if TYPE_CHECKING:  # pragma: no cover - the read side (status) must not need the writer's imports
+    from engine.state.writer import StateWriter
 
 STATES = ("pending", "sending", "sent", "failed", "skipped")
 CHECKED_DESTINATIONS = frozenset({"fritz_spectrum", "fritz_annotation", "fritz_status", "tns_reply"})

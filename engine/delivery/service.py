@@ -83,12 +83,15 @@ class DeliveryService:
         now = utc_now()
         moment = Moment(now=now, today=now.strftime("%Y%m%d"), live=live)
         forced = set(forced)
+        suffix = "#dry" if self.config.delivery.dry_run else ""
         new = 0
         for night in sorted(set(nights) | forced):
             if night not in forced and not deliverable_night(night, self.config, moment.today):
                 continue
+            known = {r["key"] for r in self.writer.all("SELECT key FROM deliveries WHERE night=?", [night])}
             for planned in plan_night(self.writer.all, night, self.config, moment):
-                new += self.add(planned)
+                if planned.key + suffix not in known:  # one read per pass; a write only for what is new
+                    new += self.add(planned)
         return new
 
     def add(self, planned: Planned) -> int:

@@ -60,7 +60,8 @@ def test_a_night_is_delivered_once_with_errors_time_annotations_and_status(tmp_p
     origins = sorted((portal.spectra[a["spectrum_id"]]["obj_id"], a["origin"]) for a in portal.annotations.values())
     assert origins == [("ZTF26aaaaaaa", "sedm:S2N"), ("ZTF26aaaaaaa", "sedm:SNID"), ("ZTF26bbbbbbb", "sedm:S2N"),
                        ("ZTF26bbbbbbb", "sedm:SNID"), ("ZTF26ccccccc", "sedm:S2N")]
-    snid = next(a["data"] for a in portal.annotations.values() if a["origin"] == "sedm:SNID")
+    snid = next(a["data"] for a in portal.annotations.values() if a["origin"] == "sedm:SNID"
+                and portal.spectra[a["spectrum_id"]]["obj_id"] == "ZTF26aaaaaaa")
     assert snid["type"] == "Ia" and snid["z"] == pytest.approx(0.0512) and isinstance(snid["rlap"], float)
     assert sorted(s["followup_request_id"] for s in portal.statuses) == [1001, 1002]
     assert all(s["new_status"].startswith("Completed Automatically 20") for s in portal.statuses)
