@@ -57,3 +57,12 @@ def handle_retry(service, req: dict) -> dict:
     ids = req["params"].get("ids") or None
     n = retry(service.writer, ids=ids, night=None if ids else req["night"])
     return {"retried": n}
+
+
+def off_handlers() -> dict:
+    """Handlers of an engine without delivery: the request is refused with the reason."""
+    def refuse(view, req):
+        raise RequestError("delivery is off on this engine ([delivery] enabled = false, or no destination "
+                           "configured): nothing is sent")
+
+    return {"tns_report": refuse, "deliver_retry": refuse}

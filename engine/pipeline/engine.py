@@ -399,8 +399,9 @@ class Engine:
         handlers = {}
         for stage in self.stages:
             handlers.update(getattr(stage, "request_handlers", lambda: {})())
-        if self.delivery is not None:
-            handlers.update(self.delivery.request_handlers())
+        from engine.delivery.requests import off_handlers
+
+        handlers.update(self.delivery.request_handlers() if self.delivery is not None else off_handlers())
         return handlers
 
     def _serve_requests(self, limit: int = MAX_REQUESTS_PER_STEP) -> bool:

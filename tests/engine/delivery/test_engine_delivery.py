@@ -39,11 +39,15 @@ def test_once_drains_deliveries_and_says_what_is_left(tmp_path, caplog):
 def test_engine_without_delivery_configured_sends_nothing(tmp_path):
     config = config_for(tmp_path, "http://127.0.0.1:9", delivery={"enabled": False})
     (tmp_path / "raw" / NIGHT).mkdir(parents=True)
-    fake_night(config).release_lease()
+    w = fake_night(config)
+    w.release_lease()
+    submit_request(w.db.conn, "deliver_retry", night=NIGHT, params={"ids": None})
     engine = Engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, workers=1)),
                     night=NIGHT, once=True, stages=[])
     assert engine.delivery is None
     assert engine.run() == 0
+    req = w.one("SELECT status, error FROM requests WHERE kind='deliver_retry'")
+    assert req["status"] == "failed" and "delivery is off" in req["error"]
     import sqlite3
 
     with sqlite3.connect(config.paths.db_path) as conn:
