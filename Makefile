@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# tmux drives the console's end-to-end test, astrometry.net the solve-field backend's tests;
-# installed from Debian when missing (their tests are skipped otherwise).
+# tmux drives the console's end-to-end test, astrometry.net the solve-field backend's tests,
+# chromium the web console's test; installed from Debian when missing (their tests are skipped otherwise).
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
 	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
 	  else false; fi
@@ -27,6 +27,8 @@ system-deps:
 	  || echo "tmux could not be installed: the tmux end-to-end test will be skipped"
 	@command -v solve-field >/dev/null 2>&1 || { $(call APT_INSTALL,astrometry.net); } \
 	  || echo "astrometry.net could not be installed: the solve-field tests will be skipped"
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { $(call APT_INSTALL,chromium); } \
+	  || echo "chromium could not be installed: the sedmtui serve browser test will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/sedmtui --demo

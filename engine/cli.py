@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 
-SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor", "deliver")
+SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor", "deliver", "serve")
 
 EPILOG = """\
 configuration: a TOML file (--config or $SEDMTUI_CONFIG, else ./sedmtui.toml), then environment
@@ -40,6 +40,7 @@ SUBCOMMAND_USAGE = {
     "status": ("status", "engine status and the night's targets, as text"),
     "doctor": ("doctor [--night D]", "check a reduction root and say what to do"),
     "deliver": ("deliver status|preview|retry|tns|run", "the delivery ledger (Fritz, e-mail, Slack, TNS)"),
+    "serve": ("serve [--port 8000] [--write]", "the console in a browser, read-only, on localhost"),
 }
 """One usage line per subcommand for ``sedmtui --help`` (``sedmtui SUBCOMMAND --help`` has the rest)."""
 
@@ -131,6 +132,13 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--extraction", type=int, default=None,
                        help="with --accept/--reject: the extraction id (default: the newest waiting one)")
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the engine")
+    elif command == "serve":
+        _common(p)
+        p.description = ("The console in a browser (textual-serve), read-only unless --write, listening on "
+                         "localhost only: colleagues reach it through an SSH tunnel.")
+        p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+        p.add_argument("--host", default="localhost", help="loopback address to listen on (default localhost)")
+        p.add_argument("--write", action="store_true", help="let the web consoles file requests (default read-only)")
     elif command in ("status", "doctor"):
         _common(p)
     elif command == "deliver":

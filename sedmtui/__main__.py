@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from sedmtui.demo import run_demo
 
         return run_demo(ns)
+    if cmd == "serve":
+        from sedmtui.serve import run_serve
+
+        return run_serve(ns)
     return run_engine_command(cmd, ns)
 
 
