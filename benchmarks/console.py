@@ -17,7 +17,11 @@ database copied). Measured:
   split into the engine's share (request created -> finished, from the request row) and the
   console's (finished -> on screen);
 * **idle**: bytes sent in 10 s by an idle console (night screen and target screen) while the
-  live engine heartbeats.
+  live engine heartbeats;
+* **hand-set centroid** (``--manual``): re-extractions of the neighbour case (``04_39_00`` of the
+  mini night, seed 1) with the centroid given by hand: on the target's true position, and on
+  empty sky next to it (``redex 04_39_00 1 1``, the issue's case): how far the fit moved and
+  the quality it got.
 """
 
 from __future__ import annotations
@@ -112,8 +116,16 @@ class Tmux:
 def open_target(s: Tmux) -> None:
     s.keys("/", *Q5, "Enter")
     s.wait_for(f"{Q5} ZTF")
-    s.keys("Enter")
-    s.wait_for("spectrum: ")
+    for _ in range(6):  # a loaded machine: the first enter can reach the filter box before it lets go
+        time.sleep(0.3)
+        s.keys("Enter")
+        try:
+            s.wait_for("spectrum: ", timeout=10)
+            break
+        except TimeoutError:
+            continue
+    else:
+        s.wait_for("spectrum: ", timeout=1)
     time.sleep(1.0)
 
 
@@ -273,6 +285,39 @@ def idle_bytes(redux: Path, raw: Path, work: Path, seconds: float = 10.0, minute
     return out
 
 
+def manual_centroid(redux: Path, raw: Path) -> dict:
+    """Hand-set centroids on the neighbour case, served by ``sedmtui --batch --once``."""
+    from engine.state.db import connect
+    from engine.state.requests import submit_request
+
+    truth = json.loads((raw / NIGHT / "truth.json").read_text())
+    exp = next(e for e in truth["exposures"] if e["obs_id"] == "04_39_00")
+    tx, ty = exp["position"]
+    cases = {"on the target": ([round(tx, 2), round(ty, 2)], 0.5), "redex 1 1 (default radius)": ([1.0, 1.0], None),
+             "redex 1 1, radius 0.5": ([1.0, 1.0], 0.5)}
+    conn = connect(redux / "sedm.db")
+    for (centroid, radius) in cases.values():
+        params = {"centroid": centroid, "region": None, "lstep": 1}
+        if radius is not None:
+            params["centroid_radius"] = radius
+        submit_request(conn, "reextract", night=NIGHT, target="04_39_00", params=params)
+    conn.close()
+    subprocess.run([str(EXE), "--batch", "--night", NIGHT, "--once", "--raw-root", str(raw), "--redux-root", str(redux)],
+                   env=engine_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    db = sqlite3.connect(redux / "sedm.db")
+    rows = db.execute("SELECT guess_x, guess_y, centroid_x, centroid_y, quality, quality_reason, facts_json FROM extractions "
+                      "WHERE obs_id='04_39_00' AND srcpos='manual' ORDER BY id").fetchall()
+    db.close()
+    out = {"truth": [tx, ty]}
+    for gx, gy, cx, cy, q, reason, facts in rows:
+        f = json.loads(facts or "{}")
+        label = next((k for k, (c, r) in cases.items() if c == [round(gx, 2), round(gy, 2)]
+                      and (r or 2.0) == f.get("centroid_radius")), f"({gx}, {gy})")
+        out[label] = {"hand_set": [gx, gy], "fitted": [cx, cy], "moved": f.get("centroid_moved"),
+                      "allowed": f.get("centroid_radius"), "quality": q, "reason": reason}
+    return out
+
+
 class LiveEngine:
     def __init__(self, redux: Path, raw: Path, log: Path) -> None:
         self.log = open(log, "w")
@@ -296,12 +341,14 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--skip-minute", action="store_true", help="skip the 61 s clock-tick measurement")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (terminal byte captures)")
+    ap.add_argument("--manual", action="store_true", help="also measure hand-set centroids on the neighbour case")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
         print("tmux is needed", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="sedmtui-bench-"))
     # keep one session alive: the tmux server exits with its last session, racing the next one
+    subprocess.run(["tmux", "kill-session", "-t", "bench-keeper"], capture_output=True)  # left by an interrupted run
     subprocess.run(["tmux", "new-session", "-d", "-s", "bench-keeper", "sleep 7200"], check=True)
     if args.redux:
         raw, redux_src = Path(args.raw), Path(args.redux)
@@ -325,6 +372,12 @@ def main() -> int:
         out["idle"] = idle_bytes(live, raw, work, minute=not args.skip_minute)
     finally:
         engine.stop()
+    if args.manual:
+        print("hand-set centroid…", flush=True)
+        out["manual_centroid"] = manual_centroid(copy_redux(redux_src, work / "r-manual"), raw)
+        for label, r in out["manual_centroid"].items():
+            if isinstance(r, dict):
+                print(f"hand-set centroid {label:<28} fit moved {r['moved']} (allowed {r['allowed']}) -> Q{r['quality']}")
     out["load_avg_end"] = os.getloadavg()
     Path(args.json).write_text(json.dumps(out, indent=1))
     ff, nd, ev, rx, idle = (out["first_frame"], out["nudge"], out["event_latency"], out["reextraction"]["median"],

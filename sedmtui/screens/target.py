@@ -287,7 +287,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         if d is not None and d.candidate is not None:
             if self.app.readonly:
                 return f"{extraction_summary(d.candidate)} waiting for accept/reject (read-only console)", "warn"
-            return f"{extraction_summary(d.candidate)} ready: a accept · x reject · enter re-extract again", "warn"
+            return f"ready: a accept · x reject · enter re-extract again · {extraction_summary(d.candidate)}", "warn"
         if self.request is not None and self.request.get("kind") != "reextract":
             return self.request["text"], self.request["severity"]
         if self.edit is not None and self.edit.dirty:
