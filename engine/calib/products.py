@@ -140,6 +140,8 @@ class NightCalibration:
                 "id": ids, "coef": self.wave.coef, "ok": self.wave.ok, "flagged": self.wave.flagged,
                 "n_lines": self.wave.n_lines, "rms_aa": self.wave.rms_aa, "nmad_aa": self.wave.nmad_aa,
                 "blue_rms_aa": self.wave.blue_rms_aa,
+                "lsf_sigma": (self.wave.lsf_sigma if self.wave.lsf_sigma is not None
+                              else np.full(len(self.wave.ok), np.nan)),
             }),
             "flat": Table({
                 "id": ids, "achromatic": self.flat.achromatic, "coef": self.flat.coef, "ok": self.flat.ok,
@@ -195,6 +197,7 @@ class NightCalibration:
             coef=np.asarray(wv["coef"], float), ok=np.asarray(wv["ok"], bool), flagged=np.asarray(wv["flagged"], bool),
             n_lines=np.asarray(wv["n_lines"]), rms_aa=np.asarray(wv["rms_aa"]), nmad_aa=np.asarray(wv["nmad_aa"]),
             blue_rms_aa=np.asarray(wv["blue_rms_aa"]),
+            lsf_sigma=np.asarray(wv["lsf_sigma"], float) if "lsf_sigma" in wv.colnames else None,
         )
         xy = np.stack([np.asarray(sp["x"]), np.asarray(sp["y"])], 1)
         grid = SpaxelGrid(q=np.asarray(sp["q"]), r=np.asarray(sp["r"]), xy=xy, neighbours=np.asarray(sp["neighbours"]),

@@ -80,7 +80,8 @@ class WaveSolution:
     """Shape ``(n,)`` reduced chi-square of the arc forward model (NaN where not refined);
     not stored in the product."""
     lsf_sigma: np.ndarray | None = None
-    """Shape ``(n,)`` line-spread sigma at 7000 A measured on the arcs [pixel]; not stored."""
+    """Shape ``(n,)`` line-spread sigma at 7000 A measured on the arcs [pixel] (NaN where not
+    measured; ``None`` in products written before it was)."""
 
     @property
     def x_ref(self) -> np.ndarray:
@@ -297,7 +298,9 @@ def solve(
     # Global smooth correction of the nominal law (the same for all traces to ~1 px).
     t = t_of(first.waves)
     resid = first.x - nominal(first.waves)
-    med = np.array([np.nanmedian(np.where(first.ok[:, j], resid[:, j], np.nan)) for j in range(t.size)])
+    with warnings.catch_warnings():  # a group no trace measured has no median: NaN, dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.array([np.nanmedian(np.where(first.ok[:, j], resid[:, j], np.nan)) for j in range(t.size)])
     good = np.isfinite(med)
     if good.sum() < 6:
         raise AlgorithmError(f"only {good.sum()} arc-line groups identified", {"n_groups": int(good.sum())})
@@ -311,12 +314,13 @@ def solve(
         meas = measure_groups(spectra, x0, predict, groups, half_window=half, max_shift=shift, law=law)
         solution, used = regularise(meas, x_mid, y_mid)
         predict = _predictor(solution)
-    return refine(solution, spectra, x0, x_mid, y_mid, meas, used), meas, used
+    isolated = np.array([g.waves.size == 1 for g in groups])
+    return refine(solution, spectra, x0, x_mid, y_mid, meas, used, isolated), meas, used
 
 
 def refine(
     solution: WaveSolution, spectra: dict, x0: np.ndarray, x_mid: np.ndarray, y_mid: np.ndarray,
-    meas: LineMeasurements, used: np.ndarray,
+    meas: LineMeasurements, used: np.ndarray, isolated: np.ndarray | None = None,
 ) -> WaveSolution:
     """The final laws: every identified trace refined by the forward model of its arcs
     (:func:`engine.calib.arcmodel.fit_arc_model`, which measures the lamps' line amplitudes on
@@ -324,6 +328,28 @@ def refine(
 
     A trace whose refined ``c1`` or ``c2`` departs from the smooth model over the detector
     (8 robust sigmas) keeps its line-by-line solution.
+
+    Parameters
+    ----------
+    solution : WaveSolution
+        The line-by-line solution (the starting laws).
+    spectra : dict
+        ``{lamp: (flux, var)}`` arc spectra of shape ``(n, L)`` over ``x0[k] + arange(L)``.
+    x0 : numpy.ndarray
+        Shape ``(n,)`` first column of each window [pixel].
+    x_mid, y_mid : numpy.ndarray
+        Shape ``(n,)`` dome-lit centre of each trace (for the smooth models) [pixel].
+    meas : LineMeasurements
+        The line-group measurements (for the residual statistics).
+    used : numpy.ndarray
+        Shape ``(n, n_groups)`` lines used by the line-by-line fit.
+    isolated : numpy.ndarray, optional
+        Shape ``(n_groups,)`` groups of one line: their residuals make the statistics.
+
+    Returns
+    -------
+    WaveSolution
+        With ``model_chi2`` and ``lsf_sigma``.
     """
     fit = fit_arc_model(spectra, x0, solution.coef, solution.ok)
     good = fit.ok.copy()
@@ -331,7 +357,9 @@ def refine(
         _model, outlier = smooth_model(fit.coef[:, k], x_mid, y_mid, good)
         good &= ~outlier
     coef = np.where(good[:, None], fit.coef, solution.coef)
-    refined = _with_stats(coef, solution.ok, solution.flagged & ~good, meas, used)
+    # Residuals of blends against the true law reflect the catalogue's ratios, not the law:
+    # the statistics use the isolated lines (no other line of the lamp within BLEND_PX).
+    refined = _with_stats(coef, solution.ok, solution.flagged & ~good, meas, used, isolated)
     return replace(refined, model_chi2=np.where(good, fit.chi2, np.nan), lsf_sigma=np.where(good, fit.lsf[:, 0], np.nan))
 
 
@@ -368,18 +396,22 @@ def regularise(meas: LineMeasurements, x_mid: np.ndarray, y_mid: np.ndarray) -> 
     return _with_stats(coef, ok, flagged, meas, used), used
 
 
-def _with_stats(coef, ok, flagged, meas: LineMeasurements, used) -> WaveSolution:
+def _with_stats(coef, ok, flagged, meas: LineMeasurements, used, stat_lines: np.ndarray | None = None) -> WaveSolution:
+    """The solution with its line statistics; ``stat_lines`` (shape ``(n_groups,)`` bool,
+    default all) selects the lines whose residuals make ``rms_aa`` and ``nmad_aa`` (the blue
+    statistic uses every blue line)."""
     model = law_x(coef, t_of(meas.waves))
     sol = WaveSolution(coef=coef, ok=ok, flagged=flagged, n_lines=used.sum(1),
                        rms_aa=np.zeros(len(ok)), nmad_aa=np.zeros(len(ok)), blue_rms_aa=np.zeros(len(ok)))
     disp = sol.dispersion_aa_per_px(meas.waves)
     res_aa = np.where(used, (meas.x - model) * disp, np.nan)
     blue = meas.waves < BLUE_EDGE_AA
+    res_stat = res_aa if stat_lines is None else np.where(stat_lines[None, :], res_aa, np.nan)
 
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rms = np.sqrt(np.nanmean(res_aa**2, axis=1))
-        nmad = 1.4826 * np.nanmedian(np.abs(res_aa - np.nanmedian(res_aa, axis=1, keepdims=True)), axis=1)
+        rms = np.sqrt(np.nanmean(res_stat**2, axis=1))
+        nmad = 1.4826 * np.nanmedian(np.abs(res_stat - np.nanmedian(res_stat, axis=1, keepdims=True)), axis=1)
         blue_rms = np.sqrt(np.nanmean(res_aa[:, blue] ** 2, axis=1)) if blue.any() else np.full(len(ok), np.nan)
     return WaveSolution(coef=coef, ok=ok, flagged=flagged, n_lines=used.sum(1), rms_aa=rms, nmad_aa=nmad,
                         blue_rms_aa=blue_rms)

@@ -115,8 +115,10 @@ def _oh_lines_near(wave_aa: float, half_width_aa: float) -> np.ndarray:
     return waves[oh & (np.abs(waves - wave_aa) < half_width_aa)]
 
 
-def _pixel_gauss(cols: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
-    """Pixel-integrated unit Gaussians summed over the last axis of ``centres``; -> cols.shape."""
+def _pixel_gauss(cols: np.ndarray, centres: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
+    """Pixel-integrated unit Gaussians summed over the last axis of ``centres``; -> cols.shape.
+
+    ``sigma`` is one value or one per row of ``cols`` (shape ``(n, 1, 1)``)."""
     from scipy.special import ndtr
 
     c = cols[..., None]
@@ -133,7 +135,22 @@ def _project_out_baseline(a: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.nda
     return a - b0[:, None] - b1[:, None] * u
 
 
-def _sky_line_shift(columns, variance, cal, idx, waves, sigma_px: float = 1.13, half_window: float = 5.0):
+LSF_FALLBACK_PX = 1.13
+"""Line-spread sigma used when the calibration has no measured one (products written before the
+arc model measured it) [pixel]."""
+
+
+def trace_lsf(cal: NightCalibration, idx: np.ndarray) -> np.ndarray:
+    """Line-spread sigma of traces ``idx`` measured on the night's arcs, shape ``(len(idx),)``
+    [pixel]; where it was not measured, the night's median (or ``LSF_FALLBACK_PX``)."""
+    lsf = getattr(cal.wave, "lsf_sigma", None)
+    if lsf is None or not np.isfinite(lsf).any():
+        return np.full(len(idx), LSF_FALLBACK_PX)
+    lsf = np.asarray(lsf, float)
+    return np.where(np.isfinite(lsf[idx]), lsf[idx], float(np.nanmedian(lsf)))
+
+
+def _sky_line_shift(columns, variance, cal, idx, waves, half_window: float = 5.0):
     """Common shift of a sky feature fitted jointly in all traces ``idx``.
 
     One model for every trace: the feature (amplitude ``a1``) plus the OH lines around it taken
@@ -163,6 +180,7 @@ def _sky_line_shift(columns, variance, cal, idx, waves, sigma_px: float = 1.13, 
     if rows.sum() < 20:
         return None
     d, cols, line_pred, oh_pred = d[rows], cols[rows].astype(float), line_pred[rows], oh_pred[rows]
+    sigma_px = trace_lsf(cal, idx[rows])[:, None, None]
     w = np.broadcast_to(1.0 / np.median(v[rows], axis=1, keepdims=True), d.shape)
     u = (cols - cols.mean(1, keepdims=True)) / length
     dp = _project_out_baseline(d, u, w)
