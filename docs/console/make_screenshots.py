@@ -51,7 +51,7 @@ async def shoot(night, out: Path, size: tuple[int, int]) -> list[Path]:
                 await pilot.pause(0.1)
             for _ in range(100):  # the thread that reads the products
                 screen = app.screen
-                if isinstance(screen, NightScreen) or isinstance(screen, ReportScreen) or (
+                if isinstance(screen, (NightScreen, ReportScreen)) or (
                         isinstance(screen, TargetScreen) and screen.loaded):
                     break
                 await pilot.pause(0.05)
