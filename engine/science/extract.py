@@ -30,7 +30,7 @@ from engine.science.fluxcal import (
 from engine.science.position import GUESS_ERR, Position, fit_region
 from engine.science.products import spectrum_header, write_psf_product, write_spectrum
 from engine.science.psf import PsfShape
-from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, fit_psf, forced_photometry
+from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, aperture_ratio, fit_psf, forced_photometry
 from engine.science.quality import assess_quality
 from engine.timeutil import utc_now_iso
 
@@ -137,7 +137,8 @@ def _fit(inp: ExtractionInputs, mask: np.ndarray) -> tuple[PsfFit, ForcedPhotome
     return fit, fp, meteo
 
 
-def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None) -> tuple[Sensitivity | None, str, dict]:
+def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None,
+                 fp: ForcedPhotometry | None = None) -> tuple[Sensitivity | None, str, dict]:
     """Standards: fit (and write, with the PSF's profile family) a sensitivity. Science: pick the nearest one."""
     task, h = inp.task, inp.header
     mjd = float(h.get("MJD_OBS", 0.0) or 0.0)
@@ -148,11 +149,16 @@ def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None
             return None, f"unknown standard {inp.object_name}: no reference spectrum ({', '.join(refdata.known_standards())})", {}
         if quality != 0 or fit is None:
             return None, f"standard not used for flux calibration (quality {quality})", {}
+        aperture = _aperture_check(inp, fit, fp)
+        if aperture > APERTURE_TOLERANCE:
+            return None, (f"standard not used for flux calibration: its PSF flux and aperture flux differ by "
+                          f"{100 * aperture:.1f} % (limit {100 * APERTURE_TOLERANCE:.0f} %)"), {}
         sens = fit_sensitivity(inp.cube.wave, counts, var, std, airmass, mjd)
         path = Path(task["out_dir"]) / names.extraction("fluxcal", task["raw"], inp.object_name, tag=inp.tag, lstep=inp.lstep)
         prov = Provenance(schema="sedmtui.fluxcal", version=1, config=task["config"], steps={"fluxcal": "COMPLETE"})
         prov.add_input(Path(task["out_dir"]) / inp.cube_name)
         hdr = h.copy()
+        hdr["STDAPER"] = (round(100 * aperture, 3), "max |PSF / aperture flux - 1|, 4000-9000 A [%]")
         for key, card in _psf_cards(fit).items():
             if key in PRIOR_CARDS:
                 hdr[key] = card
@@ -167,6 +173,21 @@ def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None
         return read_sensitivity(best["path"]), "", {}
     except (OSError, KeyError) as exc:
         raise CalibrationNotFoundError(f"sensitivity {best['path']} unreadable: {exc}") from exc
+
+
+APERTURE_TOLERANCE = 0.05
+"""A standard whose PSF flux and aperture flux (:func:`engine.science.psffit.aperture_ratio`)
+differ by more than this in any 1000-A band is not used for flux calibration. Healthy wide-prior
+standards agree to 0.1-0.5 %; the failures this guards against were off by 50-98 %."""
+
+
+def _aperture_check(inp: ExtractionInputs, fit: PsfFit, fp: ForcedPhotometry | None) -> float:
+    """Largest ``|PSF flux / aperture flux - 1|`` over the bands (0 when there is nothing to check)."""
+    if fp is None:
+        return 0.0
+    ratio = aperture_ratio(inp.cube.wave, inp.cube.flux, inp.cube.xy, fit.fit_mask, fit.shape, fp)
+    ratio = ratio[np.isfinite(ratio)]
+    return float(np.max(np.abs(ratio - 1.0))) if ratio.size else 0.0
 
 
 def extract_and_deliver(inp: ExtractionInputs) -> dict:
@@ -199,7 +220,7 @@ def extract_and_deliver(inp: ExtractionInputs) -> dict:
     if notes and quality in (0, 2):
         quality, reason = 4, notes[0]
     quality, reason, moved = manual_check(inp, fitted, quality, reason)
-    sens, why_not, fluxcal_info = _sensitivity(inp, counts, var, quality, fit) if fp is not None else (None, "not extracted", {})
+    sens, why_not, fluxcal_info = _sensitivity(inp, counts, var, quality, fit, fp) if fp is not None else (None, "not extracted", {})
     x_mean = 0.5 * (float(inp.header.get("AIRMASS", 1.1) or 1.1) + float(inp.header.get("ENDAIR", inp.header.get("AIRMASS", 1.1)) or 1.1))
     if sens is not None:
         flux, fvar = apply_sensitivity(counts, var, sens, x_mean)
