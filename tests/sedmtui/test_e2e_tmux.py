@@ -35,6 +35,11 @@ class Tmux:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
         subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]), command],
                        check=True)
+        # A detached session's window can start at tmux's default 80x24 (the client-less size);
+        # set the size the test is written for explicitly.
+        subprocess.run(["tmux", "resize-window", "-t", name, "-x", str(size[0]), "-y", str(size[1])],
+                       capture_output=True)
+        self.size = size
 
     def screen(self) -> str:
         out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
@@ -86,7 +91,7 @@ def test_console_reextracts_and_accepts_against_a_live_engine(reduced_mini, mini
         wait_engine_alive(redux / "sedm.db")
         exe = Path(sys.executable).with_name("sedmtui")
         session = Tmux(f"sedmtui-e2e-{tmp_path.name[-12:]}",
-                       f"env TERM=xterm-256color COLORTERM=truecolor {exe} --redux-root {redux} "
+                       f"stty cols 160 rows 50; env TERM=xterm-256color COLORTERM=truecolor {exe} --redux-root {redux} "
                        f"--raw-root {mini_raw} --night {MINI_NIGHT}")
         session.wait_for("ZTF26", timeout=30)
         session.wait_for("engine ●")
