@@ -58,6 +58,8 @@ JOINT_ITERATIONS = 8
 """Joint Gauss-Newton steps of the amplitudes and the subset's laws."""
 TRACE_STEPS = 4
 """Gauss-Newton steps of every trace's law with the amplitudes fixed."""
+MIN_TRACES = 10
+"""Fewer traces to fit than this and nothing is refined (the amplitudes need many traces)."""
 MIN_SAMPLES = 100
 """A trace needs this many extracted arc samples (all lamps) beyond its parameters to be refined."""
 _OFFS = np.arange(-HALF_TAPS, HALF_TAPS + 1)
@@ -393,6 +395,9 @@ def fit_arc_model(
     """
     idx = np.flatnonzero(fit)
     n_all = coef0.shape[0]
+    if idx.size < MIN_TRACES:  # too few traces to measure the lamps: the starting laws stand
+        return ArcModelFit(coef=coef0.astype(float).copy(), lsf=np.full((n_all, 2), np.nan),
+                           chi2=np.full(n_all, np.nan), ok=np.zeros(n_all, bool), amplitudes={})
     n_cols = next(iter(spectra.values()))[0].shape[1]
     x0s = np.asarray(x0, dtype=np.int64)[idx]
     coef = coef0[idx].astype(float).copy()

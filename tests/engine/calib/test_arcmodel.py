@@ -109,3 +109,13 @@ def test_a_trace_with_no_arc_light_is_not_refined():
     assert not fit.ok[10]
     np.testing.assert_array_equal(fit.coef[10], start[10])
     assert fit.ok.sum() == N - 1
+
+
+def test_too_few_traces_leave_the_start():
+    spectra, x0, truth = _draw(9)
+    start = _start(truth, np.random.default_rng(10))
+    only = np.zeros(N, bool)
+    only[:3] = True
+    fit = fit_arc_model(spectra, x0, start, only)
+    assert not fit.ok.any()
+    np.testing.assert_array_equal(fit.coef, start)
