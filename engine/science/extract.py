@@ -18,6 +18,7 @@ from engine.io import names
 from engine.pipeline.jobs import report
 from engine.provenance import Provenance
 from engine.science.adr import Meteo
+from engine.science.aperture import aperture_ratio
 from engine.science.classification import classify, s2n_cards
 from engine.science.cube import Cube
 from engine.science.fluxcal import (
@@ -30,7 +31,7 @@ from engine.science.fluxcal import (
 from engine.science.position import GUESS_ERR, Position, fit_region
 from engine.science.products import spectrum_header, write_psf_product, write_spectrum
 from engine.science.psf import PsfShape
-from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, aperture_ratio, fit_psf, forced_photometry
+from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, fit_psf, forced_photometry
 from engine.science.quality import assess_quality
 from engine.timeutil import utc_now_iso
 
@@ -176,7 +177,7 @@ def _sensitivity(inp: ExtractionInputs, counts, var, quality, fit: PsfFit | None
 
 
 APERTURE_TOLERANCE = 0.05
-"""A standard whose PSF flux and aperture flux (:func:`engine.science.psffit.aperture_ratio`)
+"""A standard whose PSF flux and aperture flux (:func:`engine.science.aperture.aperture_ratio`)
 differ by more than this in any 1000-A band is not used for flux calibration. Healthy wide-prior
 standards agree to 0.1-0.5 %; the failures this guards against were off by 50-98 %."""
 
