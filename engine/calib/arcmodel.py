@@ -162,6 +162,30 @@ def _wls(basis: np.ndarray, d: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.linalg.solve(ata, atb[:, :, None])[:, :, 0]
 
 
+def _lamp_model(lamp: _Lamp, coef, lsf, x0, n_cols, lin: np.ndarray | None = None):
+    """One lamp's profiles, linear basis, linear parameters and residual for laws ``coef``.
+
+    ``lin`` (throughput and background, shape ``(n, 5)``) is solved when not given."""
+    n = coef.shape[0]
+    xw = _law(coef, lamp.t) - x0[:, None]
+    sig = np.clip(lsf[:, 0:1] + lsf[:, 1:2] * lamp.t, *SIGMA_BOUNDS_PX)
+    prof = _profiles(xw, sig, n_cols)
+    basis = _linear_basis(lamp, prof, n, n_cols)
+    if lin is None:
+        lin = _wls(basis, lamp.data, lamp.weight)
+    resid = lamp.data - (basis @ lin[:, :, None])[:, :, 0]
+    return prof, basis, lin, resid
+
+
+def _law_jacobian(lamp: _Lamp, prof, lin, n: int, n_cols: int) -> np.ndarray:
+    """``(n, L, 6)``: d model / d (c0..c3, s0, s1) of one lamp."""
+    flat, _g, dg_dx, dg_ds = prof
+    e = lamp.amp[None, :] * (lin[:, 0:1] + lin[:, 1:2] * lamp.t[None, :])  # (n, m)
+    cols = [_scatter(flat, (e * lamp.t**k)[..., None] * dg_dx, n, n_cols) for k in range(4)]
+    cols += [_scatter(flat, (e * lamp.t**k)[..., None] * dg_ds, n, n_cols) for k in range(2)]
+    return np.stack(cols, axis=2)
+
+
 def _evaluate(lamps: list[_Lamp], coef, lsf, x0, n_cols, *, jacobian: bool):
     """chi2 per trace, and (with ``jacobian``) the normal equations of the six parameters."""
     n = coef.shape[0]
@@ -169,24 +193,12 @@ def _evaluate(lamps: list[_Lamp], coef, lsf, x0, n_cols, *, jacobian: bool):
     hess = np.zeros((n, 6, 6))
     grad = np.zeros((n, 6))
     for lamp in lamps:
-        xw = _law(coef, lamp.t) - x0[:, None]
-        sig = np.clip(lsf[:, 0:1] + lsf[:, 1:2] * lamp.t, *SIGMA_BOUNDS_PX)
-        prof = _profiles(xw, sig, n_cols)
-        basis = _linear_basis(lamp, prof, n, n_cols)
-        lin = _wls(basis, lamp.data, lamp.weight)
+        prof, _basis, lin, resid = _lamp_model(lamp, coef, lsf, x0, n_cols)
         lamp.lin = lin
-        resid = lamp.data - (basis @ lin[:, :, None])[:, :, 0]
         chi2 += (lamp.weight * resid * resid).sum(1)
         if not jacobian:
             continue
-        flat, _g, dg_dx, dg_ds = prof
-        e = lamp.amp[None, :] * (lin[:, 0:1] + lin[:, 1:2] * lamp.t[None, :])  # (n, m)
-        cols = []
-        for power in range(4):
-            cols.append(_scatter(flat, (e * lamp.t**power)[..., None] * dg_dx, n, n_cols))
-        for power in range(2):
-            cols.append(_scatter(flat, (e * lamp.t**power)[..., None] * dg_ds, n, n_cols))
-        jac = np.stack(cols, axis=2)
+        jac = _law_jacobian(lamp, prof, lin, n, n_cols)
         jw = (jac * lamp.weight[:, :, None]).transpose(0, 2, 1)
         hess += jw @ jac
         grad += (jw @ resid[:, :, None])[:, :, 0]
@@ -204,12 +216,8 @@ def _damped_step(hess: np.ndarray, grad: np.ndarray, damping: np.ndarray) -> np.
 
 
 def _clip_samples(lamps: list[_Lamp], coef, lsf, x0, n_cols) -> None:
-    n = coef.shape[0]
     for lamp in lamps:
-        xw = _law(coef, lamp.t) - x0[:, None]
-        sig = np.clip(lsf[:, 0:1] + lsf[:, 1:2] * lamp.t, *SIGMA_BOUNDS_PX)
-        basis = _linear_basis(lamp, _profiles(xw, sig, n_cols), n, n_cols)
-        resid = lamp.data - (basis @ lamp.lin[:, :, None])[:, :, 0]
+        resid = _lamp_model(lamp, coef, lsf, x0, n_cols, lin=lamp.lin)[3]
         z = resid * np.sqrt(lamp.weight)
         used = lamp.weight > 0
         scale = np.array([1.4826 * np.median(np.abs(zk[uk])) if uk.sum() > 10 else 1.0 for zk, uk in zip(z, used)])
@@ -245,19 +253,10 @@ def _joint_normal(lamps: list[_Lamp], coef, lsf, x0, n_cols):
     for lamp, size in zip(lamps, sizes):
         block = np.arange(start, start + size)
         start += size
-        xw = _law(coef, lamp.t) - x0[:, None]
-        sig = np.clip(lsf[:, 0:1] + lsf[:, 1:2] * lamp.t, *SIGMA_BOUNDS_PX)
-        prof = _profiles(xw, sig, n_cols)
-        basis = _linear_basis(lamp, prof, n, n_cols)
-        lin = _wls(basis, lamp.data, lamp.weight)
+        prof, basis, lin, resid = _lamp_model(lamp, coef, lsf, x0, n_cols)
         lamp.lin = lin
-        resid = lamp.data - (basis @ lin[:, :, None])[:, :, 0]
         chi2 += (lamp.weight * resid * resid).sum(1)
-        flat, _g, dg_dx, dg_ds = prof
-        e = lamp.amp[None, :] * (lin[:, 0:1] + lin[:, 1:2] * lamp.t[None, :])
-        cols = [_scatter(flat, (e * lamp.t**k)[..., None] * dg_dx, n, n_cols) for k in range(4)]
-        cols += [_scatter(flat, (e * lamp.t**k)[..., None] * dg_ds, n, n_cols) for k in range(2)]
-        jp = np.stack(cols, axis=2)
+        jp = _law_jacobian(lamp, prof, lin, n, n_cols)
         ja = _dense_lines(lamp, prof, lin, n, n_cols)
         bw = (basis * lamp.weight[:, :, None]).transpose(0, 2, 1)
         gram = bw @ basis
