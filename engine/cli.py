@@ -149,16 +149,6 @@ def sub_parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(ns: argparse.Namespace):
-    """Configuration from the namespace's --config and path flags."""
-    from engine.config import load_config
-
-    overrides = {"paths": {"raw_root": getattr(ns, "raw_root", None), "redux_root": getattr(ns, "redux_root", None),
-                           "db": getattr(ns, "db", None)},
-                 "engine": {"workers": getattr(ns, "workers", None)}}
-    return load_config(getattr(ns, "config", None), overrides=overrides)
-
-
 def _logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -166,6 +156,7 @@ def _logging(verbose: int) -> None:
 
 def run_batch(ns: argparse.Namespace) -> int:
     """``sedmtui --batch``."""
+    from engine.config import resolve_config
     from engine.errors import EngineError
     from engine.pipeline.engine import Engine
 

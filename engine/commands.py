@@ -64,7 +64,7 @@ def load_config_with_console(ns: argparse.Namespace):
     engine.errors.ConfigError
         Unreadable or invalid file.
     """
-    from engine.cli import resolve_config
+    from engine.config import resolve_config
     from engine.config import read_config_file
 
     path = config_path(ns)

@@ -382,6 +382,21 @@ def _all_secret_keys() -> list[str]:
     return [f"{section}.{name}" for section, cls in _SECTIONS.items() for name in secret_names(cls)]
 
 
+def resolve_config(flags: Any) -> Config:
+    """The configuration of a parsed command line (its ``--config`` and path flags).
+
+    Parameters
+    ----------
+    flags : argparse.Namespace or any object
+        Attributes ``config``, ``raw_root``, ``redux_root``, ``db`` and ``workers`` are used
+        where present (``None`` or missing: not given).
+    """
+    overrides = {"paths": {"raw_root": getattr(flags, "raw_root", None), "redux_root": getattr(flags, "redux_root", None),
+                           "db": getattr(flags, "db", None)},
+                 "engine": {"workers": getattr(flags, "workers", None)}}
+    return load_config(getattr(flags, "config", None), overrides=overrides)
+
+
 def describe_settings() -> str:
     """Human-readable list of every setting, its default and its environment variable."""
     lines = []

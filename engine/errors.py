@@ -49,7 +49,3 @@ class LeaseError(EngineError):
 
 class SchemaError(EngineError):
     """The state database schema is newer than this program understands."""
-
-
-class NoWorkError(EngineError):
-    """Nothing to do; not a failure."""

@@ -29,14 +29,6 @@ def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
     return wave_air * n
 
 
-def vacuum_to_air(wave_vac: np.ndarray) -> np.ndarray:
-    """Convert vacuum wavelengths to air (Morton 2000) [Angstrom]."""
-    wave_vac = np.asarray(wave_vac, dtype=float)
-    s2 = (1e4 / wave_vac) ** 2
-    n = 1 + 0.0000834254 + 0.02406147 / (130 - s2) + 0.00015998 / (38.9 - s2)
-    return wave_vac / n
-
-
 @dataclass(frozen=True)
 class ArcLine:
     """One arc-lamp line.

@@ -30,9 +30,3 @@ def previous_night(night: str) -> str:
     """The UT date before ``night`` (``YYYYMMDD``)."""
     d = _dt.datetime.strptime(night, "%Y%m%d") - _dt.timedelta(days=1)
     return d.strftime("%Y%m%d")
-
-
-def next_night(night: str) -> str:
-    """The UT date after ``night`` (``YYYYMMDD``)."""
-    d = _dt.datetime.strptime(night, "%Y%m%d") + _dt.timedelta(days=1)
-    return d.strftime("%Y%m%d")

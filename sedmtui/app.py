@@ -21,24 +21,15 @@ from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
 from engine.state.reader import StateReader
+from engine.timeutil import utc_now
 from sedmtui.commands import TargetProvider
 from sedmtui.data import ProductCache, load_target
 from sedmtui.messages import StateChanged, TargetLoaded
+from sedmtui.readonly import WRITE_ACTIONS
 from sedmtui.safe import clean
 from sedmtui.settings import ConsoleSettings
 from sedmtui.state import Delta, Tail, load_snapshot
 from sedmtui.widgets.header import NightHeader, header_text
-
-WRITE_ACTIONS = frozenset({"reextract", "accept", "reject", "recover", "report", "final_report", "request_report",
-                           "comment"})
-"""Actions hidden and disabled with ``--readonly`` (every key that would write a request, and the
-report comment, which only a request carries)."""
-
-
-def utc_now() -> dt.datetime:
-    """The wall clock (UTC)."""
-    return dt.datetime.now(dt.UTC)
-
 
 class NightApp(App):
     """The SEDM night console.

@@ -49,11 +49,6 @@ class LineGroup:
         return float(self.waves[self.ref_index])
 
 
-def nominal_dispersion_px_per_aa(wave_aa: np.ndarray) -> np.ndarray:
-    """``|dx/d lambda|`` of the nominal prism law [pixel/Angstrom]."""
-    return 0.5 * sedm.DISPERSION_D_PX * np.asarray(wave_aa, dtype=float) ** -1.5
-
-
 def line_groups(wave_range: tuple[float, float] = WAVE_RANGE_AA, shape=None) -> list[LineGroup]:
     """All measurable line groups, sorted by wavelength.
 

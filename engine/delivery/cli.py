@@ -126,7 +126,7 @@ def _tns(ns) -> int:
 
 
 def _run(ns) -> int:
-    from engine.cli import resolve_config
+    from engine.config import resolve_config
     from engine.delivery import ledger
     from engine.delivery.service import DeliveryService, enabled
     from engine.errors import EngineError, LeaseError

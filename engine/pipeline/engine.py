@@ -15,7 +15,6 @@ cleanly; a restart resumes: finished work is recorded in the database and is not
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -463,8 +462,3 @@ class Engine:
             return False
         pending = self.writer.one("SELECT count(*) AS n FROM requests WHERE status IN ('pending','running')")
         return not pending["n"]
-
-
-def today_night() -> str:
-    """The current UT date ``YYYYMMDD``."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")

@@ -235,9 +235,3 @@ def measure_ishift(columns: np.ndarray, variance: np.ndarray, cal: NightCalibrat
     if res is None:
         return 0.0, float("inf"), 0
     return res[0], res[1], int(idx.size)
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values)
-    cw = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cw, 0.5 * cw[-1])])

@@ -36,7 +36,8 @@ from engine.synth.detector import (
     scan_keywords,
 )
 from engine.synth.headers import base_header, file_stamp, ifu_header
-from engine.synth.instrument import TELESCOPE_AREA_CM2, TrueInstrument, draw_instrument, instrument_throughput
+from engine.synth.draw import draw_instrument
+from engine.synth.instrument import TELESCOPE_AREA_CM2, TrueInstrument, instrument_throughput
 from engine.synth.plan import Exposure, FramePlan
 from engine.synth.render import render_traces
 from engine.synth.scene import Psf, adr_offsets, extended_source_fractions, point_source_fractions

@@ -10,7 +10,7 @@ coordinates ``(q, r)``, its sky position, and its trace on the CCD:
 * a Gaussian line-spread function of sigma ``lsf_sigma`` along the dispersion;
 * a throughput ``flat * (1 + flat_chroma (lambda - 6500)/3000)`` relative to the median lenslet.
 
-:func:`draw_instrument` draws it either narrowly around the nominal constants (``"nominal"``) or
+:func:`engine.synth.draw.draw_instrument` draws it either narrowly around the nominal constants (``"nominal"``) or
 from the wide priors of :mod:`engine.synth.priors` (``"wide"``, :mod:`engine.synth.wide`).
 
 Only tests and benchmarks read this truth; the reduction code never does.
@@ -87,33 +87,7 @@ def _field_poly(xn: np.ndarray, yn: np.ndarray, coeffs: np.ndarray) -> np.ndarra
     return a[0] * xn + a[1] * yn + a[2] * xn * yn + a[3] * xn**2 + a[4] * yn**2
 
 
-def draw_instrument(
-    rng: np.random.Generator, priors: str = pr.DEFAULT_PRIORS, pin: dict | None = None
-) -> TrueInstrument:
-    """Draw one night's true instrument state.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-        Source of every random number (the night's seed).
-    priors : {"nominal", "wide"}
-        ``"nominal"``: the narrow draw around the nominal SEDM constants (unbounded lenslet
-        array); ``"wide"``: the ranges of :data:`engine.synth.priors.WIDE_PRIORS` and a finite
-        microlens array (see :func:`engine.synth.wide.draw_wide_instrument`).
-    pin : dict, optional
-        Wide draws only: quantities to set instead of drawing
-        (:data:`engine.synth.wide.PIN_KEYS`).
-    """
-    if pr.check_priors(priors) == "wide":
-        from engine.synth.wide import draw_wide_instrument  # wide.py builds on this module
-
-        return draw_wide_instrument(rng, pin)
-    if pin:
-        raise ValueError("pin= needs priors='wide'")
-    return _draw_nominal(rng)
-
-
-def _draw_nominal(rng: np.random.Generator) -> TrueInstrument:
+def draw_nominal_instrument(rng: np.random.Generator) -> TrueInstrument:
     """The narrow draw around the nominal constants (unchanged since SYNTH_FORMAT 2)."""
     # Lattice: nominal pitch/angle/origin, perturbed for the night.
     pitch = sedm.CCD_LATTICE_PITCH_PX * (1.0 + rng.normal(0.0, 0.0008))

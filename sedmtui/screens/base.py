@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
+from sedmtui.readonly import WRITE_ACTIONS
 from sedmtui.state import Delta
 
 
@@ -12,8 +13,6 @@ class ConsoleScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide every key that would write when the console is read-only."""
-        from sedmtui.app import WRITE_ACTIONS
-
         if getattr(self.app, "readonly", False) and action in WRITE_ACTIONS:
             return False
         return True

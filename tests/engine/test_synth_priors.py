@@ -11,7 +11,7 @@ from astropy.io import fits
 
 from engine.instrument import sedm
 from engine.synth import priors as pr
-from engine.synth.instrument import draw_instrument
+from engine.synth.draw import draw_instrument
 from engine.synth.wide import _draw_accepted_geometry, measured_min_trace_separation
 from tests.conftest import MINI_NIGHT
 
