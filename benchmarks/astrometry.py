@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.astrometry import guider_candidates, load_catalog, locate_target, select_guider_frames
-from engine.astrometry.options import AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.instrument.sedm import SPAXEL_UNIT_ARCSEC, ifu_centre_for
 from engine.instrument.sky import sky_to_standard, standard_to_spaxel
 from engine.synth.guider import wcs_from_truth
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity", default="neg", choices=("neg", "pos", "both"))
     ap.add_argument("--repeat", type=int, default=1, help="runs per exposure; wall = median")
     args = ap.parse_args(argv)
-    options = AstrometryConfig(parity=args.parity, solve_field_config=args.solve_field_config)
+    options = AstrometryOptions(parity=args.parity, solve_field_config=args.solve_field_config)
     night_dir = Path(args.night)
     night = night_dir.name
     truth = json.loads((night_dir / "truth.json").read_text())

@@ -32,12 +32,13 @@ from astropy.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.calib.night import calibrate_night  # noqa: E402
 from engine.calib.products import NightCalibration  # noqa: E402
 from engine.ingest.planner import belongs_to_night, calibration_set, classify_frame  # noqa: E402
 from engine.ingest.watcher import scan_raw  # noqa: E402
 from engine.instrument import sedm  # noqa: E402
 from engine.io.fitsio import read_header  # noqa: E402
+from engine.pipeline.recipes.calibration import calibrate_night  # noqa: E402
+from engine.pipeline.tasks import CalibrationFrames, CalibrationTask  # noqa: E402
 from engine.timeutil import previous_night  # noqa: E402
 
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = select_frames(night_dir.parent, night)
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="calbench-"))
     t0 = time.perf_counter()
-    result = calibrate_night(night, frames, str(out_dir), {})
+    result = calibrate_night(CalibrationTask(night, CalibrationFrames.from_lists(frames), str(out_dir)))
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     figures = {"wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1)}

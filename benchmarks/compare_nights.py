@@ -36,11 +36,15 @@ from astropy.io import fits
 
 DATE_CARDS = {"ENGDATE", "ENGVER", "EXTDATE", "DATE", "DATE-RED", "IRAF-TLM"}
 """Header cards that legitimately differ between two runs."""
+TIMING_CARDS = {"BIASES_S", "MASTERS_", "TRACES_S", "WAVESOL_", "FLAT_S", "WALL_S"}
+"""Calibration products' step timings (``stats`` cards) [s]."""
 CLOCK_COLUMNS = {"created", "updated", "ts", "claimed_at", "finished_at", "final_report_at", "wall_s", "mtime",
                  "next_retry"}
 """State columns that are clocks or durations."""
 TABLES = ("nights", "frames", "calibrations", "observations", "extractions", "classifications", "requests", "events")
 DURATION = re.compile(r"\d+(\.\d+)? ?s\b")
+PROCESS = re.compile(r"\([\w.-]+:\d+,")
+"""``(host:pid,`` in the engine's start event."""
 
 
 def _flatten(d, prefix: str = "") -> dict:
@@ -119,8 +123,11 @@ class Comparison:
                     self.data(x.data, y.data, f"{where}[{x.name}]")
 
     def header(self, ha: fits.Header, hb: fits.Header, where: str) -> None:
-        ka = [k for k in ha.keys() if k not in DATE_CARDS and k != "CONFIG"]
-        kb = [k for k in hb.keys() if k not in DATE_CARDS and k != "CONFIG"]
+        skip = DATE_CARDS | TIMING_CARDS | {"CONFIG"}
+        if where.endswith("[PROVENANCE]"):  # the path column's width follows the root's length
+            skip = skip | {"NAXIS1"} | {k for k in ha.keys() if k.startswith("TFORM")}
+        ka = [k for k in ha.keys() if k not in skip]
+        kb = [k for k in hb.keys() if k not in skip]
         if ka != kb:
             only_a, only_b = sorted(set(ka) - set(kb)), sorted(set(kb) - set(ka))
             self.diffs.append(f"{where}: cards only in A {only_a}, only in B {only_b}"
@@ -201,7 +208,7 @@ class Comparison:
                 except ValueError:
                     pass
             if table == "events" and k == "message":
-                v = DURATION.sub("<t>", v or "")
+                v = PROCESS.sub("(<pid>,", DURATION.sub("<t>", v or ""))
             out[k] = v
         return out
 

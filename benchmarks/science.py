@@ -64,8 +64,8 @@ def run_night(raw_root: Path, night: str, redux: Path, workers: int) -> float:
 
 def per_frame(raw_root: Path, night: str, redux: Path, n: int = 3) -> float:
     """Median wall time of re-reducing ``n`` science frames in this process (one core)."""
-    from engine.pipeline.calibration import night_dir  # noqa: F401
-    from engine.science.reduce import reduce_exposure
+    from engine.pipeline.recipes.exposure import reduce_exposure
+    from engine.pipeline.tasks import ExposureTask, FluxcalCandidate
 
     db = sqlite3.connect(redux / "sedm.db")
     db.row_factory = sqlite3.Row
@@ -73,14 +73,14 @@ def per_frame(raw_root: Path, night: str, redux: Path, n: int = 3) -> float:
                          WHERE o.night=? AND o.kind='science' AND o.state='done' ORDER BY o.obs_id LIMIT ?""",
                       [night, n]).fetchall()
     cfg = load_config(None, env={"SEDMTUI_CLASSIFY_TEMPLATES_DIR": templates_dir()},
-                      overrides={"paths": {"raw_root": str(raw_root), "redux_root": str(redux)}}).to_dict()
-    fluxcal = [{"path": str(p), "mjd": 0.0} for p in sorted((redux / night).glob("fluxcal_*.fits"))][:1]
+                      overrides={"paths": {"raw_root": str(raw_root), "redux_root": str(redux)}})
+    fluxcal = tuple(FluxcalCandidate(str(p), 0.0, night) for p in sorted((redux / night).glob("fluxcal_*.fits"))[:1])
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in rows:
-            task = {"raw": r["path"], "night": night, "obs_id": r["obs_id"], "kind": r["kind"], "out_dir": tmp,
-                    "cal_dir": str(redux / night), "cal_night": night, "raw_dir": str(Path(r["path"]).parent),
-                    "catalog_dir": str(raw_root / "catalog"), "fluxcal": fluxcal, "config": cfg, "job_key": ""}
+            task = ExposureTask(raw=r["path"], night=night, obs_id=r["obs_id"], kind=r["kind"], out_dir=tmp,
+                                cal_dir=str(redux / night), cal_night=night, catalog_dir=str(raw_root / "catalog"),
+                                config=cfg, fluxcal=fluxcal)
             t0 = time.perf_counter()
             reduce_exposure(task)
             times.append(time.perf_counter() - t0)

@@ -23,11 +23,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from engine.astrometry.options import AstrometryOptions
+from engine.classify.options import SnidOptions
 from engine.delivery.settings import (
     SECTIONS as DELIVERY_SECTIONS,
     DeliverySettings,
@@ -39,7 +42,6 @@ from engine.delivery.settings import (
     secret_names,
 )
 from engine.errors import ConfigError
-from engine.instrument.sedm import GUIDER_PARITY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,55 +102,30 @@ class EngineConfig:
     fallback_max_age_days: int = 30
     """Oldest night whose calibration products may be used as a fallback [day]."""
     stages: str = "all"
-    """Stages to run: ``all`` or a comma list of ``calibration, science`` (``none`` = ingest only)."""
+    """Stages to run: ``all`` or a comma list of ``calibration, science, requests`` (``none`` = ingest only;
+    without ``requests`` no console request is served)."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClassifyConfig:
-    """The built-in SNID-compatible classifier."""
+class ClassifyConfig(SnidOptions):
+    """The built-in SNID-compatible classifier: SNID's own options (:class:`SnidOptions`, with
+    their defaults and checks: ``wmin``, ``rlapmin``, ``avoid`` = template-name substrings, ...)
+    and what only the engine needs."""
 
     templates_dir: str = ""
     """Directory of SNID ``.lnw`` templates; empty disables classification (said at start-up)."""
     use_external_snid: bool = False
     """Also run an external ``snid`` executable found on PATH and record its answer."""
-    wmin: float = 4000.0
-    wmax: float = 9500.0
-    rlapmin: float = 4.0
-    medlen: int = 1
-    """Median-filter width [bins]; production SEDM effectively runs with 1 (see README)."""
-    aband: bool = True
-    skyclip: bool = True
-    zmin: float = -0.01
-    zmax: float = 1.2
-    avoid: str = ""
-    """Wavelength ranges to ignore, SNID syntax ``4000:4100,5500:5600``."""
-    usetype: str = ""
-    """Comma list of types to correlate against (empty: all)."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class AstrometryConfig:
-    """Target position from the guider frames."""
+class AstrometryConfig(AstrometryOptions):
+    """Target position from the guider frames: the solver's own options
+    (:class:`AstrometryOptions`: ``backend``, ``parity``, ``solve_field_*``, detection and vote
+    tunables) and the reference catalogue."""
 
     catalog_dir: str = ""
     """Reference star catalogue directory (FITS tables ra, dec, mag); empty: ``<raw_root>/catalog``."""
-    backend: str = "builtin"
-    """``builtin`` or ``solve-field`` (astrometry.net, when installed)."""
-    parity: str = GUIDER_PARITY
-    """Guider image parity (astrometry.net's names): ``neg`` (mirrored: the Rainbow Camera),
-    ``pos`` or ``both``."""
-    solve_field_cpulimit_s: float = 5.0
-    """CPU limit of ``solve-field`` [s] (SEDM uses 5)."""
-    solve_field_config: str = ""
-    """astrometry.net configuration file naming its index files; empty: the installation's."""
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("builtin", "solve-field"):
-            raise ConfigError(f"astrometry.backend must be builtin or solve-field, not {self.backend!r}")
-        if self.parity not in ("neg", "pos", "both"):
-            raise ConfigError(f"astrometry.parity must be neg, pos or both, not {self.parity!r}")
-        if not self.solve_field_cpulimit_s > 0:
-            raise ConfigError(f"astrometry.solve_field_cpulimit_s must be > 0, not {self.solve_field_cpulimit_s}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,9 +197,22 @@ def mask(value: Any) -> str:
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
-    typ_s = getattr(typ, "__name__", str(typ)) if not str(typ).startswith("tuple") else "tuple"
+    """``value`` (from TOML, the environment or a flag) as a field of type ``typ``.
+
+    Handles ``bool`` (``1/true/yes/on``, ``0/false/no/off``), ``int``, ``float``, ``str``,
+    ``X | None`` (``""`` or ``none``: ``None``) and ``tuple[X, ...]`` (a list, or a string of
+    comma- or space-separated items).
+    """
+    args = [a for a in get_args(typ) if a is not type(None)]
+    if get_origin(typ) in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return _coerce(value, args[0], where)
+    if get_origin(typ) is tuple:
+        items = [v for v in value.replace(",", " ").split() if v] if isinstance(value, str) else list(value)
+        return tuple(_coerce(v, args[0] if args else str, where) for v in items)
     try:
-        if typ in (bool, "bool") or typ_s == "bool":
+        if typ is bool:
             if isinstance(value, str):
                 low = value.strip().lower()
                 if low in {"1", "true", "yes", "on"}:
@@ -231,18 +221,11 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
-        if typ in (int, "int") or typ_s == "int":
-            return int(value)
-        if typ in (float, "float") or typ_s == "float":
-            return float(value)
-        if typ_s.startswith("tuple"):
-            if isinstance(value, str):
-                value = [v for v in value.replace(",", " ").split() if v]
-            item = int if "int" in str(typ) else float
-            return tuple(item(v) for v in value)
+        if typ in (int, float):
+            return typ(value)
         return str(value)
     except (TypeError, ValueError) as exc:
-        msg = f"configuration value {where} = {value!r} is not a valid {typ_s}"
+        msg = f"configuration value {where} = {value!r} is not a valid {getattr(typ, '__name__', typ)}"
         raise ConfigError(msg) from exc
 
 

@@ -1,7 +1,8 @@
 """Provenance of every product: engine version, inputs with checksums, configuration, steps.
 
 Written explicitly by the pipeline (never by magic): header cards ``ENGVER``, ``ENGDATE``,
-``SCHEMA``/``SCHVER``, one ``S_<STEP>`` status card per step, and a ``PROVENANCE`` binary-table
+``SCHEMA``/``SCHVER``, one ``S_<STEP>`` status card per step (``COMPLETE``, ``SKIPPED`` or ``FALLBACK``, the comment
+saying why), and a ``PROVENANCE`` binary-table
 extension with one row per input file (name, SHA-256) and one ``CONFIG`` card holding the
 resolved configuration as JSON.
 """
@@ -19,6 +20,11 @@ from astropy.table import Table
 
 from engine import __version__
 from engine.timeutil import utc_now_iso
+
+
+COMPLETE, SKIPPED, FALLBACK = "COMPLETE", "SKIPPED", "FALLBACK"
+"""What a step did: ran, did not run (the card's comment says why), ran on a substitute input."""
+STATUSES = (COMPLETE, SKIPPED, FALLBACK)
 
 
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -39,8 +45,19 @@ class Provenance:
     inputs: list[str] = field(default_factory=list)
     checksums: dict[str, str] = field(default_factory=dict)
     steps: dict[str, str] = field(default_factory=dict)
+    """``{step: status}``: ``COMPLETE``, ``SKIPPED`` or ``FALLBACK``."""
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+    """``{step: reason}`` of the steps that were skipped or fell back (the card's comment)."""
+
+    def record(self, step: str, status: str = COMPLETE, why: str = "") -> None:
+        """Record what a step did: ``COMPLETE``, ``SKIPPED`` (``why``) or ``FALLBACK`` (``why``)."""
+        if status not in STATUSES:
+            raise ValueError(f"step status {status!r} is not one of {STATUSES}")
+        self.steps[step] = status
+        if why:
+            self.why[step] = why
 
     def add_input(self, path: str | os.PathLike, checksum: str | None = None) -> None:
         """Record an input file (its checksum is computed unless given)."""
@@ -56,7 +73,7 @@ class Provenance:
         header["ENGVER"] = (__version__, "sedmtui engine version")
         header["ENGDATE"] = (utc_now_iso(), "product written (UTC)")
         for step, status in self.steps.items():
-            header[f"S_{step[:6].upper()}"] = (status, f"step {step}")
+            header[f"S_{step[:6].upper()}"] = (status, self.why.get(step) or f"step {step}")
         for key, value in self.extra.items():
             header[key] = value
 

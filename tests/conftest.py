@@ -85,9 +85,11 @@ def mini_calibration(tmp_path_factory, mini_raw) -> Path:
         sys.path.insert(0, str(REPO / "benchmarks"))
         from calibration import select_frames
 
-        from engine.calib.night import calibrate_night
+        from engine.pipeline.recipes.calibration import calibrate_night
+        from engine.pipeline.tasks import CalibrationFrames, CalibrationTask
 
-        calibrate_night(MINI_NIGHT, select_frames(mini_raw, MINI_NIGHT), str(out), {})
+        frames = CalibrationFrames.from_lists(select_frames(mini_raw, MINI_NIGHT))
+        calibrate_night(CalibrationTask(MINI_NIGHT, frames, str(out)))
 
     return _once(tmp_path_factory, "mini-cal", build)
 

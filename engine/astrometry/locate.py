@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from astropy.wcs import WCS
 from engine.astrometry.catalog import RefCatalog, load_catalog, select_field
 from engine.astrometry.detect import Detections, detect_stars
 from engine.astrometry.guider import GuiderStack, stack_guider
-from engine.astrometry.options import BACKENDS, AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.astrometry.solve import WcsSolution, solve_wcs
 from engine.astrometry.solvefield import solve_with_astrometry_net
 from engine.errors import ConfigError, EngineError
@@ -173,7 +173,7 @@ def _stars_reason(det: Detections, need: int) -> str:
     return f"only {det.n} stars detected in the guider stack (need {need}; clouds?)"
 
 
-def _field(catalog: str | os.PathLike | RefCatalog, pointing, cfg: AstrometryConfig) -> RefCatalog:
+def _field(catalog: str | os.PathLike | RefCatalog, pointing, cfg: AstrometryOptions) -> RefCatalog:
     cat = catalog if isinstance(catalog, RefCatalog) else load_catalog(catalog)
     fld = select_field(cat, *pointing, cfg.catalog_radius_deg, cfg.catalog_mag_limit)
     if fld.n < cfg.min_matches:
@@ -200,8 +200,8 @@ def locate_target(
     catalog_dir: str | os.PathLike | RefCatalog,
     night: str,
     *,
-    backend: str = "builtin",
-    config: AstrometryConfig | None = None,
+    backend: str | None = None,
+    config: AstrometryOptions | None = None,
 ) -> TargetLocation:
     """Locate an IFU exposure's target in the spaxel frame from its guider frames.
 
@@ -216,9 +216,9 @@ def locate_target(
         Directory of reference-catalogue FITS tables, or an already loaded catalogue.
     night : str
         UT night ``YYYYMMDD`` (selects the IFU-centre table epoch).
-    backend : {"builtin", "solve-field"}
-        WCS solver.
-    config : AstrometryConfig, optional
+    backend : {"builtin", "solve-field"}, optional
+        WCS solver; ``None``: ``config.backend``.
+    config : AstrometryOptions, optional
         Tunables; defaults when None.
 
     Returns
@@ -231,9 +231,10 @@ def locate_target(
     ConfigError
         Unknown ``backend``.
     """
-    cfg = config or AstrometryConfig()
-    if backend not in BACKENDS:
-        raise ConfigError(f"astrometry backend must be one of {BACKENDS}, got {backend!r}")
+    cfg = config or AstrometryOptions()
+    if backend is not None and backend != cfg.backend:
+        cfg = replace(cfg, backend=backend)  # checked by AstrometryOptions
+    backend = cfg.backend
     epoch = ifu_centre_for(night)
     base = {
         "ifu_px": (epoch.x_px, epoch.y_px),

@@ -14,12 +14,14 @@ PARITIES = ("neg", "pos", "both")
 
 
 @dataclass(frozen=True, kw_only=True)
-class AstrometryConfig:
+class AstrometryOptions:
     """Every tunable of the guider stack, star detection and WCS solve.
 
     The defaults suit the Rainbow Camera (2048 x 2048 pixels of 0.378 arcsec, 30-s frames).
     """
 
+    backend: str = "builtin"
+    """WCS solver: ``builtin`` or ``solve-field`` (astrometry.net, when installed)."""
     median_stride: int = 2
     """Each frame's scaling median is taken over every ``median_stride``-th row and column."""
 
@@ -94,6 +96,10 @@ class AstrometryConfig:
     the installation's own (``/etc/astrometry.cfg`` on Debian)."""
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"astrometry: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not self.solve_field_cpulimit_s > 0:
+            raise ConfigError(f"astrometry: solve_field_cpulimit_s must be > 0, got {self.solve_field_cpulimit_s}")
         if self.median_stride < 1:
             raise ConfigError(f"astrometry: median_stride must be >= 1, got {self.median_stride}")
         if self.detect_thresh_sigma <= 0 or self.detect_minarea < 1:

@@ -29,7 +29,7 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from engine.astrometry.catalog import RefCatalog
-from engine.astrometry.options import AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.errors import AlgorithmError
 from engine.instrument.sedm import GUIDER_PARITY
 from engine.instrument.sky import sky_to_standard, standard_to_sky
@@ -235,7 +235,7 @@ def fit_tan(
     return crval, cd, resid, inlier
 
 
-def _rotation_grid(cfg: AstrometryConfig) -> np.ndarray:
+def _rotation_grid(cfg: AstrometryOptions) -> np.ndarray:
     n = round(cfg.rotation_search_deg / cfg.rotation_step_deg)
     steps = np.arange(-n, n + 1) * cfg.rotation_step_deg
     return cfg.rotation_guess_deg + steps[np.argsort(np.abs(steps), kind="stable")]
@@ -245,14 +245,14 @@ def _predict(std: np.ndarray, crpix0, cd_arcsec: np.ndarray, offset=(0.0, 0.0)) 
     return np.asarray(crpix0) + std @ np.linalg.inv(cd_arcsec).T + np.asarray(offset)
 
 
-def _parities(cfg: AstrometryConfig) -> tuple[str, ...]:
+def _parities(cfg: AstrometryOptions) -> tuple[str, ...]:
     if cfg.parity == "both":
         return (GUIDER_PARITY, "pos" if GUIDER_PARITY == "neg" else "neg")
     return (cfg.parity,)
 
 
 def initial_guess(
-    det_xy: np.ndarray, std: np.ndarray, crpix0, shape: tuple[int, int], cfg: AstrometryConfig
+    det_xy: np.ndarray, std: np.ndarray, crpix0, shape: tuple[int, int], cfg: AstrometryOptions
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Nominal CD matrix [arcsec/pixel] and pixel offset of the best offset vote, and its
     vote count, over the rotation grid and the configured parities.
@@ -292,7 +292,7 @@ def solve_wcs(
     crpix0: tuple[float, float],
     pointing: tuple[float, float],
     shape: tuple[int, int],
-    config: AstrometryConfig | None = None,
+    config: AstrometryOptions | None = None,
 ) -> WcsSolution:
     """Solve the TAN WCS of a guider image from its detections and a reference catalogue.
 
@@ -308,7 +308,7 @@ def solve_wcs(
         RA, Dec of the initial guess at ``crpix0`` (TEL_RA/TEL_DEC) [degree].
     shape : tuple of int
         Image shape ``(ny, nx)``.
-    config : AstrometryConfig, optional
+    config : AstrometryOptions, optional
         Tunables; defaults when None.
 
     Returns
@@ -321,7 +321,7 @@ def solve_wcs(
         No offset peak, too few matches, rms too large or an implausible scale/rotation;
         ``metadata`` holds ``n_matched``, ``rms_arcsec``, ``votes``.
     """
-    cfg = config or AstrometryConfig()
+    cfg = config or AstrometryOptions()
     det_xy = np.asarray(det_xy, dtype=float).reshape(-1, 2)
     xi, eta = sky_to_standard(catalog.ra, catalog.dec, *pointing)
     std = np.column_stack([xi, eta])
@@ -369,7 +369,7 @@ def solve_wcs(
     )
 
 
-def _checked(sol: WcsSolution, cfg: AstrometryConfig, votes: int, expected: int) -> WcsSolution:
+def _checked(sol: WcsSolution, cfg: AstrometryOptions, votes: int, expected: int) -> WcsSolution:
     """``sol`` if it passes every acceptance test; ``expected``: the fewer of the detections and
     the catalogue stars the solution puts on the image."""
     facts = {

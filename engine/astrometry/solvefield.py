@@ -25,7 +25,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from engine.astrometry.catalog import angular_distance_deg
-from engine.astrometry.options import AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.astrometry.solve import WcsSolution, cd_scale_rotation
 from engine.errors import AlgorithmError, ConfigError
 
@@ -45,7 +45,7 @@ def solve_field_command(
     out_dir: str | os.PathLike,
     pointing: tuple[float, float],
     crpix0: tuple[float, float],
-    config: AstrometryConfig | None = None,
+    config: AstrometryOptions | None = None,
     *,
     executable: str = SOLVE_FIELD,
 ) -> list[str]:
@@ -61,13 +61,13 @@ def solve_field_command(
         TEL_RA, TEL_DEC: centre of the search [degree].
     crpix0 : tuple of float
         0-based IFU-centre pixel; passed 1-based as the WCS reference pixel.
-    config : AstrometryConfig, optional
+    config : AstrometryOptions, optional
         Tunables (defaults when None): configuration file, scale range, radius, SIP order,
         nsigma, parity and CPU limit.
     executable : str
         Program name or path.
     """
-    cfg = config or AstrometryConfig()
+    cfg = config or AstrometryOptions()
     lo, hi = cfg.scale_range_arcsec
     out = Path(out_dir)
     options = ["--config", cfg.solve_field_config] if cfg.solve_field_config else []
@@ -162,7 +162,7 @@ def solve_with_astrometry_net(
     image: np.ndarray,
     pointing: tuple[float, float],
     crpix0: tuple[float, float],
-    config: AstrometryConfig | None = None,
+    config: AstrometryOptions | None = None,
     *,
     executable: str = SOLVE_FIELD,
 ) -> WcsSolution:
@@ -176,7 +176,7 @@ def solve_with_astrometry_net(
         TEL_RA, TEL_DEC [degree].
     crpix0 : tuple of float
         0-based IFU-centre pixel.
-    config : AstrometryConfig, optional
+    config : AstrometryOptions, optional
         Tunables; defaults when None.
     executable : str
         Program name or path of ``solve-field``.
@@ -193,7 +193,7 @@ def solve_with_astrometry_net(
     AlgorithmError
         It failed, timed out or found no solution.
     """
-    cfg = config or AstrometryConfig()
+    cfg = config or AstrometryOptions()
     exe = find_solve_field(executable)
     if exe is None:
         msg = (

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.calib.products import NightCalibration
+from engine.calib.tracefind import TraceFit
+from engine.instrument import sedm
 
 
 def _hex_map(ax, cal: NightCalibration, values: np.ndarray, title: str, label: str, cmap: str, lims=None):
@@ -82,3 +84,43 @@ def write_qa(cal: NightCalibration, out: Path, meas=None, used=None) -> dict[str
     )
     paths["dome_stats"] = str(p)
     return paths
+
+
+def _nanmedian(values, mask) -> float | None:
+    """Median of the finite ``values[mask]``, or None (no values, or a solution without them)."""
+    if values is None:
+        return None
+    v = np.asarray(values)[mask]
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
+def night_stats(cal: NightCalibration, tf: TraceFit, grid) -> dict:
+    """The figures recorded for a night (SEDM names where they exist)."""
+    u = cal.usable
+    w = cal.wave
+    sig = tf.sigma_at(tf.x_mid[:, None])[:, 0]
+    s = {
+        "nspax": int(u.sum()),
+        "n_traces_found": int(tf.n),
+        "trace_rms_px": float(np.nanmedian(tf.rms[u])),
+        "width_min_px": float(np.nanmin(sig[u])), "width_avg_px": float(np.nanmean(sig[u])),
+        "width_max_px": float(np.nanmax(sig[u])),
+        "lattice_rms_px": float(grid.lattice_rms_px),
+        "lattice_pitch_px": float(grid.pitch_px), "lattice_angle_deg": float(grid.angle_deg),
+        "lattice_x0_px": float(grid.origin_px[0]), "lattice_y0_px": float(grid.origin_px[1]),
+        "lattice_rejected": int(np.count_nonzero(grid.rejected)) if grid.rejected is not None else 0,
+        "wave_law_scale": float(np.nanmedian(cal.wave.coef[u, 1]) / sedm.DISPERSION_D_PX),
+        "wave_rms_min_aa": float(np.nanmin(w.rms_aa[u])), "wave_rms_avg_aa": float(np.nanmean(w.rms_aa[u])),
+        "wave_rms_max_aa": float(np.nanmax(w.rms_aa[u])),
+        "wave_rms_median_aa": float(np.nanmedian(w.rms_aa[u])),
+        "wave_nmad_min_aa": float(np.nanmin(w.nmad_aa[u])), "wave_nmad_avg_aa": float(np.nanmean(w.nmad_aa[u])),
+        "wave_nmad_max_aa": float(np.nanmax(w.nmad_aa[u])),
+        "wave_blue_rms_median_aa": float(np.nanmedian(w.blue_rms_aa[u])),
+        "wave_n_lines_median": float(np.median(w.n_lines[u])),
+        "wave_model_chi2_median": _nanmedian(w.model_chi2, u),
+        "lsf_sigma_median_px": _nanmedian(w.lsf_sigma, u),
+        "wave_flagged": int((w.flagged & u).sum()),
+    }
+    s.update(cal.flat.stats(u))
+    return s

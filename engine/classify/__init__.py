@@ -3,32 +3,40 @@
 Typical use by the pipeline::
 
     from engine.classify import (classify_spectrum, load_template_library, median_s2n,
-                                 options_from_config, should_classify, snid_header_cards,
-                                 snid_text_lines)
+                                 should_classify, snid_header_cards, snid_text_lines)
 
     library = load_template_library(config.classify.templates_dir)   # once, ~0.02 s cached
-    options = options_from_config(config.classify)                    # SEDM defaults
+    options = config.classify                     # a SnidOptions (SEDM defaults) + templates_dir
     ok, reason = should_classify(object_name, header, quality)
     if ok:
         result = classify_spectrum(wave, flux, err, library=library, options=options)
         cards = snid_header_cards(result)       # [(key, value, comment), ...]
         lines = snid_text_lines(result)         # [(key, value), ...]
+
+The names below are loaded on first use (PEP 562), so that importing one submodule
+(``engine.classify.options`` for the configuration) does not load the classifier.
 """
 
-from engine.classify.options import (SnidOptions, options_from_config, select_templates,
-                                     template_mask)
-from engine.classify.result import (BestMatchSpectrum, Classification, TemplateMatch,
-                                    sedm_type_split, snid_header_cards, snid_text_lines)
-from engine.classify.s2n import SignalToNoise, median_s2n, s2n_header_cards, s2n_text_lines
-from engine.classify.skip import should_classify
-from engine.classify.snid import classify_spectrum
-from engine.classify.spectrum_input import SpectrumReadError, read_spectrum
-from engine.classify.templates import TemplateLibrary, check_template_dir, load_template_library
+import importlib
 
-__all__ = [
-    "BestMatchSpectrum", "Classification", "SignalToNoise", "SnidOptions", "SpectrumReadError",
-    "TemplateLibrary", "TemplateMatch", "check_template_dir", "classify_spectrum",
-    "load_template_library", "median_s2n", "options_from_config", "read_spectrum", "s2n_header_cards",
-    "s2n_text_lines", "select_templates", "sedm_type_split", "should_classify",
-    "snid_header_cards", "snid_text_lines", "template_mask",
-]
+_EXPORTS = {
+    "engine.classify.options": ("SnidOptions",),
+    "engine.classify.selection": ("select_templates", "template_mask"),
+    "engine.classify.result": ("BestMatchSpectrum", "Classification", "TemplateMatch", "sedm_type_split",
+                               "snid_header_cards", "snid_text_lines"),
+    "engine.classify.s2n": ("SignalToNoise", "median_s2n", "s2n_header_cards", "s2n_text_lines"),
+    "engine.classify.skip": ("should_classify",),
+    "engine.classify.snid": ("classify_spectrum",),
+    "engine.classify.spectrum_input": ("SpectrumReadError", "read_spectrum"),
+    "engine.classify.templates": ("TemplateLibrary", "check_template_dir", "load_template_library"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.classify' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from engine.classify.templates import MAIN_TYPES, TemplateLibrary, split_names
 from engine.errors import ConfigError
 
 
@@ -118,72 +116,13 @@ class SnidOptions:
         return dataclasses.asdict(self)
 
 
-def options_from_config(cfg: Any, **overrides: Any) -> SnidOptions:
-    """:class:`SnidOptions` from an ``engine.config.ClassifyConfig`` (or any object with some of
-    the option names as attributes), plus explicit overrides.
-
-    Only attributes that exist are used, so fields added to the config later (``zmin``,
-    ``zmax``, ``avoid``, ``usetype``, ...) are picked up without changes here.
-    """
-    names = {f.name for f in dataclasses.fields(SnidOptions)}
-    values = {n: getattr(cfg, n) for n in names if hasattr(cfg, n)}
-    values.update(overrides)
-    return SnidOptions(**values)
+_NAME_RE = re.compile(r"[,\s]+")
 
 
-def _type_mask(library: TemplateLibrary, names: tuple[str, ...]) -> np.ndarray:
-    """Rows whose main type or (sub)type equals one of ``names`` (case-insensitive)."""
-    known_main = {t.lower() for t in MAIN_TYPES}
-    known_sub = {s.lower() for s in np.unique(library.subtype)}
-    mask = np.zeros(library.n_epochs, dtype=bool)
-    main = np.char.lower(library.main_type.astype(str))
-    sub = np.char.lower(library.subtype.astype(str))
-    for name in names:
-        key = name.lower()
-        if key not in known_main and key not in known_sub:
-            msg = (f"unknown SNID type {name!r}: use one of {', '.join(MAIN_TYPES)} or a "
-                   f"subtype of the library ({', '.join(sorted(np.unique(library.subtype)))})")
-            raise ConfigError(msg)
-        mask |= (main == key) | (sub == key)
-    return mask
-
-
-def _name_mask(library: TemplateLibrary, names: tuple[str, ...]) -> np.ndarray:
-    """Rows whose template name contains one of ``names`` (SNID's substring rule)."""
-    mask = np.zeros(library.n_epochs, dtype=bool)
-    for name in names:
-        mask |= np.char.find(library.name.astype(str), name) >= 0
-    return mask
-
-
-def template_mask(library: TemplateLibrary, options: SnidOptions) -> np.ndarray:
-    """Rows (template epochs) SNID would read with these options, shape ``(n_epoch,)`` bool.
-
-    Applies the age range (NotSN and age-flag-1 epochs exempt), ``use``, ``avoid``,
-    ``usetype`` and ``avoidtype``.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown type name, or when no template is left.
-    """
-    keep = ((library.age >= options.agemin) & (library.age <= options.agemax)) \
-        | (library.age_flag == 1) | (library.main_type == "NotSN")
-    if options.use:
-        keep &= _name_mask(library, options.use)
-    if options.avoid:
-        keep &= ~_name_mask(library, options.avoid)
-    if options.usetype:
-        keep &= _type_mask(library, options.usetype)
-    if options.avoidtype:
-        keep &= ~_type_mask(library, options.avoidtype)
-    if not keep.any():
-        msg = "no SNID template left after the use/avoid/usetype/avoidtype/age options"
-        raise ConfigError(msg)
-    return keep
-
-
-def select_templates(library: TemplateLibrary, options: SnidOptions) -> TemplateLibrary:
-    """The sub-library of :func:`template_mask` (a copy; the classifier itself uses the mask)."""
-    keep = template_mask(library, options)
-    return library if keep.all() else library.select(keep)
+def split_names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """Split a comma/space separated list of names (SNID's ``avoid=a,b`` syntax)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v for v in _NAME_RE.split(value) if v)
+    return tuple(v for item in value for v in _NAME_RE.split(str(item)) if v)

@@ -23,18 +23,33 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft as sfft
 
-from engine.classify.correlate import (BandPass, allowed_lags, band_antisym_rms,
-                                       half_max_center, local_peaks, masked_argmax,
-                                       overlap_windows, parabola_peaks, runner_up_peaks,
-                                       value_and_antisym_rms)
-from engine.classify.options import SnidOptions, template_mask
+from engine.classify.correlate import (
+    BandPass,
+    allowed_lags,
+    band_antisym_rms,
+    half_max_center,
+    local_peaks,
+    masked_argmax,
+    overlap_windows,
+    parabola_peaks,
+    runner_up_peaks,
+    value_and_antisym_rms,
+)
+from engine.classify.options import SnidOptions
 from engine.classify.peakfit import fit_peaks
 from engine.classify.prepare import APODIZE_PERCENT, PreparedSpectrum, prepare_spectrum
 from engine.classify.result import BestMatchSpectrum, Classification, TemplateMatch
+from engine.classify.selection import template_mask
 from engine.classify.stats import match_statistics, vote_redshift
 from engine.classify.templates import W0_AA, TemplateLibrary
-from engine.classify.trim import (DataTransforms, TrimmedChunk, correlation_functions,
-                                  sampled_correlations, screen_step, trimmed_correlations)
+from engine.classify.trim import (
+    DataTransforms,
+    TrimmedChunk,
+    correlation_functions,
+    sampled_correlations,
+    screen_step,
+    trimmed_correlations,
+)
 from engine.errors import AlgorithmError
 
 MAXR = 999.9

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from engine.classify.lnw import N_BINS, W0_AA, W1_AA, LnwTemplate, parse_lnw
+from engine.classify.options import split_names
 from engine.classify.trim import SCREEN_STEP, decimated_rows, own_window_transforms
 from engine.errors import ConfigError
 
@@ -373,15 +373,3 @@ def _with_transforms(**rows) -> TemplateLibrary:
     fft = sfft.rfft(flux, axis=1)
     return TemplateLibrary(fft=fft, own_fft=own_window_transforms(flux, rows["lo"], rows["hi"]),
                            coarse=decimated_rows(fft, flux.shape[1], SCREEN_STEP), **rows)
-
-
-_NAME_RE = re.compile(r"[,\s]+")
-
-
-def split_names(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """Split a comma/space separated list of names (SNID's ``avoid=a,b`` syntax)."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in _NAME_RE.split(value) if v)
-    return tuple(v for item in value for v in _NAME_RE.split(str(item)) if v)

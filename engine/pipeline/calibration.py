@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from pathlib import Path
 
-from engine.calib.night import calibrate_night
 from engine.ingest.planner import belongs_to_night, calibration_set
 from engine.pipeline.jobs import Job
+from engine.pipeline.recipes.calibration import calibrate_night
 from engine.pipeline.stage import EngineView
+from engine.pipeline.tasks import CalibrationFrames, CalibrationTask
 from engine.timeutil import previous_night, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -84,10 +86,10 @@ class CalibrationStage:
                     self._announce_wait(view, night, f"calibration of {night} waiting: {level} set {cal.counts()}; {why}")
                 continue
             self._waiting.pop(night, None)
-            payload = {"biases": {str(k): v for k, v in cal.biases.items()}, "domes": cal.domes, "arcs": cal.arcs}
-            config = view.config.to_dict()
-            jobs.append(Job(stage=self.name, key=key, fn=calibrate_night,
-                            args=(night, payload, str(night_dir(view, night)), config, key), priority=10,
+            cal_frames = CalibrationFrames.from_lists({"biases": cal.biases, "domes": cal.domes, "arcs": cal.arcs})
+            task = CalibrationTask(night=night, frames=cal_frames, out_dir=str(night_dir(view, night)), config=view.config,
+                                   job_key=key)
+            jobs.append(Job(stage=self.name, key=key, fn=calibrate_night, args=(task,), priority=10,
                             context={"night": night, "level": level, "counts": cal.counts(),
                                      "label": f"calibrating {night}", "why": why}))
         return jobs
@@ -191,7 +193,7 @@ class CalibrationStage:
         row = view.writer.one(
             """SELECT night, id FROM calibrations WHERE status='ok' AND night < ? AND night >= ?
                ORDER BY night DESC, id DESC LIMIT 1""",
-            [night, _days_before(night, max_age)],
+            [night, days_before(night, max_age)],
         )
         with view.writer.transaction():
             if row is None:
@@ -212,11 +214,15 @@ class CalibrationStage:
                               payload={"status": "fallback", "source_night": row["night"]})
 
     def busy(self, view: EngineView) -> bool:
+        """True while a night has no calibration outcome yet."""
         return any(calibration_status(view, n) is None for n in view.nights)
 
+    def request_handlers(self) -> dict:
+        """None."""
+        return {}
 
-def _days_before(night: str, days: int) -> str:
-    import datetime as dt
 
+def days_before(night: str, days: int) -> str:
+    """The UT date ``days`` before ``night`` (``YYYYMMDD``)."""
     d = dt.datetime.strptime(night, "%Y%m%d") - dt.timedelta(days=days)
     return d.strftime("%Y%m%d")

@@ -31,6 +31,7 @@ from engine.ingest.watcher import EventWatcher, ignored_night_dirs, resolve_poll
 from engine.io.inputs import Refusal, parse_night
 from engine.pipeline.ingest import Ingestor, nights_to_scan
 from engine.pipeline.jobs import ENGINE_PID_ENV, InlineExecutor, Job, init_worker, start_worker
+from engine.pipeline.records import finish_request_in
 from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, requeue_stale
@@ -329,9 +330,7 @@ class Engine:
 
     def _submit(self, job: Job, view: EngineView) -> None:
         self._set_activity(job.context.get("label") or f"{job.stage} {job.key.split(':', 1)[-1]}")
-        hook = getattr(self._stage(job.stage), "on_submit", None)
-        if hook is not None:
-            hook(view, job)
+        self._stage(job.stage).on_submit(view, job)
         fut = self.executor.submit(job.fn, *job.args)
         self.futures[fut] = job
         view.running.add(job.key)
@@ -373,9 +372,7 @@ class Engine:
             job = next((j for j in self.futures.values() if j.key == key), None)
             if job is None:
                 continue
-            handler = getattr(self._stage(job.stage), "progress", None)
-            if handler is not None:
-                handler(self.view(), job, stage, fraction, message)
+            self._stage(job.stage).progress(self.view(), job, stage, fraction, message)
 
     def _drain_deliveries(self) -> None:
         """``--once``: deliver what can be delivered within ``delivery.drain_timeout_s``, say what is left."""
@@ -397,7 +394,7 @@ class Engine:
         """``{kind: handler}`` merged from every stage's ``request_handlers`` (and delivery's)."""
         handlers = {}
         for stage in self.stages:
-            handlers.update(getattr(stage, "request_handlers", lambda: {})())
+            handlers.update(stage.request_handlers())
         from engine.delivery.requests import off_handlers
 
         handlers.update(self.delivery.request_handlers() if self.delivery is not None else off_handlers())
@@ -437,8 +434,6 @@ class Engine:
 
     def finish_request(self, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
         """Mark a request done or failed (with an event), in one transaction."""
-        from engine.pipeline.requests_stage import finish_request_in
-
         with self.writer.transaction():
             finish_request_in(self.view(), req, result=result, error=error)
 

@@ -1,6 +1,9 @@
-"""Serving console/CLI requests: re-extract, accept, reject, recover, report, final report.
+"""The request stage: console/CLI requests (re-extract, accept, reject, recover, report, final report).
 
-Every handler checks the request against the state (unknown target, centroid outside the IFU,
+The engine claims each pending request and calls this stage's handler for its kind. A handler
+either answers at once (accept, reject, recover, reports) or returns a :class:`Job` (a
+re-extraction), which runs on the executor and whose result this stage records as a
+``candidate`` extraction. Every handler checks the request against the state (unknown target, centroid outside the IFU,
 extraction that is not a pending re-extraction, ...) and raises :class:`RequestError` with a
 message the console shows; nothing else changes then. State changes of a request happen in
 one transaction together with its completion, so a crash never half-applies one.
@@ -9,7 +12,6 @@ one transaction together with its completion, so a crash never half-applies one.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
@@ -17,23 +19,22 @@ import numpy as np
 
 from engine.errors import RequestError
 from engine.instrument import sedm
-from engine.io.inputs import clean_text
+from engine.io import names
 from engine.pipeline.jobs import Job
+from engine.pipeline.recipes.exposure import reextract
+from engine.pipeline.records import (
+    RECOVERED,
+    finish_request_in,
+    insert_classification,
+    insert_extraction,
+    set_quality_in_products,
+    summary,
+)
+from engine.pipeline.science import reextraction_task
 from engine.pipeline.stage import EngineView
+from engine.pipeline.tasks import ExtractionRequest, ExtractionResult
 from engine.report import write_report
-from engine.science.reduce import reextract
 from engine.timeutil import utc_now_iso
-
-
-def finish_request_in(view: EngineView, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
-    """Mark a request done/failed with an event (inside the caller's transaction)."""
-    status = "failed" if error else "done"
-    error = None if error is None else clean_text(error, max_len=2000)
-    view.writer.update("requests", req["id"], {"status": status, "result_json": json.dumps(result or {}, default=str),
-                                               "error": error, "finished_at": utc_now_iso()})
-    msg = f"request #{req['id']} {req['kind']} {req['target'] or ''}: " + (error or "done")
-    view.writer.event("request", msg, night=req["night"], obs_id=req["target"], level="warning" if error else "info",
-                      payload={"request_id": req["id"], "status": status, "kind": req["kind"], "result": result or {}})
 
 
 def _observation(view: EngineView, req: dict) -> dict:
@@ -52,10 +53,8 @@ def _extraction(view: EngineView, req: dict, obs: dict, eid: int, status: str) -
     return ext
 
 
-def handle_reextract(stage, view: EngineView, req: dict) -> Job:
+def handle_reextract(view: EngineView, req: dict) -> Job:
     """A manual re-extraction from the cube: centroid, region, lstep."""
-    from engine.pipeline.science import base_task
-
     obs = _observation(view, req)
     if obs["state"] != "done" or not obs["cube_file"]:
         raise RequestError(f"{req['target']} has no cube yet (state {obs['state']})")
@@ -64,28 +63,23 @@ def handle_reextract(stage, view: EngineView, req: dict) -> Job:
     if centroid is not None and float(np.hypot(*centroid)) > sedm.MLA_RADIUS_UNITS:
         raise RequestError(f"centroid ({centroid[0]:.2f}, {centroid[1]:.2f}) is outside the IFU "
                            f"(more than {sedm.MLA_RADIUS_UNITS:.0f} spaxels from the centre)")
-    cur = view.writer.one("SELECT * FROM extractions WHERE id=?", [obs["current_extraction_id"]]) or {}
-    facts = json.loads(cur.get("facts_json") or "{}")
-    frame = view.writer.one("SELECT path FROM frames WHERE id=?", [obs["frame_id"]])
-    task = base_task(view, obs, frame)
+    current = view.writer.one("SELECT * FROM extractions WHERE id=?", [obs["current_extraction_id"]]) or {}
+    request = ExtractionRequest(tag=names.redo_tag(dt.datetime.now().strftime("%H%M%S")),
+                                centroid=tuple(centroid) if centroid is not None else None,
+                                centroid_radius=params.get("centroid_radius"),
+                                region=params.get("region"), lstep=int(params.get("lstep", 1)),
+                                reducer=req["user"] or "manual")
+    key = f"reextract:{req['id']}"
+    task = reextraction_task(view, obs, current, request, key)
     if task is None:
         raise RequestError(f"no calibration for {req['night']}")
-    local = dt.datetime.now().strftime("%H%M%S")
-    task.update({
-        "cube_file": obs["cube_file"], "guider_file": facts.get("guider_file"),
-        "astrom": [cur["astrom_x"], cur["astrom_y"]] if cur.get("astrom_x") is not None else None,
-        "astrometry_reason": facts.get("astrometry_reason", ""),
-        "request": {"tag": f"redo{local}", "centroid": centroid, "centroid_radius": params.get("centroid_radius"),
-                    "region": params.get("region"),
-                    "lstep": int(params.get("lstep", 1)), "reducer": req["user"] or "manual"},
-        "job_key": f"reextract:{req['id']}",
-    })
-    return Job(stage="science", key=task["job_key"], fn=reextract, args=(task,), priority=5,
-               context={"action": "reextract", "request": req, "request_id": req["id"], "observation_id": obs["id"],
-                        "night": obs["night"], "obs_id": obs["obs_id"], "object": obs["object"], "kind": obs["kind"]})
+    return Job(stage=RequestStage.name, key=key, fn=reextract, args=(task,), priority=5,
+               context={"action": "reextract", "request": request, "request_row": req, "request_id": req["id"],
+                        "observation_id": obs["id"], "night": obs["night"], "obs_id": obs["obs_id"],
+                        "object": obs["object"], "kind": obs["kind"]})
 
 
-def handle_accept(stage, view: EngineView, req: dict) -> dict:
+def handle_accept(view: EngineView, req: dict) -> dict:
     """The re-extraction becomes current; the previous extraction is kept, superseded."""
     obs = _observation(view, req)
     ext = _extraction(view, req, obs, req["params"]["extraction_id"], "candidate")
@@ -102,7 +96,7 @@ def handle_accept(stage, view: EngineView, req: dict) -> dict:
     return {"extraction_id": ext["id"], "spec_fits": ext["spec_fits"]}
 
 
-def handle_reject(stage, view: EngineView, req: dict) -> dict:
+def handle_reject(view: EngineView, req: dict) -> dict:
     """The re-extraction's products are removed; the current extraction is untouched."""
     obs = _observation(view, req)
     ext = _extraction(view, req, obs, req["params"]["extraction_id"], "candidate")
@@ -119,11 +113,7 @@ def handle_reject(stage, view: EngineView, req: dict) -> dict:
     return {"extraction_id": ext["id"], "removed": removed}
 
 
-RECOVERED = "recovered by hand"
-"""How the quality reason of a recovered extraction (5 -> 1) begins."""
-
-
-def handle_recover(stage, view: EngineView, req: dict) -> dict:
+def handle_recover(view: EngineView, req: dict) -> dict:
     """Quality 5 -> 1 without re-extracting: the brightest object is the target."""
     obs = _observation(view, req)
     ext = view.writer.one("SELECT * FROM extractions WHERE id=?", [obs["current_extraction_id"]])
@@ -131,7 +121,7 @@ def handle_recover(stage, view: EngineView, req: dict) -> dict:
         raise RequestError(f"{req['target']} is not quality 5 (quality {ext['quality'] if ext else 'none'}): nothing to recover")
     out = Path(view.config.paths.redux_root) / obs["night"]
     reason = f"{RECOVERED} by {req['user'] or 'observer'} (was 5: brightest spaxel accepted)"
-    _set_quality_in_products(out, ext, 1, reason)
+    set_quality_in_products(out, ext, 1, reason)
     with view.writer.transaction():
         view.writer.update("extractions", ext["id"], {"quality": 1, "quality_reason": reason, "delivered": 1,
                                                       "updated": utc_now_iso()})
@@ -140,28 +130,7 @@ def handle_recover(stage, view: EngineView, req: dict) -> dict:
     return {"extraction_id": ext["id"], "quality": 1}
 
 
-def _set_quality_in_products(out: Path, ext: dict, quality: int, reason: str) -> None:
-    from astropy.io import fits
-
-    from engine.io.fitsio import write_atomic
-
-    path = out / ext["spec_fits"]
-    if path.exists():
-        with fits.open(path) as hdul:
-            hdul[0].header["QUALITY"] = quality
-            hdul[0].header["QUALREAS"] = reason
-            write_atomic(hdul, path)
-    txt = out / ext["spec_txt"] if ext["spec_txt"] else None
-    if txt and txt.exists():
-        lines = txt.read_text().splitlines()
-        lines = [f"# QUALITY: {quality}" if ln.startswith("# QUALITY:") else
-                 (f"# QUALREAS: {reason}" if ln.startswith("# QUALREAS:") else ln) for ln in lines]
-        tmp = txt.with_name(f".{txt.name}.part")
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, txt)
-
-
-def handle_report(stage, view: EngineView, req: dict, *, final: bool = False) -> dict:
+def handle_report(view: EngineView, req: dict, *, final: bool = False) -> dict:
     """Write ``report.txt`` (and the final report text)."""
     night = req["night"] or (max(view.nights) if view.nights else None)
     if night is None:
@@ -179,16 +148,53 @@ def handle_report(stage, view: EngineView, req: dict, *, final: bool = False) ->
     return res["paths"]
 
 
-def handlers(stage) -> dict:
-    """``{kind: handler(view, req)}`` for the engine."""
-    return {
-        "reextract": lambda view, req: handle_reextract(stage, view, req),
-        "accept": lambda view, req: handle_accept(stage, view, req),
-        "reject": lambda view, req: handle_reject(stage, view, req),
-        "recover": lambda view, req: handle_recover(stage, view, req),
-        "report": lambda view, req: handle_report(stage, view, req),
-        "final_report": lambda view, req: handle_report(stage, view, req, final=True),
-    }
+class RequestStage:
+    """Serves the requests of consoles and the command line; records re-extractions."""
+
+    name = "requests"
+
+    def request_handlers(self) -> dict:
+        """``{kind: handler(view, req)}``: a result dict, or a :class:`Job` to run."""
+        return {
+            "reextract": handle_reextract,
+            "accept": handle_accept,
+            "reject": handle_reject,
+            "recover": handle_recover,
+            "report": handle_report,
+            "final_report": lambda view, req: handle_report(view, req, final=True),
+        }
+
+    def plan(self, view: EngineView) -> list[Job]:
+        """None: the engine hands this stage each claimed request."""
+        return []
+
+    def on_submit(self, view: EngineView, job: Job) -> None:
+        """Nothing to mark: the request is already ``running``."""
+
+    def progress(self, view: EngineView, job: Job, stage: str, fraction: float, message: str) -> None:
+        """Not recorded: a re-extraction takes about a second."""
+
+    def record(self, view: EngineView, job: Job, result: ExtractionResult) -> None:
+        """A re-extraction becomes a ``candidate`` extraction and its request is done."""
+        ctx = job.context
+        ext = result.extraction
+        with view.writer.transaction():
+            eid = insert_extraction(view, ctx, result, ctx["request"], status="candidate", request_id=ctx["request_id"])
+            insert_classification(view, ctx, eid, result.classification)
+            finish_request_in(view, ctx["request_row"], result={"extraction_id": eid, "spec_fits": ext["spec_fits"],
+                                                                "quality": ext["quality"]})
+            view.writer.event("extraction", "re-extraction ready: " + summary(ctx, result), night=ctx["night"],
+                              obs_id=ctx["obs_id"], payload={"state": "candidate", "extraction_id": eid,
+                                                             "request_id": ctx["request_id"]})
+
+    def failed(self, view: EngineView, job: Job, error: BaseException) -> None:
+        """The re-extraction's request fails with the error."""
+        with view.writer.transaction():
+            finish_request_in(view, job.context["request_row"], error=f"{type(error).__name__}: {error}")
+
+    def busy(self, view: EngineView) -> bool:
+        """Never: the engine itself waits for pending requests."""
+        return False
 
 
-__all__ = ["handlers", "finish_request_in"]
+__all__ = ["RECOVERED", "RequestStage", "finish_request_in"]

@@ -14,11 +14,27 @@ import json
 import logging
 from pathlib import Path
 
-from engine.pipeline.calibration import usable_calibration
+from engine.pipeline.calibration import days_before, usable_calibration
 from engine.pipeline.jobs import Job
+from engine.pipeline.recipes.exposure import recalibrate, reduce_exposure
+from engine.pipeline.records import (
+    OBSERVATION_FACTS,
+    RECOVERED,
+    extraction_row,
+    insert_classification,
+    insert_extraction,
+    set_quality_in_products,
+    summary,
+)
 from engine.pipeline.stage import EngineView
-from engine.science.recalibrate import recalibrate
-from engine.science.reduce import reduce_exposure
+from engine.pipeline.tasks import (
+    ExposureTask,
+    ExtractionRequest,
+    ExtractionResult,
+    FluxcalCandidate,
+    RecalibrationTask,
+    ReextractionTask,
+)
 from engine.timeutil import utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -28,7 +44,7 @@ def _mjd(jd: float | None) -> float:
     return (jd or 2400000.5) - 2400000.5
 
 
-def fluxcal_candidates(view: EngineView, night: str) -> list[dict]:
+def fluxcal_candidates(view: EngineView, night: str) -> tuple[FluxcalCandidate, ...]:
     """Sensitivities usable for a night: its own standards, else the newest earlier night's."""
     rows = view.writer.all(
         """SELECT e.night, e.fluxcal_file, o.jd FROM extractions e JOIN observations o ON o.id = e.observation_id
@@ -37,28 +53,47 @@ def fluxcal_candidates(view: EngineView, night: str) -> list[dict]:
     own = [r for r in rows if r["night"] == night]
     if not own and rows:
         newest = rows[0]["night"]
-        from engine.pipeline.calibration import _days_before
-
-        if newest >= _days_before(night, view.config.science.fluxcal_max_age_days):
+        if newest >= days_before(night, view.config.science.fluxcal_max_age_days):
             own = [r for r in rows if r["night"] == newest]
     redux = Path(view.config.paths.redux_root)
-    return [{"path": str(redux / r["night"] / r["fluxcal_file"]), "mjd": _mjd(r["jd"]), "night": r["night"]} for r in own]
+    return tuple(FluxcalCandidate(path=str(redux / r["night"] / r["fluxcal_file"]), mjd=_mjd(r["jd"]), night=r["night"])
+                 for r in own)
 
 
-def base_task(view: EngineView, obs: dict, frame: dict) -> dict | None:
-    """The job description of an exposure (``None`` if its night has no calibration yet)."""
+def exposure_task(view: EngineView, obs: dict, frame: dict, job_key: str = "") -> ExposureTask | None:
+    """The task of an exposure (``None`` if its night has no calibration yet)."""
     cal = usable_calibration(view, obs["night"])
     if cal is None:
         return None
     cal_dir, cal_night = cal
     redux = Path(view.config.paths.redux_root)
-    return {
-        "raw": frame["path"], "night": obs["night"], "obs_id": obs["obs_id"], "kind": obs["kind"],
-        "out_dir": str(redux / obs["night"]), "cal_dir": cal_dir, "cal_night": cal_night,
-        "cal_fallback": cal_night != obs["night"], "raw_dir": str(Path(frame["path"]).parent),
-        "catalog_dir": view.config.catalog_dir(), "fluxcal": fluxcal_candidates(view, obs["night"]),
-        "config": view.config.to_dict(), "job_key": f"science:{obs['night']}:{obs['obs_id']}",
-    }
+    return ExposureTask(
+        raw=frame["path"], night=obs["night"], obs_id=obs["obs_id"], kind=obs["kind"],
+        out_dir=str(redux / obs["night"]), cal_dir=cal_dir, cal_night=cal_night,
+        catalog_dir=view.config.catalog_dir(), config=view.config, fluxcal=fluxcal_candidates(view, obs["night"]),
+        job_key=job_key or f"science:{obs['night']}:{obs['obs_id']}")
+
+
+def reextraction_task(view: EngineView, obs: dict, current: dict, request: ExtractionRequest,
+                      job_key: str) -> ReextractionTask | None:
+    """A new extraction of ``obs`` from its cube, with the astrometry of its extraction ``current``."""
+    frame = view.writer.one("SELECT path FROM frames WHERE id=?", [obs["frame_id"]])
+    exposure = exposure_task(view, obs, frame, job_key) if frame else None
+    if exposure is None or not obs["cube_file"]:
+        return None
+    facts = json.loads(current.get("facts_json") or "{}")
+    astrom = (current["astrom_x"], current["astrom_y"]) if current.get("astrom_x") is not None else None
+    return ReextractionTask(exposure=exposure, cube_file=obs["cube_file"], request=request,
+                            guider_file=facts.get("guider_file"), astrom=astrom,
+                            astrometry_reason=facts.get("astrometry_reason", ""))
+
+
+def request_of(row: dict) -> ExtractionRequest:
+    """The inputs of an ``extractions`` row (tag, manual centroid, region, lstep, reducer)."""
+    manual = row["srcpos"] == "manual"
+    return ExtractionRequest(tag=row["tag"], centroid=(row["guess_x"], row["guess_y"]) if manual else None,
+                             region=json.loads(row["region_json"]) if row["region_json"] else None,
+                             lstep=int(row["lstep"] or 1), reducer=row["reducer"] or "auto")
 
 
 class ScienceStage:
@@ -85,14 +120,15 @@ class ScienceStage:
             for obs in waiting:
                 if obs["kind"] == "science" and pending_std:
                     continue
-                task = base_task(view, obs, {"path": obs["frame_path"]})
-                key = task["job_key"]
+                task = exposure_task(view, obs, {"path": obs["frame_path"]})
+                key = task.job_key
                 if key in view.running:
                     continue
                 jobs.append(Job(stage=self.name, key=key, fn=reduce_exposure, args=(task,),
                                 priority=20 if obs["kind"] == "standard" else 30,
                                 context={"observation_id": obs["id"], "night": night, "obs_id": obs["obs_id"],
                                          "object": obs["object"], "kind": obs["kind"], "action": "reduce",
+                                         "request": ExtractionRequest(),
                                          "label": f"reducing {obs['obs_id']} {obs['object']}"}))
             jobs.extend(self._recalibrations(view, night))
         return jobs
@@ -112,36 +148,18 @@ class ScienceStage:
             key = f"recalibrate:{night}:{e['obs_id']}:{e['id']}"
             if key in view.running or key in self._given_up:
                 continue
-            task = self._recalibration_task(view, e)
+            obs = view.writer.one("SELECT * FROM observations WHERE id=?", [e["observation_id"]])
+            request = request_of(e)
+            task = reextraction_task(view, obs, e, request, key)
             if task is None:
                 continue
-            task["job_key"] = key
-            jobs.append(Job(stage=self.name, key=key, fn=recalibrate, args=(task,), priority=25,
+            jobs.append(Job(stage=self.name, key=key, fn=recalibrate, args=(RecalibrationTask(task, e["spec_fits"]),),
+                            priority=25,
                             context={"extraction_id": e["id"], "observation_id": e["observation_id"], "night": night,
                                      "obs_id": e["obs_id"], "object": e["object"], "kind": e["kind"],
-                                     "action": "recalibrate", "label": f"flux-calibrating {e['obs_id']} {e['object']}"}))
+                                     "action": "recalibrate", "request": request,
+                                     "label": f"flux-calibrating {e['obs_id']} {e['object']}"}))
         return jobs
-
-    @staticmethod
-    def _recalibration_task(view: EngineView, e: dict) -> dict | None:
-        """A re-extraction of extraction ``e`` from its exposure's cube with its own inputs."""
-        obs = view.writer.one("SELECT * FROM observations WHERE id=?", [e["observation_id"]])
-        frame = view.writer.one("SELECT path FROM frames WHERE id=?", [obs["frame_id"]])
-        task = base_task(view, obs, frame) if frame else None
-        if task is None or not obs["cube_file"]:
-            return None
-        facts = json.loads(e["facts_json"] or "{}")
-        manual = e["srcpos"] == "manual"
-        task.update({
-            "cube_file": obs["cube_file"], "guider_file": facts.get("guider_file"),
-            "astrom": [e["astrom_x"], e["astrom_y"]] if e["astrom_x"] is not None else None,
-            "astrometry_reason": facts.get("astrometry_reason", ""),
-            "request": {"tag": e["tag"], "centroid": [e["guess_x"], e["guess_y"]] if manual else None,
-                        "region": json.loads(e["region_json"]) if e["region_json"] else None,
-                        "lstep": int(e["lstep"] or 1), "reducer": e["reducer"] or "auto"},
-            "spec_fits": e["spec_fits"],
-        })
-        return task
 
     def on_submit(self, view: EngineView, job: Job) -> None:
         """The engine started the job: mark the exposure as being reduced."""
@@ -175,67 +193,45 @@ class ScienceStage:
             view.writer.event("progress", f"{ctx['obs_id']} {ctx['object']}: {stage}", night=ctx["night"],
                               obs_id=ctx["obs_id"], payload={"state": "reducing", "stage": stage, "progress": fraction})
 
-    def record(self, view: EngineView, job: Job, result: dict) -> None:
+    def record(self, view: EngineView, job: Job, result: ExtractionResult) -> None:
+        """An exposure's extraction becomes current; a re-calibration replaces its extraction."""
         ctx = job.context
         if ctx["action"] == "recalibrate":
             return self._record_recalibration(view, job, result)
-        if ctx["action"] == "reextract":
-            return self._record_reextraction(view, job, result)
-        ext = dict(result["extraction"])
-        obs_upd = result["observation"]
+        ext, obs_upd = result.extraction, result.observation
         with view.writer.transaction():
             prev = view.writer.one("SELECT current_extraction_id FROM observations WHERE id=?", [ctx["observation_id"]])
             if prev and prev["current_extraction_id"]:
-                view.writer.update("extractions", prev["current_extraction_id"], {"status": "superseded", "updated": utc_now_iso()})
-            eid = self._insert_extraction(view, ctx, ext, status="current", observation=obs_upd, timing=result.get("timing"))
-            self._insert_classification(view, ctx, eid, result.get("classification"))
+                view.writer.update("extractions", prev["current_extraction_id"],
+                                   {"status": "superseded", "updated": utc_now_iso()})
+            eid = insert_extraction(view, ctx, result, ctx["request"], status="current")
+            insert_classification(view, ctx, eid, result.classification)
             view.writer.update("observations", ctx["observation_id"], {
                 "state": "done", "stage": "done", "progress": 1.0, "error": None, "current_extraction_id": eid,
                 "cube_file": obs_upd["cube_file"], "needs_fluxcal": int(not ext["fluxcal"] and ctx["kind"] == "science"),
                 "updated": utc_now_iso()})
-            view.writer.event("extraction", _summary(ctx, ext, result), night=ctx["night"], obs_id=ctx["obs_id"],
+            view.writer.event("extraction", summary(ctx, result), night=ctx["night"], obs_id=ctx["obs_id"],
                               payload={"state": "done", "extraction_id": eid, "quality": ext["quality"],
-                                       "timing": result.get("timing")})
+                                       "timing": result.timing})
+        return None
 
-    def _insert_extraction(self, view, ctx, ext, *, status, observation=None, timing=None, request_id=None) -> int:
-        facts = dict(ext.get("facts_json") or {})
-        if observation:
-            facts.update({k: observation[k] for k in ("jflex_px", "iflex_px", "n_cr", "astrometry_reason", "guider_file",
-                                                       "calibration_night") if k in observation})
-        if timing:
-            facts["timing"] = timing
-        row = {k: v for k, v in ext.items() if k != "facts_json"}
-        row.update({"observation_id": ctx["observation_id"], "night": ctx["night"], "obs_id": ctx["obs_id"],
-                    "status": status, "facts_json": facts, "request_id": request_id, "created": utc_now_iso(),
-                    "updated": utc_now_iso(), "delivered": int(status == "current" and ext["quality"] <= 2)})
-        return view.writer.insert("extractions", row)
-
-    def _insert_classification(self, view, ctx, eid, cls) -> None:
-        if not cls:
-            return
-        view.writer.insert("classifications", dict(cls, extraction_id=eid, night=ctx["night"], obs_id=ctx["obs_id"],
-                                                   created=utc_now_iso()))
-
-    def _record_recalibration(self, view, job, result) -> None:
+    def _record_recalibration(self, view: EngineView, job: Job, result: ExtractionResult) -> None:
         """The re-extraction replaces the uncalibrated extraction in its row (same id, status)."""
-        from engine.pipeline.requests_stage import RECOVERED, _set_quality_in_products
-
         ctx = job.context
-        ext = dict(result["extraction"])
-        cls = result.get("classification")
+        cls = result.classification
         old = view.writer.one("SELECT * FROM extractions WHERE id=?", [ctx["extraction_id"]])
+        ext = extraction_row(result, ctx["request"], status=old["status"])
         if (old["quality_reason"] or "").startswith(RECOVERED) and ext["quality"] == 5:
-            _set_quality_in_products(Path(view.config.paths.redux_root) / ctx["night"], ext, 1, old["quality_reason"])
+            set_quality_in_products(Path(view.config.paths.redux_root) / ctx["night"], ext, 1, old["quality_reason"])
             ext["quality"], ext["quality_reason"] = 1, old["quality_reason"]
-        facts = {k: v for k, v in json.loads(old["facts_json"] or "{}").items()
-                 if k in ("jflex_px", "iflex_px", "n_cr", "astrometry_reason", "guider_file", "calibration_night")}
-        facts.update(ext.pop("facts_json", None) or {})
-        facts["timing"] = result.get("timing")
+        facts = {k: v for k, v in json.loads(old["facts_json"] or "{}").items() if k in OBSERVATION_FACTS}
+        facts.update(result.extraction.get("facts") or {})
+        facts["timing"] = result.timing
         ext.update({"facts_json": facts, "updated": utc_now_iso(),
                     "delivered": int(old["status"] == "current" and ext["quality"] <= 2)})
         with view.writer.transaction():
             view.writer.update("extractions", ctx["extraction_id"], ext)
-            self._insert_classification(view, ctx, ctx["extraction_id"], cls)
+            insert_classification(view, ctx, ctx["extraction_id"], cls)
             view.writer.update("observations", ctx["observation_id"], {"needs_fluxcal": 0, "updated": utc_now_iso()})
             view.writer.event("extraction", f"{ctx['obs_id']}: flux-calibrated after the fact with {ext['calsrc']} "
                               "(extracted again from its cube)"
@@ -243,30 +239,9 @@ class ScienceStage:
                               night=ctx["night"], obs_id=ctx["obs_id"],
                               payload={"state": "done", "extraction_id": ctx["extraction_id"], "quality": ext["quality"]})
 
-    def _record_reextraction(self, view, job, result) -> None:
-        from engine.pipeline.requests_stage import finish_request_in
-
-        ctx = job.context
-        ext = dict(result["extraction"])
-        with view.writer.transaction():
-            eid = self._insert_extraction(view, ctx, ext, status="candidate", timing=result.get("timing"),
-                                          request_id=ctx["request_id"])
-            self._insert_classification(view, ctx, eid, result.get("classification"))
-            finish_request_in(view, ctx["request"], result={"extraction_id": eid, "spec_fits": ext["spec_fits"],
-                                                            "quality": ext["quality"]})
-            view.writer.event("extraction", "re-extraction ready: " + _summary(ctx, ext, result), night=ctx["night"],
-                              obs_id=ctx["obs_id"], payload={"state": "candidate", "extraction_id": eid,
-                                                             "request_id": ctx["request_id"]})
-
     def failed(self, view: EngineView, job: Job, error: BaseException) -> None:
         ctx = job.context
         msg = f"{type(error).__name__}: {error}"
-        if ctx["action"] == "reextract":
-            from engine.pipeline.requests_stage import finish_request_in
-
-            with view.writer.transaction():
-                finish_request_in(view, ctx["request"], error=msg)
-            return
         if ctx["action"] == "recalibrate":
             self._given_up.add(job.key)
             view.writer.event("extraction", f"{ctx['obs_id']}: re-calibration failed (spectrum left uncalibrated): {msg}",
@@ -291,27 +266,8 @@ class ScienceStage:
         return False
 
     def request_handlers(self) -> dict:
-        from engine.pipeline.requests_stage import handlers
-
-        return handlers(self)
-
-
-def _summary(ctx: dict, ext: dict, result: dict) -> str:
-    cls = result.get("classification") or {}
-    parts = [f"{ctx['obs_id']} {ctx.get('object', '')}", f"Q{ext['quality']}"]
-    if ext["quality"]:
-        parts.append(ext["quality_reason"])
-    if cls.get("type"):
-        z = cls.get("z")
-        parts.append(f"{cls.get('subtype') or cls['type']} z {z:.3f} rlap {cls.get('rlap', 0):.1f}" if z is not None else cls["type"])
-    if ext.get("s2n"):
-        parts.append(f"S/N {ext['s2n']:.0f}")
-    if not ext["fluxcal"]:
-        parts.append("not flux-calibrated")
-    t = (result.get("timing") or {}).get("total_s")
-    if t:
-        parts.append(f"{t:.1f} s")
-    return " · ".join(parts)
+        """None: requests are the request stage's."""
+        return {}
 
 
-__all__ = ["ScienceStage", "fluxcal_candidates", "base_task"]
+__all__ = ["ScienceStage", "exposure_task", "fluxcal_candidates", "reextraction_task", "request_of"]

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from engine.config import ClassifyConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -52,13 +54,30 @@ def s2n_cards(wave: np.ndarray, flux: np.ndarray, var: np.ndarray) -> tuple[dict
 
 
 def classify(wave: np.ndarray, flux: np.ndarray, var: np.ndarray, *, object_name: str, header, quality: int,
-             classify_config: dict) -> ClassifyOutcome:
-    """Classify a spectrum when the SEDM rules allow it (quality < 3 or 5, not a star/galaxy...)."""
-    from engine.classify import (classify_spectrum, options_from_config, should_classify,
-                                 snid_header_cards)
-    from engine.config import ClassifyConfig
+             options: ClassifyConfig) -> ClassifyOutcome:
+    """Classify a spectrum when the SEDM rules allow it (quality < 3 or 5, not a star/galaxy...).
 
-    cfg = ClassifyConfig(**classify_config)
+    Parameters
+    ----------
+    wave, flux, var : numpy.ndarray
+        Shape ``(n,)``: the delivered spectrum [Angstrom, erg/s/cm^2/A, its square].
+    object_name : str
+        The target's name (stars and galaxies are not classified).
+    header : astropy.io.fits.Header
+        The spectrum's header (the SEDM rules read it).
+    quality : int
+        The extraction's quality flag.
+    options : ClassifyConfig
+        SNID's options and the template directory.
+
+    Returns
+    -------
+    ClassifyOutcome
+        Cards, the state row and the best template; ``skipped`` says why not, if not.
+    """
+    from engine.classify import classify_spectrum, should_classify, snid_header_cards
+
+    cfg = options
     ok, reason = should_classify(object_name, header, quality)
     if not ok:
         return ClassifyOutcome(skipped=reason)
@@ -66,7 +85,7 @@ def classify(wave: np.ndarray, flux: np.ndarray, var: np.ndarray, *, object_name
         return ClassifyOutcome(skipped="no SNID template directory configured")
     err = np.sqrt(np.where(var > 0, var, np.nan))
     try:
-        result = classify_spectrum(wave, flux, err, library=_library(cfg.templates_dir), options=options_from_config(cfg))
+        result = classify_spectrum(wave, flux, err, library=_library(cfg.templates_dir), options=cfg)
     except Exception as exc:  # noqa: BLE001 - a spectrum that cannot be classified is recorded, not fatal
         log.warning("classification of %s failed: %s", object_name, exc)
         return ClassifyOutcome(cards={"SNIDTYPE": ("NONE", f"classification failed: {exc}"[:60])},

@@ -5,7 +5,7 @@ It holds the writer lease like the engine, heartbeats, claims requests with the 
 ``recover``, ``report`` and the checks of ``reextract``, e.g. a centroid outside the IFU).
 Only the science of a re-extraction is replaced: the new products are written from the fake
 night's analytic model (see :mod:`tests.sedmtui.fakenight`) in a few milliseconds, then
-recorded with the science stage's real ``record``.
+recorded with the request stage's real ``record``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,10 @@ import numpy as np
 from engine.config import load_config
 from engine.errors import RequestError
 from engine.pipeline.jobs import Job
-from engine.pipeline.requests_stage import finish_request_in, handlers
-from engine.pipeline.science import ScienceStage
+from engine.pipeline.records import finish_request_in
+from engine.pipeline.requests_stage import RequestStage
 from engine.pipeline.stage import EngineView
+from engine.pipeline.tasks import ExtractionResult, ReextractionTask
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, validate_shape
 from engine.state.writer import StateWriter
@@ -93,10 +95,10 @@ class FakeEngine:
             self._ready.set()
             return
         self._ready.set()
-        stage = ScienceStage()
+        stage = RequestStage()
         self.view = EngineView(config=self.config, writer=writer, nights={self.night.night}, running=set(), once=False,
                                ingest_idle=True, now_ut_hour=6.0)
-        table = handlers(stage)
+        table = stage.request_handlers()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -138,43 +140,46 @@ class FakeEngine:
             if self.delay_s:
                 time.sleep(self.delay_s)
             result = self.fake_reextract(outcome.args[0])
+            # the fake's products carry a counter tag (two requests in one second get two names)
+            outcome.context["request"] = replace(outcome.context["request"], tag=result.extraction.pop("tag"))
             stage.record(view, outcome, result)
         else:
             with view.writer.transaction():
                 finish_request_in(view, req, result=outcome)
 
     # ------------------------------------------------------------------ the fake science
-    def fake_reextract(self, task: dict) -> dict:
+    def fake_reextract(self, task: ReextractionTask) -> ExtractionResult:
         """New products of a re-extraction, from the fake night's model, shifted to the centroid."""
         self._counter += 1
-        r = task["request"]
+        r = task.request
         tag = f"redo{100000 + self._counter:06d}"
-        spec = next(s for s in fakenight.EXPOSURES if s.obs_id == task["obs_id"])
+        exposure = task.exposure
+        spec = next(s for s in fakenight.EXPOSURES if s.obs_id == exposure.obs_id)
         cur = self.view.writer.one("""SELECT e.* FROM extractions e JOIN observations o ON o.current_extraction_id=e.id
-                                      WHERE o.night=? AND o.obs_id=?""", [task["night"], task["obs_id"]])
-        centroid = r.get("centroid")
+                                      WHERE o.night=? AND o.obs_id=?""", [exposure.night, exposure.obs_id])
+        centroid = r.centroid
         shift = (0.0, 0.0) if centroid is None else (centroid[0] - spec.pos[0], centroid[1] - spec.pos[1])
         spaxel_id, xy = fakenight.lattice()
         p = fakenight._products(self.night, spec, spaxel_id, xy, np.random.default_rng(1), tag=tag, shift=shift)
         quality = 1 if centroid is not None and spec.quality == 5 else (spec.quality if spec.quality != 5 else 5)
         reason = "manual centroid" if quality == 1 else spec.reason
-        ext = {"tag": tag, "reducer": r.get("reducer", "test"), "srcpos": "manual" if centroid else spec.srcpos,
+        ext = {"tag": tag, "srcpos": "manual" if centroid else spec.srcpos,
                "centroid_x": p["centre"][0], "centroid_y": p["centre"][1],
                "guess_x": centroid[0] if centroid else cur["guess_x"], "guess_y": centroid[1] if centroid else cur["guess_y"],
                "astrom_x": cur["astrom_x"], "astrom_y": cur["astrom_y"], "bright_x": cur["bright_x"],
-               "bright_y": cur["bright_y"], "region_json": r.get("region"), "lstep": r.get("lstep", 1),
+               "bright_y": cur["bright_y"],
                "psf_fwhm_arcsec": 1.65, "psf_ell": 0.04, "adr_pa": 41.0, "adr_airmass": spec.airmass, "adr_chi2": 0.3,
                "quality": quality, "quality_reason": reason, "s2n": (spec.s2n or 10.0) * 1.1, "fluxcal": 1,
                "calsrc": cur["calsrc"], "calsrc_dt_h": 1.5, "spec_fits": p["spec"], "spec_txt": p["txt"],
                "psf_file": p["psf"], "verify_png": None, "fluxcal_file": None,
-               "facts_json": {"fluxcal_note": "", "notes": [], "n_fit_spaxels": p["fitted"],
-                              "excluded": (r.get("region") or {}).get("exclude", [])}}
+               "facts": {"fluxcal_note": "", "notes": [], "n_fit_spaxels": p["fitted"],
+                         "excluded": (r.region or {}).get("exclude", [])}}
         cls = None
         if spec.snid:
             t, sub, z, rlap = spec.snid
             cls = {"classifier": "builtin", "type": t, "subtype": sub, "z": z + 0.001, "rlap": rlap + 1.0,
                    "template": "sn2005am"}
-        return {"extraction": ext, "classification": cls, "timing": {"total_s": 0.01}}
+        return ExtractionResult(ext, cls, timing={"total_s": 0.01})
 
     # ------------------------------------------------------------------ helpers for tests
     def wait_served(self, n: int, timeout: float = 10.0) -> None:

@@ -11,7 +11,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from engine.astrometry.catalog import RefCatalog
-from engine.astrometry.options import AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.astrometry.solve import cd_parity, cd_scale_rotation, nominal_cd, solve_wcs, tan_wcs
 from engine.astrometry.solvefield import (
     read_solution,
@@ -52,7 +52,7 @@ def test_solver_recovers_the_wcs(offset_arcsec, rot_guess):
     det, cat = _field()
     pointing = tuple(float(v) for v in standard_to_sky(*offset_arcsec, *IFU))
     sol = solve_wcs(
-        det, cat, CRPIX, pointing, SHAPE, AstrometryConfig(rotation_guess_deg=rot_guess)
+        det, cat, CRPIX, pointing, SHAPE, AstrometryOptions(rotation_guess_deg=rot_guess)
     )
     err = math.hypot(*sky_to_standard(*sol.crval, *IFU))
     assert err < 0.01  # arcsec: 0.05 px noise over ~150 stars
@@ -85,7 +85,7 @@ def test_cd_helpers_round_trip(parity):
 
 def test_the_rainbow_camera_is_mirrored_by_default():
     """SEDM solves its guider frames with negative parity; so do both backends by default."""
-    assert AstrometryConfig().parity == "neg"
+    assert AstrometryOptions().parity == "neg"
     assert cd_parity(nominal_cd(0.378, 0.0)) == "neg"
 
 
@@ -94,21 +94,21 @@ def test_a_frame_of_the_other_parity_fails_clearly_unless_both_are_allowed():
     with pytest.raises(AlgorithmError, match="catalogue"):
         solve_wcs(det, cat, CRPIX, IFU, SHAPE)  # the default: mirrored frames only
     for parity in ("pos", "both"):
-        sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryConfig(parity=parity))
+        sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryOptions(parity=parity))
         assert sol.parity == "pos" and sol.rotation_deg == pytest.approx(0.7, abs=0.01)
         assert math.hypot(*sky_to_standard(*sol.crval, *IFU)) < 0.01
     det, cat = _field(parity="neg")
-    sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryConfig(parity="both"))
+    sol = solve_wcs(det, cat, CRPIX, IFU, SHAPE, AstrometryOptions(parity="both"))
     assert sol.parity == "neg" and sol.n_matched >= 100
 
 
 def test_unknown_parity_is_a_config_error():
     with pytest.raises(ConfigError, match="parity"):
-        AstrometryConfig(parity="flipped")
+        AstrometryOptions(parity="flipped")
 
 
 def test_solve_field_command_is_sedm_like(tmp_path):
-    cfg = AstrometryConfig()
+    cfg = AstrometryOptions()
     cmd = solve_field_command(tmp_path / "s.fits", tmp_path, (123.456789, -5.5), CRPIX, cfg)
     args = {
         k: v for k, v in zip(cmd, cmd[1:] + [""]) if k.startswith("--") and not v.startswith("--")
@@ -127,7 +127,7 @@ def test_solve_field_command_is_sedm_like(tmp_path):
     assert args["--parity"] == "neg" and "--config" not in cmd
     both = solve_field_command(
         tmp_path / "s.fits", tmp_path, IFU, CRPIX,
-        AstrometryConfig(parity="both", solve_field_config="/opt/an/astrometry.cfg"),
+        AstrometryOptions(parity="both", solve_field_config="/opt/an/astrometry.cfg"),
     )
     assert "--parity" not in both  # solve-field's default: either parity
     assert both[both.index("--config") + 1] == "/opt/an/astrometry.cfg"
@@ -191,7 +191,7 @@ def test_a_chance_alignment_of_a_few_stars_is_not_a_solution():
     with pytest.raises(AlgorithmError, match=r"only 6 of 171 stars matched") as info:
         solve_wcs(*args)
     assert info.value.metadata["n_expected"] == 171
-    sol = solve_wcs(*args, AstrometryConfig(parity="both"))  # the frame's true parity: pos
+    sol = solve_wcs(*args, AstrometryOptions(parity="both"))  # the frame's true parity: pos
     assert sol.parity == "pos" and sol.n_matched >= 0.9 * 171
-    false = solve_wcs(*args, AstrometryConfig(min_match_fraction=0.0))  # without the check
+    false = solve_wcs(*args, AstrometryOptions(min_match_fraction=0.0))  # without the check
     assert false.n_matched == 6 and math.hypot(*sky_to_standard(*false.crval, *sol.crval)) > 20

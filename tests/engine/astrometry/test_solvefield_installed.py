@@ -15,7 +15,7 @@ import pytest
 from astropy.io import fits
 
 from engine.astrometry import locate_target
-from engine.astrometry.options import AstrometryConfig
+from engine.astrometry.options import AstrometryOptions
 from engine.instrument.sky import sky_to_standard
 from tests.engine.astrometry.helpers import inject_field
 
@@ -52,7 +52,7 @@ def field(tmp_path_factory):
 
 def test_solve_field_locates_the_target_as_the_builtin_solver_does(field):
     f, cfg = field
-    options = AstrometryConfig(solve_field_config=str(cfg), solve_field_cpulimit_s=30.0)
+    options = AstrometryOptions(solve_field_config=str(cfg), solve_field_cpulimit_s=30.0)
     loc = locate_target(f.ifu_header, f.guider_paths, f.catalog_dir, f.night, backend="solve-field",
                         config=options)
     assert loc.ok, loc.reason
@@ -65,7 +65,7 @@ def test_solve_field_locates_the_target_as_the_builtin_solver_does(field):
 
 def test_solve_field_asked_for_the_wrong_parity_finds_nothing_and_says_so(field):
     f, cfg = field
-    options = AstrometryConfig(solve_field_config=str(cfg), parity="pos")
+    options = AstrometryOptions(solve_field_config=str(cfg), parity="pos")
     loc = locate_target(f.ifu_header, f.guider_paths, f.catalog_dir, f.night, backend="solve-field",
                         config=options)
     assert not loc.ok and "solve-field found no solution" in loc.reason
@@ -76,14 +76,14 @@ def test_a_missing_index_is_a_reason_not_a_crash(field, tmp_path):
     empty = tmp_path / "empty.cfg"
     empty.write_text(f"add_path {tmp_path}\nautoindex\n")
     loc = locate_target(f.ifu_header, f.guider_paths, f.catalog_dir, f.night, backend="solve-field",
-                        config=AstrometryConfig(solve_field_config=str(empty)))
+                        config=AstrometryOptions(solve_field_config=str(empty)))
     assert not loc.ok and "solve-field" in loc.reason
     assert fits.getheader(f.guider_paths[0])  # the frames are untouched
 
 
 def test_a_configuration_file_that_does_not_exist_is_said_clearly(field, tmp_path):
     f, _ = field
-    options = AstrometryConfig(solve_field_config=str(tmp_path / "nowhere.cfg"))
+    options = AstrometryOptions(solve_field_config=str(tmp_path / "nowhere.cfg"))
     loc = locate_target(f.ifu_header, f.guider_paths, f.catalog_dir, f.night, backend="solve-field",
                         config=options)
     assert not loc.ok and "nowhere.cfg does not exist" in loc.reason

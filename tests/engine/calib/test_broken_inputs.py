@@ -9,10 +9,11 @@ import pytest
 from astropy.io import fits
 
 from engine.calib.masters import combine_master, make_master_biases
-from engine.calib.night import calibrate_night
 from engine.config import load_config
 from engine.errors import AlgorithmError
 from engine.pipeline.engine import Engine
+from engine.pipeline.recipes.calibration import calibrate_night
+from engine.pipeline.tasks import CalibrationFrames, CalibrationTask
 from tests.conftest import MINI_NIGHT, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -27,7 +28,7 @@ def frames(mini_raw):
 def test_missing_lamp_is_a_clear_error(frames, tmp_path):
     broken = dict(frames, arcs={k: v for k, v in frames["arcs"].items() if k != "Xe"})
     with pytest.raises(AlgorithmError, match="no Xe arc frames"):
-        calibrate_night(MINI_NIGHT, broken, str(tmp_path), {})
+        calibrate_night(CalibrationTask(MINI_NIGHT, CalibrationFrames.from_lists(broken), str(tmp_path)))
 
 
 def test_saturated_dome_is_refused(frames, tmp_path):
@@ -38,7 +39,7 @@ def test_saturated_dome_is_refused(frames, tmp_path):
         fits.PrimaryHDU(data.astype(np.uint16), header=hdul[0].header).writeto(tmp_path / "dome.fits")
     broken = dict(frames, domes=[str(tmp_path / "dome.fits")])
     with pytest.raises(AlgorithmError, match="dome flat is saturated"):
-        calibrate_night(MINI_NIGHT, broken, str(tmp_path / "out"), {})
+        calibrate_night(CalibrationTask(MINI_NIGHT, CalibrationFrames.from_lists(broken), str(tmp_path / "out")))
 
 
 def test_frame_at_another_read_speed_uses_overscan_only_and_says_so(frames, tmp_path):

@@ -14,8 +14,9 @@ import sys
 import pytest
 from astropy.table import Table
 
-from engine.calib.night import calibrate_night
 from engine.calib.products import NightCalibration
+from engine.pipeline.recipes.calibration import calibrate_night
+from engine.pipeline.tasks import CalibrationFrames, CalibrationTask
 from tests.conftest import MINI_NIGHT, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -25,7 +26,7 @@ from calibration import compare, select_frames
 @pytest.fixture(scope="module")
 def wide(wide_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("wide-cal")
-    result = calibrate_night(MINI_NIGHT, select_frames(wide_raw, MINI_NIGHT), str(out), {})
+    result = calibrate_night(CalibrationTask(MINI_NIGHT, CalibrationFrames.from_lists(select_frames(wide_raw, MINI_NIGHT)), str(out)))
     cal = NightCalibration.load(out, MINI_NIGHT)
     tr = Table.read(wide_raw / MINI_NIGHT / "truth" / "traces.fits", hdu="TRACES")
     draw = json.loads((wide_raw / MINI_NIGHT / "truth.json").read_text())["instrument_draw"]

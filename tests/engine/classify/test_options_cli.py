@@ -22,14 +22,17 @@ def test_option_validation():
             SnidOptions(**bad)
 
 
-def test_options_from_engine_config():
-    from engine.classify import options_from_config
+def test_engine_config_is_the_snid_options():
     from engine.config import ClassifyConfig
 
-    opts = options_from_config(ClassifyConfig(templates_dir="/x", rlapmin=5.0, medlen=1))
+    opts = ClassifyConfig(templates_dir="/x", rlapmin=5.0, medlen=1, avoid="sn1991bg, sn1999em")
+    assert isinstance(opts, SnidOptions)
     assert (opts.rlapmin, opts.medlen, opts.wmin, opts.wmax, opts.skyclip, opts.aband) == (
         5.0, 1, 4000.0, 9500.0, True, True)
-    assert options_from_config(ClassifyConfig(), zmax=0.3).zmax == 0.3
+    assert opts.avoid == ("sn1991bg", "sn1999em")  # template names, as SNID's avoid=
+    assert opts.replace(zmax=0.3).zmax == 0.3
+    with pytest.raises(ConfigError, match="invalid SNID option"):
+        ClassifyConfig(wmin=9000.0, wmax=5000.0)
 
 
 def test_template_mask(library):

@@ -9,7 +9,6 @@ the reason, never a good extraction.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,9 +22,8 @@ from engine.science.psffit import fit_psf
 from tests.engine.science.test_neighbour import make_cube
 
 
-def manual(x: float, y: float, radius: float):
-    pos = Position(x=x, y=y, srcpos="manual", astrom=None, brightest=None, manual=(x, y))
-    return SimpleNamespace(position=pos, guess_err=radius)
+def manual(x: float, y: float) -> Position:
+    return Position(x=x, y=y, srcpos="manual", astrom=None, brightest=None, manual=(x, y))
 
 
 def fit_at(cube, x, y, radius):
@@ -39,21 +37,21 @@ def fit_at(cube, x, y, radius):
 def test_a_centroid_set_on_the_target_is_kept_within_a_tenth_of_a_spaxel():
     cube = make_cube(np.random.default_rng(11))
     fitted = fit_at(cube, 0.05, -0.05, 0.5)
-    quality, reason, moved = manual_check(manual(0.05, -0.05, 0.5), fitted, 0, "good")
+    quality, reason, moved = manual_check(manual(0.05, -0.05), fitted, 0, "good", 0.5)
     assert moved < 0.1 and (quality, reason) == (0, "good")
 
 
 def test_a_fit_that_runs_off_the_hand_set_centroid_is_flagged():
-    quality, reason, moved = manual_check(manual(1.0, 1.0, 0.5), (-1.74, 3.92), 0, "good")
+    quality, reason, moved = manual_check(manual(1.0, 1.0), (-1.74, 3.92), 0, "good", 0.5)
     assert quality == 4 and moved == pytest.approx(4.00, abs=0.01)
     assert reason.startswith("PSF fit moved 4.00 spaxels from the hand-set centroid (+1.00, +1.00)")
     assert "0.50 allowed" in reason
 
 
 def test_quality_3_and_automatic_positions_are_left_alone():
-    assert manual_check(manual(30.0, 0.0, 0.5), (27.0, 0.0), 3, "outside")[:2] == (3, "outside")
-    auto = SimpleNamespace(position=Position(0.0, 0.0, "auto", None, (0.0, 0.0), None), guess_err=5.0)
-    assert manual_check(auto, (3.0, 0.0), 0, "good") == (0, "good", None)
+    assert manual_check(manual(30.0, 0.0), (27.0, 0.0), 3, "outside", 0.5)[:2] == (3, "outside")
+    auto = Position(0.0, 0.0, "auto", None, (0.0, 0.0), None)
+    assert manual_check(auto, (3.0, 0.0), 0, "good", 5.0) == (0, "good", None)
 
 
 @pytest.mark.parametrize("radius", [0.0, -1.0, 6.0, float("nan"), "1"])

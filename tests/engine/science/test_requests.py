@@ -121,19 +121,21 @@ def test_report(live):
 
 
 def test_reduction_is_deterministic(mini_reduced, mini_raw, tmp_path):
-    from engine.science.reduce import reduce_exposure
+    import pickle
 
-    cfg = engine_config(mini_raw, mini_reduced).to_dict()
+    from engine.pipeline.recipes.exposure import reduce_exposure
+    from engine.pipeline.tasks import ExposureTask
+
+    cfg = engine_config(mini_raw, mini_reduced)
     e = json.loads((mini_raw / MINI_NIGHT / "truth.json").read_text())["exposures"][1]
     outs = []
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
-        task = {"raw": str(mini_raw / MINI_NIGHT / e["file"]), "night": MINI_NIGHT, "obs_id": e["obs_id"],
-                "kind": e["kind"], "out_dir": str(tmp_path / sub), "cal_dir": str(mini_reduced / MINI_NIGHT),
-                "cal_night": MINI_NIGHT, "raw_dir": str(mini_raw / MINI_NIGHT), "catalog_dir": str(mini_raw / "catalog"),
-                "fluxcal": [], "config": cfg, "job_key": ""}
-        res = reduce_exposure(task)
-        outs.append(fits.getdata(tmp_path / sub / res["extraction"]["spec_fits"]))
+        task = ExposureTask(raw=str(mini_raw / MINI_NIGHT / e["file"]), night=MINI_NIGHT, obs_id=e["obs_id"],
+                            kind=e["kind"], out_dir=str(tmp_path / sub), cal_dir=str(mini_reduced / MINI_NIGHT),
+                            cal_night=MINI_NIGHT, catalog_dir=str(mini_raw / "catalog"), config=cfg)
+        res = reduce_exposure(pickle.loads(pickle.dumps(task)))  # what a pool or Dask worker receives
+        outs.append(fits.getdata(tmp_path / sub / res.extraction["spec_fits"]))
     assert np.array_equal(outs[0], outs[1], equal_nan=True)
 
 

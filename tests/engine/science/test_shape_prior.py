@@ -6,12 +6,16 @@ PSF, no refraction). Tolerances were measured over these seeds before being writ
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
+from engine.config import Config
+from engine.pipeline.recipes.steps import shape_prior_for
+from engine.pipeline.tasks import ExposureTask, FluxcalCandidate
 from engine.science.adr import Meteo
-from engine.science.extract import shape_prior_for
 from engine.science.psf import PsfShape
 from engine.science.psffit import ShapePrior, fit_psf, forced_photometry
 from tests.engine.science.test_host import TRUE_PSF, make_cube
@@ -82,14 +86,19 @@ def test_the_prior_comes_from_the_nearest_standard(tmp_path):
     early = _fluxcal(tmp_path / "fluxcal_auto_robot_lstep1__crr_b_ifu20261124_03_02_00_STD-BD+28d4211.fits", **family)
     late = _fluxcal(tmp_path / "fluxcal_auto_robot_lstep1__crr_b_ifu20261124_07_57_00_STD-BD+28d4211.fits",
                     **{**family, "PSFBETA": 3.1})
-    task = {"kind": "science", "fluxcal": [{"path": early, "mjd": 100.10}, {"path": late, "mjd": 100.30}]}
+    task = _task("science", FluxcalCandidate(early, 100.10, "20261124"), FluxcalCandidate(late, 100.30, "20261124"))
     prior = shape_prior_for(task, 100.27)
     assert prior.shape.beta == 3.1 and prior.source == "BD+28d4211 07_57_00"
     assert shape_prior_for(task, 100.12).shape.beta == 2.7
-    assert shape_prior_for({**task, "kind": "standard"}, 100.1) is None
-    assert shape_prior_for({"kind": "science", "fluxcal": []}, 100.1) is None
+    assert shape_prior_for(replace(task, kind="standard"), 100.1) is None
+    assert shape_prior_for(_task("science"), 100.1) is None
     old = _fluxcal(tmp_path / "fluxcal_old.fits")  # written before the cards existed
-    assert shape_prior_for({"kind": "science", "fluxcal": [{"path": old, "mjd": 100.0}]}, 100.0) is None
+    assert shape_prior_for(_task("science", FluxcalCandidate(old, 100.0, "20261124")), 100.0) is None
+
+
+def _task(kind, *fluxcal):
+    return ExposureTask(raw="ifu.fits", night="20261124", obs_id="03_02_00", kind=kind, out_dir=".", cal_dir=".",
+                        cal_night="20261124", catalog_dir=".", config=Config(), fluxcal=fluxcal)
 
 
 def test_a_faint_chromatic_target_keeps_the_standards_chromatic_exponent():
