@@ -217,6 +217,10 @@ class CalibrationStage:
         """True while a night has no calibration outcome yet."""
         return any(calibration_status(view, n) is None for n in view.nights)
 
+    def tick(self, view: EngineView) -> bool:
+        """Nothing beside the jobs."""
+        return False
+
     def request_handlers(self) -> dict:
         """None."""
         return {}

@@ -99,7 +99,7 @@ class Engine:
         self.ignored_dirs: set[str] = set()
         self.db = open_writer(config.paths.db_path)
         self.writer = StateWriter(self.db)
-        self.stages = stages if stages is not None else default_stages(config)
+        self.stages = list(stages) if stages is not None else default_stages(config)
         self.stop_event = threading.Event()
         self.futures: dict[Future, Job] = {}
         self.executor: Executor | None = None
@@ -114,6 +114,10 @@ class Engine:
 
         self.delivery = DeliveryService.create(config, self.writer)
         """The delivery queue (``None``: delivery off or nothing configured; nothing is sent)."""
+        if self.delivery is not None:
+            from engine.pipeline.delivery_stage import DeliveryStage
+
+            self.stages.append(DeliveryStage(self.delivery))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -257,8 +261,9 @@ class Engine:
         worked |= self._collect(block=False)
         worked |= self._serve_requests()
         worked |= self._plan_and_submit()
-        if self.delivery is not None:
-            worked |= self.delivery.step(self.nights, live=not self.once)
+        view = self.view()
+        for stage in self.stages:
+            worked |= stage.tick(view)
         self._heartbeat()
         if time.time() - self._last_checkpoint > 60.0:
             self.writer.checkpoint()
@@ -391,13 +396,14 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
     def request_handlers(self) -> dict:
-        """``{kind: handler}`` merged from every stage's ``request_handlers`` (and delivery's)."""
+        """``{kind: handler}`` merged from every stage's ``request_handlers``."""
         handlers = {}
         for stage in self.stages:
             handlers.update(stage.request_handlers())
-        from engine.delivery.requests import off_handlers
+        if self.delivery is None:  # no delivery stage: its requests are refused with the reason
+            from engine.delivery.requests import off_handlers
 
-        handlers.update(self.delivery.request_handlers() if self.delivery is not None else off_handlers())
+            handlers.update(off_handlers())
         return handlers
 
     def _serve_requests(self, limit: int = MAX_REQUESTS_PER_STEP) -> bool:

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot  # noqa: E402, F401
 import scipy.optimize  # noqa: E402, F401
 
-import engine.pipeline.recipes.calibration  # noqa: E402, F401
 import engine.classify.snid  # noqa: E402, F401
+import engine.pipeline.recipes.calibration  # noqa: E402, F401
 import engine.pipeline.recipes.exposure  # noqa: E402, F401
 import engine.science.verify  # noqa: E402, F401

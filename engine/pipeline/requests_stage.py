@@ -153,6 +153,10 @@ class RequestStage:
 
     name = "requests"
 
+    def tick(self, view: EngineView) -> bool:
+        """Nothing beside the jobs."""
+        return False
+
     def request_handlers(self) -> dict:
         """``{kind: handler(view, req)}``: a result dict, or a :class:`Job` to run."""
         return {

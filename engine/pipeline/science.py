@@ -265,6 +265,10 @@ class ScienceStage:
                 return True
         return False
 
+    def tick(self, view: EngineView) -> bool:
+        """Nothing beside the jobs."""
+        return False
+
     def request_handlers(self) -> dict:
         """None: requests are the request stage's."""
         return {}

@@ -57,7 +57,7 @@ class EngineView:
 class Stage(Protocol):
     """A step of the night pipeline: every hook the engine calls.
 
-    The engine calls, on its main thread: :meth:`plan` every loop iteration,
+    The engine calls, on its main thread: :meth:`tick` and :meth:`plan` every loop iteration,
     :meth:`on_submit` when it starts a job the stage planned (or a request handler of the
     stage returned), :meth:`progress` with the job's progress reports, :meth:`record` or
     :meth:`failed` when it ends, :meth:`busy` to know whether ``--once`` may stop, and
@@ -83,6 +83,10 @@ class Stage(Protocol):
 
     def busy(self, view: EngineView) -> bool:
         """True while the stage still has work for the engine's nights (``--once`` waits)."""
+
+    def tick(self, view: EngineView) -> bool:
+        """Cheap main-thread work every loop iteration, whether or not the executor has room
+        (delivery's ledger); True if anything happened."""
 
     def request_handlers(self) -> Mapping[str, Callable[[EngineView, dict], Any]]:
         """``{request kind: handler(view, request row)}``; a handler returns a result dict or a

@@ -24,7 +24,6 @@ touches SQLite.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -49,7 +48,7 @@ Progress = Callable[[str, float], None]
 def reduce_exposure(task: ExposureTask) -> ExtractionResult:
     """Raw frame -> cube -> position -> extraction -> products (see the module docstring)."""
     progress: Progress = partial(report, task.job_key)
-    clock = _Clock()
+    clock = steps.Clock()
     progress("debias and cosmic rays", 0.05)
     frame = steps.preprocess(task)
     clock.lap("preprocess_s")
@@ -74,7 +73,7 @@ def reduce_exposure(task: ExposureTask) -> ExtractionResult:
 
 def extract_and_write(src: Source, astrom, astrometry_reason: str, progress: Progress) -> ExtractionResult:
     """Position, sensitivity, extraction, classification and products of one extraction."""
-    clock = _Clock()
+    clock = steps.Clock()
     task, request, header = src.task, src.request, src.header
     position = choose_position(task.kind, src.cube, astrom=astrom, astrometry_reason=astrometry_reason,
                                manual=tuple(request.centroid) if request.centroid is not None else None)
@@ -107,7 +106,7 @@ def extract_and_write(src: Source, astrom, astrometry_reason: str, progress: Pro
 
 def reextract(task: ReextractionTask) -> ExtractionResult:
     """A new extraction from the exposure's cube (``task.request`` holds its inputs)."""
-    clock = _Clock()
+    clock = steps.Clock()
     exposure = task.exposure
     out_dir = Path(exposure.out_dir)
     cube, header = read_cube(out_dir / task.cube_file)
@@ -135,19 +134,3 @@ def recalibrate(task: RecalibrationTask) -> ExtractionResult:
         if old not in (new["spec_fits"], new["spec_txt"]) and (out_dir / old).exists():
             os.unlink(out_dir / old)
     return result
-
-
-class _Clock:
-    """Wall time of a recipe's steps [s]."""
-
-    def __init__(self) -> None:
-        self.t0 = self.last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = now - self.last
-        self.last = now
-
-    def total(self) -> float:
-        return time.perf_counter() - self.t0

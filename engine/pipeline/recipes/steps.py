@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,3 +201,21 @@ def shape_prior_for(task: ExposureTask, mjd: float) -> ShapePrior | None:
     shape = PsfShape(beta=float(h["PSFBETA"]), eta=float(h["PSFETA"]), core=float(h["PSFCORE"]), rho=float(h["PSFRHO"]))
     when = re.search(r"ifu\d{8}_(\d\d_\d\d_\d\d)", Path(best.path).name)
     return ShapePrior(shape=shape, source=f"{h.get('STDNAME', 'standard')} {when.group(1) if when else ''}".strip())
+
+
+class Clock:
+    """Wall time of a recipe's steps [s]."""
+
+    def __init__(self) -> None:
+        self.t0 = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Record the time since the previous lap as ``name``."""
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        """Time since the clock started [s]."""
+        return time.perf_counter() - self.t0
