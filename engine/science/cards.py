@@ -76,6 +76,23 @@ def spectrum_cards(ext: Extraction, *, cube_name: str, tag: str, reducer: str, m
     if fit is not None:
         cards["PSFFWHM"] = (round(fit.shape.fwhm_units() * sedm.SPAXEL_UNIT_ARCSEC, 3), "PSF FWHM at 7000 A [arcsec]")
         cards.update(psf_cards(fit))
+    cards.update(fluxcal_cards(ext, mjd=mjd, calsrc=calsrc))
+    return cards
+
+
+def fluxcal_cards(ext: Extraction, *, mjd: float, calsrc: str | None) -> dict:
+    """The flux calibration applied (``CALSRC``, ``CALDTH``, telluric strengths), or why none.
+
+    Parameters
+    ----------
+    ext : Extraction
+        The extraction.
+    mjd : float
+        MJD of the exposure [day].
+    calsrc : str or None
+        File name of the sensitivity applied.
+    """
+    sens, cards = ext.sensitivity, {}
     if sens is not None:
         cards["CALSRC"] = (calsrc, "sensitivity file")
         cards["CALDTH"] = (round(abs(mjd - sens.mjd) * 24.0, 3), "hours between standard and this exposure")

@@ -217,14 +217,7 @@ def extract(cube: Cube, position: Position, observing: Observing, settings: Extr
     var = fp.var if fp is not None else np.full(cube.wave.size, np.nan)
     fitted = (fit.adr.x_ref, fit.adr.y_ref) if fit is not None else None
     pos = position
-    offset = float(np.hypot(fitted[0] - pos.astrom[0], fitted[1] - pos.astrom[1])) if fitted and pos.astrom else None
-    quality, reason = assess_quality(
-        kind=settings.kind, srcpos=pos.srcpos, position=pos.xy if not pos.inside or fitted is None else fitted,
-        flux=counts[EDGE:-EDGE] if fp is not None else None, astrometry_reason=pos.astrometry_reason,
-        adr_chi2=fit.adr.chi2_dof if fit else None, centroid_offset=offset,
-    )
-    if notes and quality in (0, 2):
-        quality, reason = 4, notes[0]
+    quality, reason = _quality(settings.kind, pos, fit, counts if fp is not None else None, notes)
     quality, reason, moved = manual_check(pos, fitted, quality, reason, settings.guess_err(pos))
     standard = aperture = None
     if fp is None:
@@ -278,6 +271,21 @@ def manual_check(pos: Position, fitted: tuple[float, float] | None, quality: int
                    f"to ({fitted[0]:+.2f}, {fitted[1]:+.2f}), more than the {allowed:.2f} allowed: another source "
                    "or no source there"), moved
     return quality, reason, moved
+
+
+def _quality(kind: str, pos: Position, fit: PsfFit | None, counts: np.ndarray | None,
+             notes: list[str]) -> tuple[int, str]:
+    """The quality flag and why (a failed PSF fit makes a good one 4)."""
+    fitted = (fit.adr.x_ref, fit.adr.y_ref) if fit is not None else None
+    offset = float(np.hypot(fitted[0] - pos.astrom[0], fitted[1] - pos.astrom[1])) if fitted and pos.astrom else None
+    quality, reason = assess_quality(
+        kind=kind, srcpos=pos.srcpos, position=pos.xy if not pos.inside or fitted is None else fitted,
+        flux=counts[EDGE:-EDGE] if counts is not None else None, astrometry_reason=pos.astrometry_reason,
+        adr_chi2=fit.adr.chi2_dof if fit else None, centroid_offset=offset,
+    )
+    if notes and quality in (0, 2):
+        quality, reason = 4, notes[0]
+    return quality, reason
 
 
 def _fit(cube: Cube, position: Position, observing: Observing, settings: ExtractionSettings, mask: np.ndarray,

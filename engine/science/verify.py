@@ -53,7 +53,19 @@ def write_verify(path: str | Path, *, title: str, xy: np.ndarray, image: np.ndar
 
     fig = plt.figure(figsize=(11, 8.2))
     gs = fig.add_gridspec(2, 6, height_ratios=[1.15, 1.0], hspace=0.3, wspace=0.35)
-    ax = fig.add_subplot(gs[0, 0:3])
+    _spaxel_panel(fig.add_subplot(gs[0, 0:3]), xy, image, fit_mask, excluded, markers)
+    _guider_panel(fig.add_subplot(gs[0, 3:6]), guider)
+    if psf_panels is not None:
+        _psf_panels([fig.add_subplot(gs[1, j]) for j in range(3)], xy, psf_panels, markers.get("fitted"))
+    _spectrum_panel(fig.add_subplot(gs[1, 3:6]), wave, flux, err, template, flux_unit)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _spaxel_panel(ax, xy: np.ndarray, image: np.ndarray, fit_mask: np.ndarray, excluded: np.ndarray,
+                  markers: dict) -> None:
+    """The 5000-7000 A spaxel map with the fitted spaxels, the excluded ones and the positions."""
     finite = image[np.isfinite(image)]
     lims = np.percentile(finite, [2, 99.5]) if finite.size else (0, 1)
     _hexes(ax, xy, image, "viridis", lims, outline=fit_mask, title="spaxels 5000-7000 A (outlined: fitted)")
@@ -69,7 +81,12 @@ def write_verify(path: str | Path, *, title: str, xy: np.ndarray, image: np.ndar
     ax.legend(fontsize=6, loc="lower right")
     ax.set_xlim(-28, 28)
     ax.set_ylim(-28, 28)
-    axg = fig.add_subplot(gs[0, 3:6])
+
+
+def _guider_panel(axg, guider: dict | None) -> None:
+    """The guider stack around the IFU, with the IFU's outline and the target."""
+    import matplotlib.pyplot as plt
+
     if guider is not None and guider.get("image") is not None:
         img = guider["image"]
         cx, cy = guider["ifu"]
@@ -77,7 +94,8 @@ def write_verify(path: str | Path, *, title: str, xy: np.ndarray, image: np.ndar
         y0, x0 = int(max(cy - half, 0)), int(max(cx - half, 0))
         cut = img[y0 : int(cy + half), x0 : int(cx + half)]
         lo, hi = np.percentile(cut, [5, 99.7])
-        axg.imshow(cut, origin="lower", cmap="gray_r", vmin=lo, vmax=hi, extent=(x0, x0 + cut.shape[1], y0, y0 + cut.shape[0]))
+        axg.imshow(cut, origin="lower", cmap="gray_r", vmin=lo, vmax=hi,
+                   extent=(x0, x0 + cut.shape[1], y0, y0 + cut.shape[0]))
         if guider.get("target") is not None:
             tx, ty = guider["target"]
             axg.plot(tx, ty, "+", color="red", ms=18, mew=1.2)
@@ -88,20 +106,25 @@ def write_verify(path: str | Path, *, title: str, xy: np.ndarray, image: np.ndar
     else:
         axg.text(0.5, 0.5, "no guider image", ha="center", va="center", transform=axg.transAxes)
     axg.tick_params(labelsize=6)
-    if psf_panels is not None:
-        sel, data, model, w = psf_panels
-        lims = np.nanpercentile(data[sel], [2, 99.5]) if np.any(sel) else (0, 1)
-        resid = data - model
-        for j, (vals, name) in enumerate(((data, "data"), (model, "model"), (resid, "residual"))):
-            a = fig.add_subplot(gs[1, j])
-            lim = lims if name != "residual" else (-0.2 * lims[1], 0.2 * lims[1])
-            _hexes(a, xy[sel], vals[sel], "viridis" if name != "residual" else "RdBu_r", lim,
-                   title=f"PSF {name} {w:.0f} A")
-            if markers.get("fitted") is not None:
-                c = markers["fitted"]
-                a.set_xlim(c[0] - 11, c[0] + 11)
-                a.set_ylim(c[1] - 11, c[1] + 11)
-    axs = fig.add_subplot(gs[1, 3:6])
+
+
+def _psf_panels(axes, xy: np.ndarray, psf_panels: tuple, fitted) -> None:
+    """Data, model and residual of one metaslice around the fitted position."""
+    sel, data, model, w = psf_panels
+    lims = np.nanpercentile(data[sel], [2, 99.5]) if np.any(sel) else (0, 1)
+    resid = data - model
+    for a, (vals, name) in zip(axes, ((data, "data"), (model, "model"), (resid, "residual"))):
+        lim = lims if name != "residual" else (-0.2 * lims[1], 0.2 * lims[1])
+        _hexes(a, xy[sel], vals[sel], "viridis" if name != "residual" else "RdBu_r", lim,
+               title=f"PSF {name} {w:.0f} A")
+        if fitted is not None:
+            a.set_xlim(fitted[0] - 11, fitted[0] + 11)
+            a.set_ylim(fitted[1] - 11, fitted[1] + 11)
+
+
+def _spectrum_panel(axs, wave: np.ndarray, flux: np.ndarray, err: np.ndarray, template: dict | None,
+                    flux_unit: str) -> None:
+    """The spectrum with its error band, the best template and the telluric bands."""
     ok = np.isfinite(flux)
     axs.fill_between(wave, flux - err, flux + err, color="0.8", lw=0)
     axs.plot(wave, flux, color="k", lw=0.8, label="spectrum")
@@ -116,6 +139,3 @@ def write_verify(path: str | Path, *, title: str, xy: np.ndarray, image: np.ndar
     axs.set_ylabel(flux_unit, fontsize=7)
     axs.tick_params(labelsize=6)
     axs.legend(fontsize=6)
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
