@@ -28,12 +28,28 @@ DONE_STATES = ("ok", "fallback", "failed")
 
 
 def night_dir(view: EngineView, night: str) -> Path:
-    """The reduction directory of a night."""
+    """The reduction directory of a night.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    night : str
+        UT night ``YYYYMMDD``.
+    """
     return Path(view.config.paths.redux_root) / night
 
 
 def calibration_status(view: EngineView, night: str) -> dict | None:
-    """The newest calibration row of a night with a terminal status."""
+    """The newest calibration row of a night with a terminal status.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    night : str
+        UT night ``YYYYMMDD``.
+    """
     return view.writer.one(
         "SELECT * FROM calibrations WHERE night=? AND status IN ('ok','fallback','failed') ORDER BY id DESC LIMIT 1",
         [night],
@@ -41,7 +57,15 @@ def calibration_status(view: EngineView, night: str) -> dict | None:
 
 
 def usable_calibration(view: EngineView, night: str) -> tuple[str, str] | None:
-    """``(products_directory, calibration_night)`` for a night, or ``None``."""
+    """``(products_directory, calibration_night)`` for a night, or ``None``.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    night : str
+        UT night ``YYYYMMDD``.
+    """
     row = calibration_status(view, night)
     if row is None or row["status"] not in ("ok", "fallback"):
         return None
@@ -227,6 +251,14 @@ class CalibrationStage:
 
 
 def days_before(night: str, days: int) -> str:
-    """The UT date ``days`` before ``night`` (``YYYYMMDD``)."""
+    """The UT date ``days`` before ``night`` (``YYYYMMDD``).
+
+    Parameters
+    ----------
+    night : str
+        UT night ``YYYYMMDD``.
+    days : int
+        How many days earlier [day].
+    """
     d = dt.datetime.strptime(night, "%Y%m%d") - dt.timedelta(days=days)
     return d.strftime("%Y%m%d")

@@ -104,7 +104,17 @@ def _watch_engine(engine_pid: int, period_s: float = 1.0) -> None:
 
 
 def init_worker(progress_queue, templates_dir: str = "", engine_pid: int | None = None) -> None:
-    """Pool initializer: die with the engine, remember the progress queue, load the SNID templates."""
+    """Pool initializer: die with the engine, remember the progress queue, load the SNID templates.
+
+    Parameters
+    ----------
+    progress_queue : multiprocessing.Queue
+        Where :func:`report` puts progress.
+    templates_dir : str
+        SNID templates to load now ('' : none).
+    engine_pid : int, optional
+        The engine's PID (the worker exits when it dies).
+    """
     global _progress_queue  # noqa: PLW0603 - per-process channel set once at start-up
     die_with_parent(engine_pid)
     _progress_queue = progress_queue
@@ -120,7 +130,19 @@ def start_worker() -> int:
 
 
 def report(key: str, stage: str, fraction: float, message: str = "") -> None:
-    """Report a job's progress (a no-op outside the engine's executor)."""
+    """Report a job's progress (a no-op outside the engine's executor).
+
+    Parameters
+    ----------
+    key : str
+        The job's key.
+    stage : str
+        What it is doing now.
+    fraction : float
+        How far it is, 0-1.
+    message : str
+        Optional detail.
+    """
     q = _progress_queue
     if q is None:
         return

@@ -40,7 +40,23 @@ def extraction_row(result: ExtractionResult, request: ExtractionRequest, *, stat
 
 def insert_extraction(view: EngineView, ctx: dict, result: ExtractionResult, request: ExtractionRequest, *,
                       status: str, request_id: int | None = None) -> int:
-    """Insert a new ``extractions`` row for the job of context ``ctx``; return its id."""
+    """Insert a new ``extractions`` row for the job of context ``ctx``; return its id.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    ctx : dict
+        The job's context (observation id, night, obs_id).
+    result : ExtractionResult
+        What the job returned.
+    request : ExtractionRequest
+        Its tag, reducer, region and lstep.
+    status : str
+        ``current`` or ``candidate``.
+    request_id : int, optional
+        The request that asked for it.
+    """
     facts = dict(result.extraction.get("facts") or {})
     if result.observation:
         facts.update({k: result.observation[k] for k in OBSERVATION_FACTS if k in result.observation})
@@ -54,7 +70,19 @@ def insert_extraction(view: EngineView, ctx: dict, result: ExtractionResult, req
 
 
 def insert_classification(view: EngineView, ctx: dict, extraction_id: int, cls: dict | None) -> None:
-    """Insert the ``classifications`` row of an extraction (nothing if it was not classified)."""
+    """Insert the ``classifications`` row of an extraction (nothing if it was not classified).
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    ctx : dict
+        The job's context (night, obs_id).
+    extraction_id : int
+        The extraction classified.
+    cls : dict or None
+        The classification's row.
+    """
     if not cls:
         return
     view.writer.insert("classifications", dict(cls, extraction_id=extraction_id, night=ctx["night"],
@@ -62,7 +90,19 @@ def insert_classification(view: EngineView, ctx: dict, extraction_id: int, cls: 
 
 
 def finish_request_in(view: EngineView, req: dict, *, result: dict | None = None, error: str | None = None) -> None:
-    """Mark a request done/failed with an event (inside the caller's transaction)."""
+    """Mark a request done/failed with an event (inside the caller's transaction).
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    result : dict, optional
+        What the request produced.
+    error : str, optional
+        Why it failed (it is then ``failed``).
+    """
     status = "failed" if error else "done"
     error = None if error is None else clean_text(error, max_len=2000)
     view.writer.update("requests", req["id"], {"status": status, "result_json": json.dumps(result or {}, default=str),
@@ -73,7 +113,19 @@ def finish_request_in(view: EngineView, req: dict, *, result: dict | None = None
 
 
 def set_quality_in_products(out: Path, ext: dict, quality: int, reason: str) -> None:
-    """Rewrite ``QUALITY``/``QUALREAS`` in an extraction's spectrum files (``ext``: its row)."""
+    """Rewrite ``QUALITY``/``QUALREAS`` in an extraction's spectrum files (``ext``: its row).
+
+    Parameters
+    ----------
+    out : Path
+        The night's reduction directory.
+    ext : dict
+        The extraction's row (``spec_fits``, ``spec_txt``).
+    quality : int
+        The new flag.
+    reason : str
+        Why.
+    """
     from astropy.io import fits
 
     from engine.io.fitsio import write_atomic
@@ -95,7 +147,15 @@ def set_quality_in_products(out: Path, ext: dict, quality: int, reason: str) -> 
 
 
 def summary(ctx: dict, result: ExtractionResult) -> str:
-    """One line for the event log: exposure, quality, classification, S/N, calibration, time."""
+    """One line for the event log: exposure, quality, classification, S/N, calibration, time.
+
+    Parameters
+    ----------
+    ctx : dict
+        The job's context (obs_id, object).
+    result : ExtractionResult
+        What the job returned.
+    """
     ext, cls = result.extraction, result.classification or {}
     parts = [f"{ctx['obs_id']} {ctx.get('object', '')}", f"Q{ext['quality']}"]
     if ext["quality"]:

@@ -54,7 +54,15 @@ def _extraction(view: EngineView, req: dict, obs: dict, eid: int, status: str) -
 
 
 def handle_reextract(view: EngineView, req: dict) -> Job:
-    """A manual re-extraction from the cube: centroid, region, lstep."""
+    """A manual re-extraction from the cube: centroid, region, lstep.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    """
     obs = _observation(view, req)
     if obs["state"] != "done" or not obs["cube_file"]:
         raise RequestError(f"{req['target']} has no cube yet (state {obs['state']})")
@@ -80,7 +88,15 @@ def handle_reextract(view: EngineView, req: dict) -> Job:
 
 
 def handle_accept(view: EngineView, req: dict) -> dict:
-    """The re-extraction becomes current; the previous extraction is kept, superseded."""
+    """The re-extraction becomes current; the previous extraction is kept, superseded.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    """
     obs = _observation(view, req)
     ext = _extraction(view, req, obs, req["params"]["extraction_id"], "candidate")
     with view.writer.transaction():
@@ -97,7 +113,15 @@ def handle_accept(view: EngineView, req: dict) -> dict:
 
 
 def handle_reject(view: EngineView, req: dict) -> dict:
-    """The re-extraction's products are removed; the current extraction is untouched."""
+    """The re-extraction's products are removed; the current extraction is untouched.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    """
     obs = _observation(view, req)
     ext = _extraction(view, req, obs, req["params"]["extraction_id"], "candidate")
     out = Path(view.config.paths.redux_root) / obs["night"]
@@ -114,7 +138,15 @@ def handle_reject(view: EngineView, req: dict) -> dict:
 
 
 def handle_recover(view: EngineView, req: dict) -> dict:
-    """Quality 5 -> 1 without re-extracting: the brightest object is the target."""
+    """Quality 5 -> 1 without re-extracting: the brightest object is the target.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    """
     obs = _observation(view, req)
     ext = view.writer.one("SELECT * FROM extractions WHERE id=?", [obs["current_extraction_id"]])
     if ext is None or ext["quality"] != 5:
@@ -131,7 +163,17 @@ def handle_recover(view: EngineView, req: dict) -> dict:
 
 
 def handle_report(view: EngineView, req: dict, *, final: bool = False) -> dict:
-    """Write ``report.txt`` (and the final report text)."""
+    """Write ``report.txt`` (and the final report text).
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    req : dict
+        The claimed request row (``params`` parsed).
+    final : bool
+        Also the final report.
+    """
     night = req["night"] or (max(view.nights) if view.nights else None)
     if night is None:
         raise RequestError("no night to report on")

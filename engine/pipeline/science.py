@@ -45,7 +45,15 @@ def _mjd(jd: float | None) -> float:
 
 
 def fluxcal_candidates(view: EngineView, night: str) -> tuple[FluxcalCandidate, ...]:
-    """Sensitivities usable for a night: its own standards, else the newest earlier night's."""
+    """Sensitivities usable for a night: its own standards, else the newest earlier night's.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    night : str
+        UT night ``YYYYMMDD``.
+    """
     rows = view.writer.all(
         """SELECT e.night, e.fluxcal_file, o.jd FROM extractions e JOIN observations o ON o.id = e.observation_id
            WHERE o.kind='standard' AND e.status='current' AND e.fluxcal_file IS NOT NULL AND e.night <= ?
@@ -61,7 +69,19 @@ def fluxcal_candidates(view: EngineView, night: str) -> tuple[FluxcalCandidate, 
 
 
 def exposure_task(view: EngineView, obs: dict, frame: dict, job_key: str = "") -> ExposureTask | None:
-    """The task of an exposure (``None`` if its night has no calibration yet)."""
+    """The task of an exposure (``None`` if its night has no calibration yet).
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    obs : dict
+        The ``observations`` row.
+    frame : dict
+        Its ``frames`` row (``path``).
+    job_key : str
+        The job's key ('' : ``science:<night>:<obs_id>``).
+    """
     cal = usable_calibration(view, obs["night"])
     if cal is None:
         return None
@@ -76,7 +96,21 @@ def exposure_task(view: EngineView, obs: dict, frame: dict, job_key: str = "") -
 
 def reextraction_task(view: EngineView, obs: dict, current: dict, request: ExtractionRequest,
                       job_key: str) -> ReextractionTask | None:
-    """A new extraction of ``obs`` from its cube, with the astrometry of its extraction ``current``."""
+    """A new extraction of ``obs`` from its cube, with the astrometry of its extraction ``current``.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    obs : dict
+        The ``observations`` row.
+    current : dict
+        Its current ``extractions`` row (astrometry, guider view).
+    request : ExtractionRequest
+        The new extraction's inputs.
+    job_key : str
+        The job's key.
+    """
     frame = view.writer.one("SELECT path FROM frames WHERE id=?", [obs["frame_id"]])
     exposure = exposure_task(view, obs, frame, job_key) if frame else None
     if exposure is None or not obs["cube_file"]:

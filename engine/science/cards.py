@@ -180,7 +180,15 @@ def metaslice_table(fit: PsfFit) -> dict:
 
 
 def template_table(template: dict | None, wave: np.ndarray) -> dict | None:
-    """The best SNID template on the spectrum's grid (``TEMPLATE`` extension), or ``None``."""
+    """The best SNID template on the spectrum's grid (``TEMPLATE`` extension), or ``None``.
+
+    Parameters
+    ----------
+    template : dict or None
+        The classifier's best template (``wave``, ``flux``, ``flux_flat``, ``data_flat``).
+    wave : numpy.ndarray
+        Shape ``(n,)``: the spectrum's wavelengths [Angstrom].
+    """
     if template is None:
         return None
     t = template

@@ -45,7 +45,13 @@ class ClassifyOutcome:
 
 
 def s2n_cards(wave: np.ndarray, flux: np.ndarray, var: np.ndarray) -> tuple[dict, float]:
-    """``S2NMED, S2NWL0, S2NWHI`` cards and the median S/N (4000-8000 A)."""
+    """``S2NMED, S2NWL0, S2NWHI`` cards and the median S/N (4000-8000 A).
+
+    Parameters
+    ----------
+    wave, flux, var : numpy.ndarray
+        Shape ``(n,)``: the spectrum [Angstrom, flux, flux^2].
+    """
     from engine.classify import median_s2n, s2n_header_cards
 
     s = median_s2n(wave, flux, np.sqrt(np.where(var > 0, var, np.nan)))

@@ -65,7 +65,15 @@ class Cube:
 
 
 def extinction_factor(wave: np.ndarray, airmass: float) -> np.ndarray:
-    """``10**(0.4 k(lambda) X)`` with the Palomar (Hayes & Latham 1975) curve."""
+    """``10**(0.4 k(lambda) X)`` with the Palomar (Hayes & Latham 1975) curve.
+
+    Parameters
+    ----------
+    wave : numpy.ndarray
+        Wavelengths [Angstrom].
+    airmass : float
+        Mean airmass.
+    """
     return 10 ** (0.4 * refdata.extinction_mag(wave) * airmass)
 
 
@@ -188,7 +196,19 @@ def resampling_correlation(first_bin: np.ndarray, frac: np.ndarray, n_wave: int,
 
 
 def write_cube(path: str | os.PathLike, cube: Cube, header: fits.Header, provenance: Provenance) -> None:
-    """``e3d_...fits``: FLUX (primary, n_wave x n_spax), VARIANCE, SPAXELS table, PROVENANCE."""
+    """``e3d_...fits``: FLUX (primary, n_wave x n_spax), VARIANCE, SPAXELS table, PROVENANCE.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``e3d_`` file.
+    cube : Cube
+        The cube.
+    header : astropy.io.fits.Header
+        The frame's header (the cube's cards are added).
+    provenance : Provenance
+        What made it.
+    """
     hdr = header.copy()
     for key, value in cube.cards.items():
         hdr[key] = value

@@ -50,6 +50,15 @@ def brightest_position(cube: Cube, lo: float = 5000.0, hi: float = 7000.0, smoot
     spaxel does not), the maximum is taken, and the result is the flux-weighted centroid of
     the spaxels within 1.6 units of it. pysedm's median of the spaxels above the 99.5th
     percentile picks single hot spaxels when the target is faint.
+
+    Parameters
+    ----------
+    cube : Cube
+        The cube.
+    lo, hi : float
+        Wavelength range of the image [Angstrom].
+    smooth_units : float
+        Gaussian smoothing sigma [spaxel unit].
     """
     from scipy.spatial import cKDTree
 
@@ -73,7 +82,21 @@ def brightest_position(cube: Cube, lo: float = 5000.0, hi: float = 7000.0, smoot
 
 def choose_position(kind: str, cube: Cube, *, astrom: tuple[float, float] | None, astrometry_reason: str,
                     manual: tuple[float, float] | None) -> Position:
-    """The position to start from, by priority: manual, astrometry (science), brightest."""
+    """The position to start from, by priority: manual, astrometry (science), brightest.
+
+    Parameters
+    ----------
+    kind : {"science", "standard"}
+        Standards always start at the brightest spaxel.
+    cube : Cube
+        The cube.
+    astrom : tuple of float or None
+        The guider astrometry's position [spaxel unit].
+    astrometry_reason : str
+        Why there is none.
+    manual : tuple of float or None
+        An observer's centroid [spaxel unit].
+    """
     bright = brightest_position(cube)
     if manual is not None:
         x, y, src = manual[0], manual[1], "manual"
@@ -92,6 +115,17 @@ def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None, def
     ``{"include": [ids]}`` (exactly those, by trace id) or ``{"exclude": [ids]}`` (the default
     circle minus those; e.g. a cosmic-ray spaxel). Ids are the calibration's trace indices
     (``Cube.spaxel_id``).
+    Parameters
+    ----------
+    cube : Cube
+        The cube.
+    centre : tuple of float
+        Centre of the default circle [spaxel unit].
+    region : dict or None
+        The manual region, as above.
+    default_radius : float
+        Radius of the default circle [spaxel unit].
+
 
     Raises
     ------

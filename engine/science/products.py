@@ -24,7 +24,17 @@ PSF_SCHEMA = "sedmtui.psf"
 
 
 def spectrum_header(base: fits.Header, cards: dict, wave: np.ndarray) -> fits.Header:
-    """The spectrum's header: raw/cube cards, then ``cards``, then the wavelength WCS."""
+    """The spectrum's header: raw/cube cards, then ``cards``, then the wavelength WCS.
+
+    Parameters
+    ----------
+    base : astropy.io.fits.Header
+        The cube's header.
+    cards : dict
+        ``{KEY: (value, comment)}`` of the extraction.
+    wave : numpy.ndarray
+        Shape ``(n,)``: the spectrum's wavelengths [Angstrom].
+    """
     hdr = fits.Header()
     for card in base.cards:
         if card.keyword in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "") or card.keyword.startswith(("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT")):

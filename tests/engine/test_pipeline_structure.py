@@ -71,3 +71,30 @@ def test_extraction_writes_no_file():
     source = (REPO / "engine" / "science" / "extract.py").read_text()
     for writer in ("write_", "open(", "writeto", "unlink", "mkdir"):
         assert writer not in source, writer
+
+
+def _undocumented(package: Path) -> list[str]:
+    """Public module-level functions of two or more arguments without a numpydoc ``Parameters``."""
+    import ast
+
+    out = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
+                continue
+            if len(node.args.args) + len(node.args.kwonlyargs) < 2:
+                continue
+            if "Parameters\n" not in (ast.get_docstring(node) or ""):
+                out.append(f"{path.relative_to(REPO)}:{node.name}")
+    return out
+
+
+UNDOCUMENTED_BUDGET = 185
+"""Public engine functions still without a ``Parameters`` section (issue 16 left them; lower
+this as they get one, never raise it)."""
+
+
+def test_public_functions_have_numpydoc_parameters():
+    assert _undocumented(REPO / "engine" / "pipeline") == []
+    missing = _undocumented(REPO / "engine")
+    assert len(missing) <= UNDOCUMENTED_BUDGET, "\n".join(missing[-20:])

@@ -72,7 +72,19 @@ def reduce_exposure(task: ExposureTask) -> ExtractionResult:
 
 
 def extract_and_write(src: Source, astrom, astrometry_reason: str, progress: Progress) -> ExtractionResult:
-    """Position, sensitivity, extraction, classification and products of one extraction."""
+    """Position, sensitivity, extraction, classification and products of one extraction.
+
+    Parameters
+    ----------
+    src : Source
+        The exposure, its cube and the extraction's request.
+    astrom : tuple of float or None
+        The astrometric target position [spaxel unit].
+    astrometry_reason : str
+        Why there is none.
+    progress : callable
+        ``progress(stage, fraction)``.
+    """
     clock = steps.Clock()
     task, request, header = src.task, src.request, src.header
     position = choose_position(task.kind, src.cube, astrom=astrom, astrometry_reason=astrometry_reason,

@@ -85,10 +85,24 @@ def write_extraction(src: Source, ext: Extraction, cls: ClassifyOutcome | None,
                      s2n: dict) -> tuple[ProductNames, Extraction]:
     """Write every product of an extraction.
 
-    ``s2n`` holds the spectrum's S/N cards, ``cls`` its classification (``None``: not tried).
+    Parameters
+    ----------
+    src : Source
+        What the extraction was made from.
+    ext : Extraction
+        The extraction.
+    cls : ClassifyOutcome or None
+        Its classification (``None``: not tried).
+    s2n : dict
+        The spectrum's S/N cards.
 
-    Returns the file names, and the extraction with its sensitivity's ``source`` set to the
-    ``fluxcal_`` product a standard's own sensitivity was written to.
+    Returns
+    -------
+    names : ProductNames
+        The files written.
+    ext : Extraction
+        The extraction, its sensitivity's ``source`` set to the ``fluxcal_`` product a
+        standard's own sensitivity was written to.
     """
     out_dir = Path(src.task.out_dir)
     fluxcal_file = None

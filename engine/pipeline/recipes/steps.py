@@ -58,7 +58,13 @@ class Cleaned:
 
 
 def preprocess(task: ExposureTask) -> Cleaned:
-    """Bias, overscan, gain (the calibration night's master bias), L.A.Cosmic; writes ``b_`` and ``crr_b_``."""
+    """Bias, overscan, gain (the calibration night's master bias), L.A.Cosmic; writes ``b_`` and ``crr_b_``.
+
+    Parameters
+    ----------
+    task : ExposureTask
+        The exposure (raw frame, calibration directory, output directory).
+    """
     raw_path, cal_dir, out_dir = Path(task.raw), Path(task.cal_dir), Path(task.out_dir)
     raw, header = read_image(raw_path)
     speed = header_value(header, "ADCSPEED", 0.0, cast=float)
@@ -85,6 +91,15 @@ def make_cube(task: ExposureTask, frame: Cleaned, cal: NightCalibration) -> tupl
 
     Returns the cube, the measured flexure and the cube's file name; the frame's header
     receives the cube's cards.
+
+    Parameters
+    ----------
+    task : ExposureTask
+        The exposure.
+    frame : Cleaned
+        Its debiased, cosmic-cleaned frame.
+    cal : NightCalibration
+        The calibration used.
     """
     header = frame.header
     flat = task.config.science.flat
@@ -113,6 +128,13 @@ def make_cube(task: ExposureTask, frame: Cleaned, cal: NightCalibration) -> tupl
 
 def locate_target(task: ExposureTask, header: fits.Header) -> tuple[tuple[float, float] | None, str, dict | None]:
     """Guider astrometry (science only); writes the ``guider_`` view.
+    Parameters
+    ----------
+    task : ExposureTask
+        The exposure (its raw directory holds the guider frames).
+    header : astropy.io.fits.Header
+        Its header (pointing, target coordinates).
+
 
     Returns
     -------
@@ -150,7 +172,17 @@ def locate_target(task: ExposureTask, header: fits.Header) -> tuple[tuple[float,
 
 
 def sample_correlation(cal: NightCalibration, cube: Cube, di: float) -> np.ndarray | None:
-    """Noise correlation of neighbouring cube samples (lags 1 and 2) from the exposure's resampler."""
+    """Noise correlation of neighbouring cube samples (lags 1 and 2) from the exposure's resampler.
+
+    Parameters
+    ----------
+    cal : NightCalibration
+        The calibration used.
+    cube : Cube
+        The cube.
+    di : float
+        The exposure's i flexure [pixel].
+    """
     try:
         rb = cal.rebinner(di)
         return resampling_correlation(rb.first_bin[cube.spaxel_id], rb.frac[cube.spaxel_id], rb.n_wave)
@@ -160,12 +192,27 @@ def sample_correlation(cal: NightCalibration, cube: Cube, di: float) -> np.ndarr
 
 
 def nearest_fluxcal(candidates: tuple[FluxcalCandidate, ...], mjd: float) -> FluxcalCandidate | None:
-    """The sensitivity nearest in time to ``mjd`` [day] (``None`` if there is none)."""
+    """The sensitivity nearest in time to ``mjd`` [day] (``None`` if there is none).
+
+    Parameters
+    ----------
+    candidates : tuple of FluxcalCandidate
+        The usable sensitivities.
+    mjd : float
+        MJD of the exposure [day].
+    """
     return min(candidates, key=lambda c: abs(c.mjd - mjd)) if candidates else None
 
 
 def science_sensitivity(task: ExposureTask, mjd: float) -> tuple[Sensitivity | None, str]:
     """A science frame's sensitivity (the nearest standard's), loaded; or ``None`` and why.
+    Parameters
+    ----------
+    task : ExposureTask
+        The exposure (standards get none).
+    mjd : float
+        MJD of the exposure [day].
+
 
     Raises
     ------
@@ -186,6 +233,13 @@ def shape_prior_for(task: ExposureTask, mjd: float) -> ShapePrior | None:
 
     ``None`` for standards, when no sensitivity exists yet, or when its file lacks the PSF
     cards (written before they existed) or cannot be read: the PSF is then fitted freely.
+
+    Parameters
+    ----------
+    task : ExposureTask
+        The exposure and its usable sensitivities.
+    mjd : float
+        MJD of the exposure [day].
     """
     from engine.science.cards import PRIOR_CARDS
 
