@@ -1,12 +1,12 @@
 # Two entry points (see README.md):
 #   make demo   set everything up, then run the demo night (console on a terminal, headless otherwise)
-#   make test   set everything up, then run the test suite
+#   make test   set everything up, then lint (ruff) and run the test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps clean
+.PHONY: demo test lint setup system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/sedmtui --demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# ruff (its rules are in pyproject.toml); the import-graph test (tests/test_import_graph.py: no
+# cycles, algorithms never import the pipeline) runs with the tests.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check engine sedmtui tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

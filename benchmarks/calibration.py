@@ -89,7 +89,8 @@ def compare(cal: NightCalibration, tr: Table) -> dict:
     wave_mid = np.linspace(3700.0, 9300.0, 40)
     x = true_x(tr, k_true, wave_mid)
     dx = x - np.asarray(tr["x_ref"])[k_true, None]
-    y_true = np.asarray(tr["y_ref"])[k_true, None] + np.asarray(tr["tilt"])[k_true, None] * dx + np.asarray(tr["curv"])[k_true, None] * dx**2
+    y_true = (np.asarray(tr["y_ref"])[k_true, None] + np.asarray(tr["tilt"])[k_true, None] * dx
+              + np.asarray(tr["curv"])[k_true, None] * dx**2)
     y_est = cal.traces.y_at(x, k_ours)
     per_trace = np.mean(y_est - y_true, axis=1)
     out = {"n_traces": int(cal.usable.sum()), "n_traces_truth": int(t_usable.sum()), "n_missing": missing,

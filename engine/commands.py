@@ -64,8 +64,7 @@ def load_config_with_console(ns: argparse.Namespace):
     engine.errors.ConfigError
         Unreadable or invalid file.
     """
-    from engine.config import resolve_config
-    from engine.config import read_config_file
+    from engine.config import read_config_file, resolve_config
 
     path = config_path(ns)
     console = read_config_file(path).get(CONSOLE_TABLE, {}) or {}
@@ -159,7 +158,8 @@ def targets_table(rows: list[dict], candidates: dict[str, int] | None = None) ->
         if n:
             ext += f"+{n}redo"
         body.append([
-            r["obs_id"].replace("_", ":"), (r["object"] or "").replace(" [A]", ""), {"standard": "std", "science": "sci"}.get(r["kind"], r["kind"]),
+            r["obs_id"].replace("_", ":"), (r["object"] or "").replace(" [A]", ""),
+            {"standard": "std", "science": "sci"}.get(r["kind"], r["kind"]),
             f"{r['exptime']:.0f}" if r["exptime"] is not None else "-",
             f"{r['airmass']:.2f}" if r["airmass"] is not None else "-", state,
             "-" if r["quality"] is None else str(r["quality"]), typ,
@@ -205,7 +205,8 @@ def _status(ns: argparse.Namespace) -> int:
         rms = stats.get("wave_rms_median_aa")
         flat = stats.get("flat_std")
         print(f"night {clean_text(night)} · calibration {cal['status']}{src} ({cal['level'] or '-'} set)"
-              + (f" · λ rms {rms:.2f} Å" if rms is not None else "") + (f" · {stats['nspax']} spaxels" if stats.get("nspax") else "")
+              + (f" · λ rms {rms:.2f} Å" if rms is not None else "")
+              + (f" · {stats['nspax']} spaxels" if stats.get("nspax") else "")
               + (f" · flat std {100 * flat:.1f} %" if flat is not None else ""))
     rows = reader.targets(night)
     cands = {r["obs_id"]: r["n"] for r in reader.query(

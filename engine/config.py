@@ -33,6 +33,8 @@ from engine.astrometry.options import AstrometryOptions
 from engine.classify.options import SnidOptions
 from engine.delivery.settings import (
     SECTIONS as DELIVERY_SECTIONS,
+)
+from engine.delivery.settings import (
     DeliverySettings,
     FritzSettings,
     ReportSettings,

@@ -21,7 +21,6 @@ from astropy.table import Table
 from engine import __version__
 from engine.timeutil import utc_now_iso
 
-
 COMPLETE, SKIPPED, FALLBACK = "COMPLETE", "SKIPPED", "FALLBACK"
 """What a step did: ran, did not run (the card's comment says why), ran on a substitute input."""
 STATUSES = (COMPLETE, SKIPPED, FALLBACK)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -51,7 +51,7 @@ class ArcLine:
     listed: bool
 
 
-@lru_cache(maxsize=None)
+@cache
 def arc_lines(lamp: str | None = None) -> tuple[ArcLine, ...]:
     """Hg, Cd and Xe lines from ``arclines/sedm_arc_lines_HgCdXe.csv``, sorted by wavelength."""
     out = []
@@ -69,7 +69,7 @@ def arc_lines(lamp: str | None = None) -> tuple[ArcLine, ...]:
     return tuple(sorted(out, key=lambda line: line.wave_aa))
 
 
-@lru_cache(maxsize=None)
+@cache
 def sky_lines() -> tuple[np.ndarray, np.ndarray]:
     """Night-sky emission lines (York 1991 IRAF list), vacuum.
 
@@ -94,7 +94,7 @@ def sky_lines() -> tuple[np.ndarray, np.ndarray]:
     return air_to_vacuum(np.array(waves)[order]), np.array(labels, dtype=object)[order]
 
 
-@lru_cache(maxsize=None)
+@cache
 def telluric_transmission() -> tuple[np.ndarray, np.ndarray]:
     """KPNO telluric transmission at airmass 1 (Hinkle et al. 2003 via SNIFS).
 
@@ -146,7 +146,7 @@ def telluric_components() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return wave, t_o2, t_h2o
 
 
-@lru_cache(maxsize=None)
+@cache
 def extinction_curve(site: str = "palomar") -> tuple[np.ndarray, np.ndarray]:
     """Atmospheric extinction (Palomar: Hayes & Latham 1975) [mag/airmass] on vacuum wavelengths."""
     table = np.loadtxt(DATA_DIR / "extinction" / f"{site}extinct.dat", comments="#")
@@ -171,7 +171,7 @@ def _standard_key(name: str) -> str:
     return re.sub(r"(bd[+-]\d+)[d ]?(\d+)", r"\1d\2", key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _standard_files() -> dict[str, Path]:
     return {_standard_key(p.stem): p for p in sorted((DATA_DIR / "standards" / "oke1990").glob("*.dat"))}
 
@@ -187,7 +187,7 @@ def standard_name(object_name: str) -> str | None:
     return None if path is None else path.stem
 
 
-@lru_cache(maxsize=None)
+@cache
 def standard_spectrum(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Reference spectrum of a standard star (Oke 1990).
 

@@ -8,7 +8,7 @@ import time
 
 def utc_now() -> _dt.datetime:
     """Current time, timezone-aware UTC."""
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def utc_now_iso() -> str:
@@ -23,7 +23,7 @@ def now_s() -> float:
 
 def night_of(dt: _dt.datetime) -> str:
     """UT night directory name ``YYYYMMDD`` of a UTC datetime."""
-    return dt.astimezone(_dt.timezone.utc).strftime("%Y%m%d")
+    return dt.astimezone(_dt.UTC).strftime("%Y%m%d")
 
 
 def previous_night(night: str) -> str:

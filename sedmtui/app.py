@@ -31,6 +31,7 @@ from sedmtui.settings import ConsoleSettings
 from sedmtui.state import Delta, Tail, load_snapshot
 from sedmtui.widgets.header import NightHeader, header_text
 
+
 class NightApp(App):
     """The SEDM night console.
 

@@ -281,7 +281,8 @@ def deblended_fit(
         mu_f = np.where(np.isfinite(mu), mu, y0)
         model = render_profiles(image.shape, cols, mu_f, sig, amp)
         rows, d, v = profile_windows(image - model, variance, cols, mu_f)
-        own = amp[:, None] * (ndtr((rows + 0.5 - mu_f[:, None]) / sig[:, None]) - ndtr((rows - 0.5 - mu_f[:, None]) / sig[:, None]))
+        own = amp[:, None] * (ndtr((rows + 0.5 - mu_f[:, None]) / sig[:, None])
+                              - ndtr((rows - 0.5 - mu_f[:, None]) / sig[:, None]))
         d = d + np.where(np.isfinite(own), own, 0.0)
         mu, sig, amp, err = fit_profiles(image, variance, cols, mu_f, windows=(rows, d, v))
     return mu, sig, amp, err

@@ -10,9 +10,10 @@ here (rlap 2 decimals, redshifts 4, ages and fractions 2), so the cards equal pr
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

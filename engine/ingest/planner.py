@@ -27,7 +27,8 @@ from engine.timeutil import previous_night
 LAMPS = ("Hg", "Cd", "Xe", "Ne")
 CAL_KINDS = ("bias", "dome", "arc")
 
-_WORD = {name: re.compile(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9])", re.IGNORECASE) for name in ("test", "dark", "bias", "dome", "calib")}
+_WORD = {name: re.compile(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9])", re.IGNORECASE)
+         for name in ("test", "dark", "bias", "dome", "calib")}
 _LAMP_RE = {lamp: re.compile(rf"(?<![A-Za-z]){lamp}(?![a-z])") for lamp in LAMPS}
 
 

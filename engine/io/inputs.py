@@ -142,7 +142,7 @@ def parse_raw_name(name: Any) -> RawName | Refusal:
     obs_id = parse_obs_id(f"{hh}_{mm}_{ss}")
     if isinstance(obs_id, Refusal):
         return Refusal(f"{name}: impossible time in the file name ({obs_id.reason})")
-    ut = dt.datetime.strptime(date, "%Y%m%d").replace(tzinfo=dt.timezone.utc) + dt.timedelta(
+    ut = dt.datetime.strptime(date, "%Y%m%d").replace(tzinfo=dt.UTC) + dt.timedelta(
         hours=int(hh), minutes=int(mm), seconds=int(ss))
     return RawName(camera=camera, date=date, obs_id=obs_id, ut=ut)
 

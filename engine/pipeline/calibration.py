@@ -83,7 +83,8 @@ class CalibrationStage:
             "SELECT night, file, kind, lamp, adcspeed, path FROM frames WHERE state='ingested' AND night IN (?, ?)",
             [night, previous_night(night)],
         )
-        cal = [r for r in rows if r["kind"] in ("bias", "dome", "arc") and belongs_to_night(r["night"], r["file"], r["kind"], night)]
+        cal = [r for r in rows
+               if r["kind"] in ("bias", "dome", "arc") and belongs_to_night(r["night"], r["file"], r["kind"], night)]
         speeds = {round(float(r["adcspeed"]), 1) for r in rows
                   if r["night"] == night and r["kind"] in ("standard", "science") and r["adcspeed"] is not None}
         if not speeds:

@@ -251,7 +251,8 @@ def host_warranted(chi2_point: float, chi2_host: float, *, n_extra: int, n_data:
     disp = max(1.0, chi2_host / max(dof_host, 1))
     dchi2 = chi2_point - chi2_host
     dbic = dchi2 / disp - n_extra * math.log(max(n_data, 2))
-    near = 0.0 if neighbours is None or not len(neighbours) else float(np.min(np.hypot(*(np.asarray(neighbours) - host.centre).T)))
+    near = (0.0 if neighbours is None or not len(neighbours)
+            else float(np.min(np.hypot(*(np.asarray(neighbours) - host.centre).T))))
     if not dbic > 0.0:
         reason = "BIC does not favour a host"
     elif host_fraction < MIN_HOST_FRACTION:

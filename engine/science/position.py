@@ -108,7 +108,8 @@ def choose_position(kind: str, cube: Cube, *, astrom: tuple[float, float] | None
                     astrometry_reason=astrometry_reason)
 
 
-def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None, default_radius: float) -> tuple[np.ndarray, np.ndarray]:
+def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None,
+               default_radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Spaxels to fit and spaxels excluded by the user.
 
     ``region`` is ``None`` (a circle of ``default_radius``), ``{"radius": r}``,

@@ -37,7 +37,8 @@ def spectrum_header(base: fits.Header, cards: dict, wave: np.ndarray) -> fits.He
     """
     hdr = fits.Header()
     for card in base.cards:
-        if card.keyword in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "") or card.keyword.startswith(("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT")):
+        if card.keyword in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "") \
+                or card.keyword.startswith(("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT")):
             continue
         hdr[card.keyword] = (card.value, card.comment)
     for key, value in cards.items():

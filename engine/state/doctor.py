@@ -161,7 +161,7 @@ def _age_s(iso: str | None) -> float:
     if not iso:
         return 0.0
     try:
-        t = dt.datetime.strptime(iso.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        t = dt.datetime.strptime(iso.rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
     except ValueError:
         return 0.0
     return time.time() - t.timestamp()

@@ -21,8 +21,8 @@ from engine.instrument.sky import (
     standard_to_sky,
 )
 from engine.synth import guider as gd
-from engine.synth import spectra as sp
 from engine.synth import priors as pr
+from engine.synth import spectra as sp
 from engine.synth.detector import (
     READ_MODES,
     BiasPattern,
@@ -35,8 +35,8 @@ from engine.synth.detector import (
     read_out,
     scan_keywords,
 )
-from engine.synth.headers import base_header, file_stamp, ifu_header
 from engine.synth.draw import draw_instrument
+from engine.synth.headers import base_header, file_stamp, ifu_header
 from engine.synth.instrument import TELESCOPE_AREA_CM2, TrueInstrument, instrument_throughput
 from engine.synth.plan import Exposure, FramePlan
 from engine.synth.render import render_traces
@@ -265,11 +265,13 @@ def write_guider_frames(
     for i in range(exp.n_guider):
         start = plan.start + dt.timedelta(seconds=5 + i * step)
         data = gd.render_guider_frame(
-            wcs, field, extras, exptime=30.0, fwhm_arcsec=exp.seeing_fwhm * 1.05, sky_mag_arcsec2=20.8 - 2.5 * math.log10(exp.sky_brightness),
+            wcs, field, extras, exptime=30.0, fwhm_arcsec=exp.seeing_fwhm * 1.05,
+            sky_mag_arcsec2=20.8 - 2.5 * math.log10(exp.sky_brightness),
             extinction_mag=clouds, rng=rng,
         )
         base = base_header(start, 30.0, "rc")
-        hdr = gd.guider_header(start, 30.0, plan.obj, sexagesimal_ra(pointing["tel_ra"]), sexagesimal_dec(pointing["tel_dec"]), base)
+        hdr = gd.guider_header(start, 30.0, plan.obj, sexagesimal_ra(pointing["tel_ra"]),
+                               sexagesimal_dec(pointing["tel_dec"]), base)
         hdr["NAME"] = plan.name
         name = f"rc{file_stamp(start)}.fits"
         fits.PrimaryHDU(data=data, header=hdr).writeto(ctx.raw_root / plan.dir_night / name, overwrite=True)

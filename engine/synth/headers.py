@@ -13,7 +13,7 @@ from engine.instrument.sky import sexagesimal_dec, sexagesimal_ra
 
 def julian_date(t: dt.datetime) -> float:
     """Julian date of a UTC datetime."""
-    epoch = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC)
     return 2451545.0 + (t - epoch).total_seconds() / 86400.0
 
 

@@ -37,7 +37,6 @@ from engine.synth.plan import FramePlan, plan_night
 from engine.synth.priors import DEFAULT_PRIORS, check_priors
 
 
-
 @lru_cache(maxsize=1)
 def _context(night: str, camera: str, seed: int, raw_root: str, priors: str = DEFAULT_PRIORS,
              pin: tuple | None = None) -> NightContext:

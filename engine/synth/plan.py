@@ -261,7 +261,7 @@ def plan_night(night: str, *, mini: bool, seed: int, camera: str, priors: str = 
     :func:`draw_night_conditions`; all else is the nominal plan.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    day = dt.datetime.strptime(night, "%Y%m%d").replace(tzinfo=dt.timezone.utc)
+    day = dt.datetime.strptime(night, "%Y%m%d").replace(tzinfo=dt.UTC)
     prev = (day - dt.timedelta(days=1)).strftime("%Y%m%d")
     speeds = (1.0,) if camera == "andor" else (0.1, 2.0)
     cal_speed = speeds[-1]

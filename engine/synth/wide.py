@@ -177,7 +177,7 @@ def draw_wide_instrument(rng: np.random.Generator, pin: dict | None = None) -> T
         The lenslets of the outline whose trace touches the detector; ``draw`` holds every drawn
         parameter (``truth.json``'s ``instrument_draw``).
     """
-    for attempt in range(1, MAX_BUILDS + 1):
+    for attempt in range(1, MAX_BUILDS + 1):  # noqa: B007 - the count is recorded after the loop
         g = _draw_accepted_geometry(rng, pin)
         ins = _build(rng, g)
         measured = measured_min_trace_separation(ins)

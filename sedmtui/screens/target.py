@@ -355,7 +355,8 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
     def apply_delta(self, delta: Delta) -> None:
         if self.request is not None and self.request["id"] in delta.requests:
             self._request_update(delta.requests[self.request["id"]])
-        if any(e.obs_id == self.obs_id and e.kind in ("extraction", "observation") for e in delta.events) or self.obs_id in delta.targets and self.data is not None and self.data.current is None:
+        if (any(e.obs_id == self.obs_id and e.kind in ("extraction", "observation") for e in delta.events)
+                or self.obs_id in delta.targets and self.data is not None and self.data.current is None):
             self.reload()
         if self.request and self.request.get("status") == "running":
             for e in delta.events:

@@ -89,7 +89,7 @@ class HalfBlockCanvas(Widget):
             return
         rows_changed = set(changed_rows(old.rgb, new.rgb)) | set(changed_rows(
             old.inside[..., None].astype(np.uint8), new.inside[..., None].astype(np.uint8)))
-        for (c, r), m in set(old.glyphs.items()) ^ set(new.glyphs.items()):
+        for (_c, r), _m in set(old.glyphs.items()) ^ set(new.glyphs.items()):
             rows_changed.add(r)
         for r in rows_changed:
             self._strips.pop(r, None)

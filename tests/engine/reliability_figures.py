@@ -196,7 +196,7 @@ def live_run(raw_src: Path, work: Path, seconds: float, rate: float) -> dict:
     if ev and "completed" in slow:
         import datetime as dt
 
-        t_ing = dt.datetime.strptime(ev[0][0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+        t_ing = dt.datetime.strptime(ev[0][0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
         figures["slow_file_latency_s"] = round(t_ing.timestamp() - slow["completed"], 2)
     cal = q(db, "SELECT message FROM events WHERE kind='calibration' AND message LIKE 'calibration of % started%'")
     figures["watch_mode_calibration_started"] = cal[0][0] if cal else None

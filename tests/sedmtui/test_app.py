@@ -124,7 +124,7 @@ async def test_pause_buffers_events_and_counts_them(make_app, night):
         conn = sqlite3.connect(night.db)
         with conn:
             conn.execute("UPDATE observations SET stage='PSF fit', progress=0.8 WHERE obs_id='04_39_00'")
-            for i in range(3):
+            for _ in range(3):
                 conn.execute("INSERT INTO events (ts, night, kind, obs_id, message) VALUES "
                              "('2026-11-24T09:41:00.000Z', '20261124', 'progress', '04_39_00', 'x')")
         conn.close()

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MINI_NIGHT, REPO
-from tests.conftest import copy_reduced
+from tests.conftest import MINI_NIGHT, REPO, copy_reduced
 from tests.sedmtui.conftest import engine_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,

@@ -12,7 +12,7 @@ from sedmtui.widgets.spaxel_map import SpaxelMap
 from tests.sedmtui.fakenight import lattice
 
 
-def make_map(cols=40, rows=20, view=View()) -> SpaxelMap:
+def make_map(cols=40, rows=20, view=View()) -> SpaxelMap:  # noqa: B008 - View is frozen
     ids, xy = lattice()
     m = SpaxelMap()
     m.set_view(view)

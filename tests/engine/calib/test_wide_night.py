@@ -26,7 +26,8 @@ from calibration import compare, select_frames
 @pytest.fixture(scope="module")
 def wide(wide_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("wide-cal")
-    result = calibrate_night(CalibrationTask(MINI_NIGHT, CalibrationFrames.from_lists(select_frames(wide_raw, MINI_NIGHT)), str(out)))
+    frames = CalibrationFrames.from_lists(select_frames(wide_raw, MINI_NIGHT))
+    result = calibrate_night(CalibrationTask(MINI_NIGHT, frames, str(out)))
     cal = NightCalibration.load(out, MINI_NIGHT)
     tr = Table.read(wide_raw / MINI_NIGHT / "truth" / "traces.fits", hdu="TRACES")
     draw = json.loads((wide_raw / MINI_NIGHT / "truth.json").read_text())["instrument_draw"]

@@ -6,15 +6,23 @@ import numpy as np
 import pytest
 import scipy.fft as sfft
 
-from engine.classify.correlate import (BandPass, allowed_lags, antisym_rms,
-                                       band_antisym_rms, cross_correlate, lag_segments,
-                                       local_peaks, masked_argmax, overlap_windows,
-                                       runner_up_peaks, value_and_antisym_rms,
-                                       window_weights)
+from engine.classify.correlate import (
+    BandPass,
+    allowed_lags,
+    antisym_rms,
+    band_antisym_rms,
+    cross_correlate,
+    lag_segments,
+    local_peaks,
+    masked_argmax,
+    overlap_windows,
+    runner_up_peaks,
+    value_and_antisym_rms,
+    window_weights,
+)
 from engine.classify.peakfit import fit_peaks
 from engine.classify.prepare import apodize
-from engine.classify.trim import (DataTransforms, apply_windows, sampled_correlations,
-                                  screen_step, trimmed_correlations)
+from engine.classify.trim import DataTransforms, apply_windows, sampled_correlations, screen_step, trimmed_correlations
 
 NW = 1024
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from engine.classify import SnidOptions, snid_header_cards
-from engine.classify.external import (main_type_of, parse_snid_output, run_external_snid,
-                                      snid_command)
+from engine.classify.external import main_type_of, parse_snid_output, run_external_snid, snid_command
 from engine.errors import ConfigError, EngineError
 
 SAMPLE = Path(__file__).parent / "data" / "sample_snid.output"

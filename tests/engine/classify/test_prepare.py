@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.classify.prepare import (apodize, apodize_length, cosine_bell, data_range,
-                                     log_grid_dwlog, log_grid_wave, median_filter_samples,
-                                     prepare_spectrum, rebin_log, select_samples)
+from engine.classify.prepare import (
+    apodize,
+    apodize_length,
+    cosine_bell,
+    data_range,
+    log_grid_dwlog,
+    log_grid_wave,
+    median_filter_samples,
+    prepare_spectrum,
+    rebin_log,
+    select_samples,
+)
 from engine.errors import AlgorithmError
 
 

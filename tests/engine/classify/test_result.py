@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from engine.classify.result import (Classification, TemplateMatch, sedm_type_split,
-                                    snid_header_cards, snid_text_lines)
+from engine.classify.result import Classification, TemplateMatch, sedm_type_split, snid_header_cards, snid_text_lines
 
 
 def sample(subtype="Ia-norm", typ="Ia") -> Classification:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.classify.templates import (check_template_dir, load_template_library, parse_lnw,
-                                       split_names)
+from engine.classify.templates import check_template_dir, load_template_library, parse_lnw, split_names
 from engine.errors import ConfigError
 
 

@@ -69,7 +69,8 @@ def add_exposure(w: StateWriter, redux: Path, night: str, obs_id: str, name: str
     if local_time_header:  # a 2019-2020 header: OBSDATE/OBSTIME in Pacific local time, 8 h behind
         h, m, s = (int(v) for v in obs_id.split("_"))
         header.update(OBSDATE=f"{night[:4]}-{night[4:6]}-{int(night[6:]) - 1:02d}", OBSTIME=f"{(h - 8) % 24:02d}:{m:02d}:{s:02d}")
-    fid = w.insert("frames", {"night": night, "file": f"ifu{night}_{obs_id}.fits", "path": f"/raw/{night}/ifu{night}_{obs_id}.fits",
+    fid = w.insert("frames", {"night": night, "file": f"ifu{night}_{obs_id}.fits",
+                              "path": f"/raw/{night}/ifu{night}_{obs_id}.fits",
                               "kind": "science", "object": header["OBJECT"], "name": name, "obs_id": obs_id,
                               "state": "done", "header_json": json.dumps(header)})
     oid = w.insert("observations", {"night": night, "obs_id": obs_id, "frame_id": fid, "object": name, "name": name,
