@@ -40,7 +40,17 @@ def bias_name(speed: float) -> str:
 
 
 def make_master_biases(biases: dict[float, list[str]], out_dir: Path, config: dict) -> dict[float, Path]:
-    """Combine and write one master bias per read speed; return their paths."""
+    """Combine and write one master bias per read speed; return their paths.
+
+    Parameters
+    ----------
+    biases : dict
+        ``{read speed [MHz]: [raw bias paths]}``.
+    out_dir : Path
+        The night's reduction directory.
+    config : dict
+        The resolved configuration (recorded as provenance).
+    """
     out = {}
     for speed, paths in sorted(biases.items()):
         frames = [read_image(p) for p in paths]
@@ -60,7 +70,15 @@ def make_master_biases(biases: dict[float, list[str]], out_dir: Path, config: di
 
 
 def load_bias(bias_paths: dict[float, Path], speed: float) -> tuple[np.ndarray | None, str]:
-    """The master bias of a read speed (``None`` when the night has none: overscan only)."""
+    """The master bias of a read speed (``None`` when the night has none: overscan only).
+
+    Parameters
+    ----------
+    bias_paths : dict
+        ``{read speed [MHz]: master bias path}``.
+    speed : float
+        The frame's read speed [MHz].
+    """
     path = bias_paths.get(round(speed, 1))
     if path is None:
         return None, ""
@@ -69,6 +87,19 @@ def load_bias(bias_paths: dict[float, Path], speed: float) -> tuple[np.ndarray |
 
 def combine_master(name: str, paths: list[str], bias_paths: dict[float, Path], out_dir: Path, config: dict) -> Master:
     """Debias each frame and median-combine; write ``<name>.fits``.
+
+    Parameters
+    ----------
+    name : str
+        ``dome``, ``Hg``, ``Cd`` or ``Xe`` (the file's name).
+    paths : list of str
+        The raw frames.
+    bias_paths : dict
+        ``{read speed [MHz]: master bias path}``.
+    out_dir : Path
+        The night's reduction directory.
+    config : dict
+        The resolved configuration (recorded as provenance).
 
     Raises
     ------

@@ -40,7 +40,17 @@ PRODUCTS = ("traces", "spaxels", "wavesolution", "flat")
 
 
 def product_path(directory: str | os.PathLike, night: str, kind: str) -> Path:
-    """``<directory>/<night>_<kind>.fits``."""
+    """``<directory>/<night>_<kind>.fits``.
+
+    Parameters
+    ----------
+    directory : path-like
+        The calibration night's reduction directory.
+    night : str
+        The calibration night ``YYYYMMDD``.
+    kind : str
+        ``traces``, ``wavesolution``, ``spaxels`` or ``flat``.
+    """
     return Path(directory) / f"{night}_{kind}.fits"
 
 
@@ -228,7 +238,15 @@ def _load_cached(directory: str, night: str, stamp: float) -> NightCalibration:
 
 
 def load_calibration(directory: str | os.PathLike, night: str) -> NightCalibration:
-    """Load (memoised per process on the products' modification time)."""
+    """Load (memoised per process on the products' modification time).
+
+    Parameters
+    ----------
+    directory : path-like
+        The calibration night's reduction directory.
+    night : str
+        The calibration night ``YYYYMMDD``.
+    """
     stamp = max(product_path(directory, night, k).stat().st_mtime for k in PRODUCTS
                 if product_path(directory, night, k).exists()) if Path(directory).exists() else 0.0
     return _load_cached(str(directory), night, stamp)

@@ -39,7 +39,17 @@ def _hex_map(ax, cal: NightCalibration, values: np.ndarray, title: str, label: s
 
 
 def write_qa(cal: NightCalibration, out: Path, meas=None, used=None) -> dict[str, str]:
-    """Write the figures and statistics files; return ``{name: path}``."""
+    """Write the figures and statistics files; return ``{name: path}``.
+
+    Parameters
+    ----------
+    cal : NightCalibration
+        The night's calibration.
+    out : Path
+        The night's reduction directory.
+    meas, used : optional
+        The arc-line measurements and which of them the wavelength solution kept.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

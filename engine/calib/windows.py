@@ -21,6 +21,13 @@ def clip_same_row(tf: TraceFit, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndar
 
     A window stops half-way into the gap between its trace's dome-lit range and the next
     trace's in the same row (same centre row within 3 px).
+
+    Parameters
+    ----------
+    tf : TraceFit
+        The traces.
+    lo, hi : numpy.ndarray
+        Shape ``(n_traces,)``: first and last column of each window [pixel].
     """
     lo, hi = lo.copy(), hi.copy()
     y_mid = tf.y_at(tf.x_mid[:, None])[:, 0]
@@ -70,7 +77,15 @@ def trace_geometry(tf: TraceFit, x0: np.ndarray, n_cols: int, col_ok: np.ndarray
 
 
 def usable_traces(tf: TraceFit, wave) -> np.ndarray:
-    """True for traces whose measured 3700-9300 A span lies inside the usable detector region."""
+    """True for traces whose measured 3700-9300 A span lies inside the usable detector region.
+
+    Parameters
+    ----------
+    tf : TraceFit
+        The traces.
+    wave : WaveSolution
+        The night's wavelength solution.
+    """
     ends = wave.x_of_wave(np.array([sedm.CUBE_WAVE_AA[0], sedm.CUBE_WAVE_AA[-1]]))
     ok = np.ones(tf.n, bool)
     for k in range(2):

@@ -35,7 +35,15 @@ class Debiased:
 
 
 def gain_of(header, camera: str) -> tuple[float, bool]:
-    """Gain [e-/ADU] from the header, else the camera's fallback; and whether it was the fallback."""
+    """Gain [e-/ADU] from the header, else the camera's fallback; and whether it was the fallback.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The raw header.
+    camera : {"andor", "pixis"}
+        The camera (its fallback gain).
+    """
     try:
         g = float(header["GAIN"])
         if g > 0:
@@ -51,6 +59,13 @@ def _nmad(x: np.ndarray) -> float:
 
 def master_bias(raws: list[np.ndarray], headers: list) -> tuple[np.ndarray, dict]:
     """Master bias of one read speed: mean with min/max rejection (Andor: each minus its scan level).
+
+    Parameters
+    ----------
+    raws : list of numpy.ndarray
+        The raw bias frames [ADU].
+    headers : list of astropy.io.fits.Header
+        Their headers.
 
     Returns
     -------

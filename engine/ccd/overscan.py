@@ -10,7 +10,15 @@ from engine.instrument import sedm
 
 
 def camera_of(header, raw_shape: tuple[int, int]) -> str:
-    """``andor`` when the header carries pre/over-scan keywords, else ``pixis``."""
+    """``andor`` when the header carries pre/over-scan keywords, else ``pixis``.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        The raw header.
+    raw_shape : tuple of int
+        Shape of the raw image [pixel].
+    """
     if all(k in header for k in ("PSCANX0", "PSCANX1", "OSCANX0", "OSCANX1")):
         return "andor"
     if raw_shape[1] != sedm.CCD_SHAPE[1]:
@@ -27,7 +35,15 @@ def scan_columns(header) -> tuple[slice, slice, slice]:
 
 
 def andor_scan_level(raw: np.ndarray, header) -> float:
-    """Andor: one scalar, the smaller of the pre-scan and over-scan medians [ADU]."""
+    """Andor: one scalar, the smaller of the pre-scan and over-scan medians [ADU].
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        The raw Andor frame [ADU].
+    header : astropy.io.fits.Header
+        Its header (the scan-column keywords).
+    """
     pre, _img, over = scan_columns(header)
     return float(min(np.median(raw[:, pre]), np.median(raw[:, over])))
 
@@ -36,6 +52,13 @@ def pixis_row_overscan(image: np.ndarray, window: int = 50) -> np.ndarray:
     """PIXIS: per-row overscan level of a (bias-subtracted) image.
 
     Median of columns 2045-2047 in each row, then a running median of ``window`` rows.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The bias-subtracted PIXIS frame [ADU].
+    window : int
+        Running-median length [rows].
 
     Returns
     -------

@@ -43,7 +43,17 @@ class Meteo:
 
 
 def refraction_arcsec(wave_aa: np.ndarray, airmass: float, meteo: Meteo) -> np.ndarray:
-    """Refraction at each wavelength [arcsec]."""
+    """Refraction at each wavelength [arcsec].
+
+    Parameters
+    ----------
+    wave_aa : numpy.ndarray
+        Wavelengths [Angstrom].
+    airmass : float
+        Airmass.
+    meteo : Meteo
+        Pressure, temperature, humidity.
+    """
     a, b = erfa.refco(meteo.pressure_hpa, meteo.temp_c, meteo.rh_pct / 100.0, np.asarray(wave_aa, float) / 1e4)
     tz = math.sqrt(max(airmass**2 - 1.0, 0.0))
     return (a * tz + b * tz**3) * ARCSEC_PER_RAD
@@ -51,7 +61,23 @@ def refraction_arcsec(wave_aa: np.ndarray, airmass: float, meteo: Meteo) -> np.n
 
 def adr_offsets(wave_aa: np.ndarray, airmass: float, parallactic_deg: float, rotation_deg: float, meteo: Meteo,
                 ref_aa: float = sedm.REFERENCE_WAVELENGTH_AA) -> np.ndarray:
-    """Displacement relative to ``ref_aa``; shape ``(m, 2)`` [spaxel unit]."""
+    """Displacement relative to ``ref_aa``; shape ``(m, 2)`` [spaxel unit].
+
+    Parameters
+    ----------
+    wave_aa : numpy.ndarray
+        Shape ``(m,)``: wavelengths [Angstrom].
+    airmass : float
+        Airmass.
+    parallactic_deg : float
+        Parallactic angle [degree].
+    rotation_deg : float
+        Rotation of the IFU on the sky [degree].
+    meteo : Meteo
+        Pressure, temperature, humidity.
+    ref_aa : float
+        Reference wavelength (zero offset) [Angstrom].
+    """
     r = refraction_arcsec(np.append(np.asarray(wave_aa, float), ref_aa), airmass, meteo)
     d = (r[:-1] - r[-1]) / sedm.SPAXEL_UNIT_ARCSEC
     q, t = math.radians(parallactic_deg), math.radians(rotation_deg)

@@ -40,6 +40,15 @@ class Flexure:
 def jshift_scores(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Cross-correlation of the frame with the unit-flux trace pattern at whole-pixel shifts.
 
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Shape ``CCD_SHAPE``: the debiased, cosmic-cleaned frame [e-].
+    cal : NightCalibration
+        The night's calibration (traces and their windows).
+    max_shift : int
+        Largest whole-pixel shift tried [pixel].
+
     Returns
     -------
     shifts, score : numpy.ndarray
@@ -68,12 +77,31 @@ def coarse_jshift(image: np.ndarray, cal: NightCalibration, max_shift: int = 4) 
     higher where the sky is bright). Every interior local maximum is a candidate (a maximum at
     the edge of the search is only the slope towards such an alias), weighted by the Gaussian
     prior ``FLEXURE_PRIOR_PX``; whole pixels, refined by a parabola.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Shape ``CCD_SHAPE``: the debiased, cosmic-cleaned frame [e-].
+    cal : NightCalibration
+        The night's calibration (traces and their windows).
+    max_shift : int
+        Largest whole-pixel shift tried [pixel].
     """
     return choose_jshift(*jshift_scores(image, cal, max_shift))
 
 
 def choose_jshift(shifts: np.ndarray, score: np.ndarray, prior_px: float = FLEXURE_PRIOR_PX) -> float:
-    """The shift of :func:`coarse_jshift` from whole-pixel ``shifts`` and their ``score`` [pixel]."""
+    """The shift of :func:`coarse_jshift` from whole-pixel ``shifts`` and their ``score`` [pixel].
+
+    Parameters
+    ----------
+    shifts : numpy.ndarray
+        Shape ``(n,)``: whole-pixel shifts [pixel].
+    score : numpy.ndarray
+        Shape ``(n,)``: their correlation.
+    prior_px : float
+        Sigma of the Gaussian flexure prior [pixel].
+    """
     best, best_w = float(shifts[int(np.argmax(score))]), -np.inf
     for j in range(1, shifts.size - 1):
         y0, y1, y2 = score[j - 1 : j + 2]
@@ -87,7 +115,17 @@ def choose_jshift(shifts: np.ndarray, score: np.ndarray, prior_px: float = FLEXU
 
 
 def measure_jshift(image: np.ndarray, variance: np.ndarray, cal: NightCalibration, n_iter: int = 3) -> tuple[float, float]:
-    """Cross-dispersion shift of the trace pattern [pixel] and its formal error."""
+    """Cross-dispersion shift of the trace pattern [pixel] and its formal error.
+
+    Parameters
+    ----------
+    image, variance : numpy.ndarray
+        Shape ``CCD_SHAPE``: the frame and its variance [e-, e-^2].
+    cal : NightCalibration
+        The night's calibration.
+    n_iter : int
+        Gauss-Newton refinements of the coarse shift.
+    """
     dj = coarse_jshift(image, cal)
     err = np.inf
     w = 1.0 / np.maximum(variance, 1.0).ravel()

@@ -116,6 +116,7 @@ def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None,
     ``{"include": [ids]}`` (exactly those, by trace id) or ``{"exclude": [ids]}`` (the default
     circle minus those; e.g. a cosmic-ray spaxel). Ids are the calibration's trace indices
     (``Cube.spaxel_id``).
+
     Parameters
     ----------
     cube : Cube
@@ -126,7 +127,6 @@ def fit_region(cube: Cube, centre: tuple[float, float], region: dict | None,
         The manual region, as above.
     default_radius : float
         Radius of the default circle [spaxel unit].
-
 
     Raises
     ------

@@ -128,13 +128,13 @@ def make_cube(task: ExposureTask, frame: Cleaned, cal: NightCalibration) -> tupl
 
 def locate_target(task: ExposureTask, header: fits.Header) -> tuple[tuple[float, float] | None, str, dict | None]:
     """Guider astrometry (science only); writes the ``guider_`` view.
+
     Parameters
     ----------
     task : ExposureTask
         The exposure (its raw directory holds the guider frames).
     header : astropy.io.fits.Header
         Its header (pointing, target coordinates).
-
 
     Returns
     -------
@@ -206,13 +206,13 @@ def nearest_fluxcal(candidates: tuple[FluxcalCandidate, ...], mjd: float) -> Flu
 
 def science_sensitivity(task: ExposureTask, mjd: float) -> tuple[Sensitivity | None, str]:
     """A science frame's sensitivity (the nearest standard's), loaded; or ``None`` and why.
+
     Parameters
     ----------
     task : ExposureTask
         The exposure (standards get none).
     mjd : float
         MJD of the exposure [day].
-
 
     Raises
     ------
