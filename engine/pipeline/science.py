@@ -6,6 +6,10 @@
 * Each exposure is one job on the executor; its progress (debias, cube, position, PSF, ...)
   is written to ``observations.stage``/``progress`` and the events.
 * A failure is recorded on the observation with its reason; the night goes on.
+
+The job is :func:`engine.pipeline.recipes.exposure.reduce_exposure` on an :class:`ExposureTask`
+(:func:`exposure_task`); its :class:`ExtractionResult` becomes the ``extractions`` and
+``classifications`` rows here (:mod:`engine.pipeline.records`).
 """
 
 from __future__ import annotations
@@ -131,7 +135,8 @@ def request_of(row: dict) -> ExtractionRequest:
 
 
 class ScienceStage:
-    """Plans exposure reductions, re-calibrations and re-extractions; records their results."""
+    """Plans exposure reductions and re-calibrations; records their results (re-extractions
+    asked for by an observer are the request stage's)."""
 
     name = "science"
 
@@ -141,6 +146,8 @@ class ScienceStage:
         cube cannot be re-extracted keeps its uncalibrated spectrum and the error event)."""
 
     def plan(self, view: EngineView) -> list[Job]:
+        """Waiting exposures of calibrated nights (standards first) and uncalibrated spectra a
+        sensitivity now exists for."""
         jobs: list[Job] = []
         for night in sorted(view.nights):
             if usable_calibration(view, night) is None:
