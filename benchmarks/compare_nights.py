@@ -59,8 +59,10 @@ def _flatten(d, prefix: str = "") -> dict:
 class Comparison:
     """Collects the differences between reduction roots ``a`` and ``b``."""
 
-    def __init__(self, a: Path, b: Path, renames: dict[str, str], allow_new_keys: bool) -> None:
+    def __init__(self, a: Path, b: Path, renames: dict[str, str], allow_new_keys: bool,
+                 partial: bool = False) -> None:
         self.a, self.b = a.resolve(), b.resolve()
+        self.partial = partial
         self.renames = renames
         self.allow_new_keys = allow_new_keys
         self.diffs: list[str] = []
@@ -78,8 +80,9 @@ class Comparison:
         da, db = self.a / night, self.b / night
         fa = {p.relative_to(da).as_posix() for p in da.rglob("*") if p.is_file()}
         fb = {p.relative_to(db).as_posix() for p in db.rglob("*") if p.is_file()}
-        for name in sorted(fa ^ fb):
-            self.diffs.append(f"{night}/{name}: only in {'A' if name in fa else 'B'}")
+        if not self.partial:
+            for name in sorted(fa ^ fb):
+                self.diffs.append(f"{night}/{name}: only in {'A' if name in fa else 'B'}")
         for name in sorted(fa & fb):
             self.counts["files"] += 1
             pa, pb = da / name, db / name
@@ -222,6 +225,14 @@ class Comparison:
             if table == "events":  # progress events depend on the executor's timing
                 ra = [r for r in ra if r["kind"] != "progress"]
                 rb = [r for r in rb if r["kind"] != "progress"]
+            if self.partial:  # runs stopped part-way: rows both have, of work both finished
+                if table in ("events", "requests"):
+                    continue
+                if table == "observations":
+                    ra = [r for r in ra if r["state"] == "done"]
+                    rb = [r for r in rb if r["state"] == "done"]
+                n = min(len(ra), len(rb))
+                ra, rb = ra[:n], rb[:n]
             if len(ra) != len(rb):
                 self.diffs.append(f"state {table}: {len(ra)} vs {len(rb)} rows")
             for i, (x, y) in enumerate(zip(ra, rb, strict=False)):
@@ -248,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", type=Path, help="reduction root after")
     p.add_argument("--night", action="append", help="nights to compare (default: every night directory of A)")
     p.add_argument("--config-renames", default="", help="OLD=NEW,... configuration keys that moved")
+    p.add_argument("--partial", action="store_true",
+                   help="both runs were stopped part-way: compare the files both wrote and the rows of finished work")
     p.add_argument("--allow-new-config-keys", action="store_true",
                    help="settings only B records are listed, not counted as differences")
     args = p.parse_args(argv)
     renames = dict(r.split("=", 1) for r in args.config_renames.split(",") if r)
-    cmp = Comparison(args.a, args.b, renames, args.allow_new_config_keys)
+    cmp = Comparison(args.a, args.b, renames, args.allow_new_config_keys, args.partial)
     nights = args.night or sorted(d.name for d in args.a.iterdir() if d.is_dir() and d.name.isdigit())
     for night in nights:
         cmp.products(night)
