@@ -485,7 +485,8 @@ def map_axes(raster: Raster, n_cols: int, n_rows: int) -> tuple[str, list[str]]:
         col = int(math.floor((v - raster.x0) * raster.scale))
         label = f"{v:g}"
         start = AXIS_WIDTH + col - (len(label) - 1) // 2
-        if 0 <= start and start + len(label) <= len(line) and all(c == " " for c in line[max(0, start - 1):start + len(label) + 1]):
+        if 0 <= start and start + len(label) <= len(line) \
+                and all(c == " " for c in line[max(0, start - 1):start + len(label) + 1]):
             line[start:start + len(label)] = list(label)
     x_line = "".join(line).rstrip()
     if len(x_line) + 4 <= AXIS_WIDTH + n_cols:

@@ -196,7 +196,8 @@ class NightCalibration:
                 t[kind] = Table(hdul[1].data)
                 if kind == "traces":
                     n_cols = int(hdul[0].header["NCOLS"])
-                    stats = {k.lower(): v for k, v in hdul[0].header.items() if k.startswith(("WAVE", "TRAC", "FLAT", "NSPAX", "LATTICE", "LSF", "WIDTH", "N_TRACES"))}
+                    stats = {k.lower(): v for k, v in hdul[0].header.items()
+                             if k.startswith(("WAVE", "TRAC", "FLAT", "NSPAX", "LATTICE", "LSF", "WIDTH", "N_TRACES"))}
         tr, sp, wv, fl = t["traces"], t["spaxels"], t["wavesolution"], t["flat"]
         traces = TraceFit(
             x_lo=np.asarray(tr["x_lo"]), x_hi=np.asarray(tr["x_hi"]), ycoef=np.asarray(tr["ycoef"]),

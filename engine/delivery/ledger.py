@@ -177,7 +177,8 @@ def record(writer: StateWriter, row: dict, outcome: Outcome, *, backoff_s: tuple
     what = describe(row["destination"], row.get("payload") or json.loads(row["payload_json"] or "{}"))
     with writer.transaction():
         writer.update("deliveries", row["id"], fields)
-        text = {"sent": f"sent {what}" + (f" ({message})" if message else ""), "pending": f"will retry {what}: {fields.get('last_error')}",
+        text = {"sent": f"sent {what}" + (f" ({message})" if message else ""),
+                "pending": f"will retry {what}: {fields.get('last_error')}",
                 "failed": f"FAILED {what}: {fields.get('last_error')}"}[fields["state"]]
         writer.event("delivery", text, night=row["night"], obs_id=row["obs_id"],
                      level={"sent": "info", "pending": "warning"}.get(fields["state"], "error"),

@@ -37,7 +37,6 @@ from sedmtui.widgets.preview import legend, marker_list
 from sedmtui.widgets.spaxel_map import ZOOMS, SpaxelMap
 from sedmtui.widgets.spectrum import SpectrumPlot
 
-
 PANELS: tuple[str, ...] = ("map", "PSF", "guider", "spectrum", "facts")
 """The panels one at a time (``v`` cycles, ``1``-``5`` jump) on a small terminal or with ``f``."""
 

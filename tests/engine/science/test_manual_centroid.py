@@ -9,7 +9,6 @@ the reason, never a good extraction.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
