@@ -31,8 +31,20 @@ def t_of(wave_aa) -> np.ndarray:
 
 
 def law_x(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Columns ``x = sum_k c_k t^k`` of laws ``coef`` (shape ``(n, p)``) at ``t`` (shape
-    ``(m,)`` or ``(n, m)``); shape ``(n, m)`` [pixel]."""
+    """Columns ``x = sum_k c_k t^k`` of dispersion laws.
+
+    Parameters
+    ----------
+    coef : numpy.ndarray
+        Shape ``(n, p)``: the laws' coefficients [pixel].
+    t : numpy.ndarray
+        Shape ``(m,)`` or ``(n, m)``: the law's variable (scaled wavelength).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, m)``: columns [pixel].
+    """
     out = np.zeros(np.broadcast_shapes((coef.shape[0], 1), np.shape(t)))
     for k in range(coef.shape[1] - 1, -1, -1):
         out = out * t + coef[:, k:k + 1]
@@ -40,7 +52,20 @@ def law_x(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def law_dx_dt(coef: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``dx/dt`` of laws ``coef`` (shape ``(n, p)``) at ``t``; shape ``(n, m)`` [pixel]."""
+    """``dx/dt`` of dispersion laws.
+
+    Parameters
+    ----------
+    coef : numpy.ndarray
+        Shape ``(n, p)``: the laws' coefficients [pixel].
+    t : numpy.ndarray
+        Shape ``(m,)`` or ``(n, m)``: the law's variable (scaled wavelength).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, m)``: the derivative [pixel per unit t].
+    """
     out = np.zeros(np.broadcast_shapes((coef.shape[0], 1), np.shape(t)))
     for k in range(coef.shape[1] - 1, 0, -1):
         out = out * t + k * coef[:, k:k + 1]

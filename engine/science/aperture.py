@@ -28,6 +28,21 @@ def aperture_ratio(wave: np.ndarray, flux: np.ndarray, xy: np.ndarray, fit_mask:
     samples that show it; a stray cosmic ray moves one slice, not the band's median); undefined
     ones take the model.
 
+    Parameters
+    ----------
+    wave : numpy.ndarray
+        Shape ``(n_wave,)``: the cube's wavelengths [Angstrom].
+    flux : numpy.ndarray
+        Shape ``(n_spax, n_wave)``: the cube's flux [e-/s/A].
+    xy : numpy.ndarray
+        Shape ``(n_spax, 2)``: spaxel positions [spaxel unit].
+    fit_mask : numpy.ndarray
+        Shape ``(n_spax,)`` bool: the fitted region (the aperture).
+    shape : PsfShape
+        The fitted PSF.
+    fp : ForcedPhotometry
+        The forced photometry with that PSF (its model, background and flux).
+
     Returns
     -------
     numpy.ndarray

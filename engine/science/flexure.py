@@ -179,8 +179,21 @@ arc model measured it) [pixel]."""
 
 
 def trace_lsf(cal: NightCalibration, idx: np.ndarray) -> np.ndarray:
-    """Line-spread sigma of traces ``idx`` measured on the night's arcs, shape ``(len(idx),)``
-    [pixel]; where it was not measured, the night's median (or ``LSF_FALLBACK_PX``)."""
+    """Line-spread sigma of traces measured on the night's arcs.
+
+    Parameters
+    ----------
+    cal : NightCalibration
+        The night's calibration (its wavelength solution's ``lsf_sigma``).
+    idx : numpy.ndarray
+        Shape ``(k,)`` int: trace indices.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(k,)``: sigma [pixel]; where it was not measured, the night's median (or
+        ``LSF_FALLBACK_PX`` when none was).
+    """
     lsf = getattr(cal.wave, "lsf_sigma", None)
     if lsf is None or not np.isfinite(lsf).any():
         return np.full(len(idx), LSF_FALLBACK_PX)

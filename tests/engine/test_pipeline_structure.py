@@ -89,7 +89,7 @@ def _undocumented(package: Path) -> list[str]:
     return out
 
 
-UNDOCUMENTED_BUDGET = 169
+UNDOCUMENTED_BUDGET = 166
 """Public engine functions still without a ``Parameters`` section (issue 16 left them; lower
 this as they get one, never raise it)."""
 

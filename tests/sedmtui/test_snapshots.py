@@ -56,7 +56,8 @@ def test_target_region_mode_80x24(snap_compare, make_app):
         app.open_target("03_06_30")
         await wait_for(pilot, lambda: isinstance(app.screen, TargetScreen) and app.screen.data is not None)
         await pilot.press("m", "right", "space", "left_square_bracket")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen.region_mode)
+        await pilot.pause(0.3)  # the panels redraw after the mode change (slow on a loaded machine)
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
 

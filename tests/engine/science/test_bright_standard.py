@@ -132,3 +132,20 @@ def test_the_aperture_check_flags_a_psf_that_misdescribes_the_data():
     bent = TRUE_PSF.with_(eta=3.0, core=0.26)
     bad = forced_photometry(wave, flux, var, xy, mask, bent, centres)
     assert np.all(np.abs(aperture_ratio(wave, flux, xy, mask, bent, bad) - 1) > 0.05)
+
+
+def test_a_standard_off_by_more_than_the_tolerance_makes_no_sensitivity():
+    """The refusal itself: the same star and counts make a sensitivity at 0.4 % aperture deviation and
+    none at 12 %, with the figure and the limit in the note written to FLUXNOTE."""
+    from engine import refdata
+    from engine.science.extract import APERTURE_TOLERANCE, Observing, _standard_sensitivity
+
+    wave = np.linspace(3800.0, 9200.0, 220)
+    name = refdata.known_standards()[0]
+    counts, var = np.full(wave.size, 1e4), np.full(wave.size, 1e2)
+    cube = type("C", (), {"wave": wave})()
+    obs = Observing(airmass=1.1, parallactic_deg=0.0, mjd=60000.0, meteo=Meteo())
+    std, sens, note = _standard_sensitivity(cube, counts, var, name, 0, obs, 0.004)
+    assert sens is not None and std is not None and note == ""
+    std, sens, note = _standard_sensitivity(cube, counts, var, name, 0, obs, 0.12)
+    assert sens is None and "12.0 %" in note and f"{100 * APERTURE_TOLERANCE:.0f} %" in note
