@@ -47,7 +47,10 @@ def test_geometry_measured_from_the_frames(wide):
 
 
 def test_accuracy_on_the_densest_lattice(wide):
+    """Measured on this draw: trace bias -0.011 px, scatter 0.021 px, lambda 0.11 / 0.14 A,
+    flat 0.74 % (before the profile fits converged: -0.078 px, 0.047 px, 0.14 / 0.15 A, 1.6 %).
+    Bounds: the issue's targets for the centres and wavelengths, twice today's flat."""
     _, figures, _ = wide
-    assert abs(figures["trace_bias_px"]) < 0.12 and figures["trace_scatter_px"] < 0.08
-    assert figures["wave_median_abs_err_aa"] < 5.0 and figures["wave_blue_median_abs_err_aa"] < 4.0
-    assert figures["flat_rms_pct"] < 2.5
+    assert abs(figures["trace_bias_px"]) < 0.03 and figures["trace_scatter_px"] < 0.05
+    assert figures["wave_median_abs_err_aa"] < 0.3 and figures["wave_blue_median_abs_err_aa"] < 1.0
+    assert figures["flat_rms_pct"] < 1.5
