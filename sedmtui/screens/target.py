@@ -15,7 +15,7 @@ from textual.widgets import Footer, Static
 
 from sedmtui.data import TargetData, facts, product_note
 from sedmtui.edits import EditState
-from sedmtui.maprender import AXIS_WIDTH, Overlay, View, map_axes
+from sedmtui.maprender import AXIS_WIDTH, Overlay, map_axes
 from sedmtui.messages import TargetLoaded
 from sedmtui.review import (
     extraction_summary,
@@ -225,11 +225,12 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             pane.border_title = safe_text("spaxels: " + product_note(self.data, obs.get("cube_file"), "cube"))
             return
         label, values = self._map_values()
-        if not getattr(self, "_zoomed", False) and 0 < m.size.height < 16 and self.edit is not None:
-            m.set_view(View(*self.edit.position, 14.0))
-        self._zoomed = True
+        if not getattr(self, "_zoom_set", False) and self.edit is not None:
+            m.follow_size(self.edit.position)
+            self._zoom_set = True
         m.set_data(self.data.cube.layout, values)
         self._refresh_overlays()
+        self._map_label = label
         pane.border_title = safe_text(f"spaxels {label} · zoom {ZOOMS[0] / m.view.half_width:.1f}×")
 
     def _refresh_overlays(self) -> None:
@@ -244,6 +245,9 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         if event.map.id != "map":
             return
         x_line, y_cells = map_axes(event.raster, event.cols, event.rows)
+        if getattr(self, "_map_label", None) is not None:  # the size may have changed the zoom
+            zoom = ZOOMS[0] / event.map.view.half_width
+            self.query_one("#map-pane").border_title = safe_text(f"spaxels {self._map_label} · zoom {zoom:.1f}×")
         self.query_one("#x-axis", Static).update(Text(x_line, style="grey62", no_wrap=True))
         self.query_one("#y-axis", Static).update(Text("\n".join(y_cells), style="grey62", no_wrap=True))
 

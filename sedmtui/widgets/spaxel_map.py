@@ -26,6 +26,12 @@ ZOOMS: tuple[float, ...] = (27.0, 16.0, 10.0, 6.0)
 """Half widths of the zoom levels [spaxel unit]: the whole IFU down to a few lenslets."""
 
 
+AUTO_ZOOM_ROWS = 16
+"""Maps shorter than this [terminal rows] start zoomed on the target."""
+AUTO_ZOOM_HALF_WIDTH = 14.0
+"""Half width of that start view [spaxel unit]."""
+
+
 class SpaxelMap(HalfBlockCanvas):
     """A map of one value per spaxel (cube slice, PSF data/model/residual).
 
@@ -120,8 +126,29 @@ class SpaxelMap(HalfBlockCanvas):
             self.view = view
             self.update_picture()
 
+    def follow_size(self, centre: tuple[float, float] | None) -> None:
+        """Until the user zooms, a map shorter than :data:`AUTO_ZOOM_ROWS` rows shows the
+        :data:`AUTO_ZOOM_HALF_WIDTH` around ``centre`` and a taller one the whole IFU, decided
+        again at every resize (the first size a map gets is often not its last: a layout that
+        switches to one panel)."""
+        self._follow = centre
+        self._auto_view()
+
+    def _auto_view(self) -> None:
+        centre = getattr(self, "_follow", None)
+        if centre is None or self.size.height == 0:
+            return
+        small = self.size.height < AUTO_ZOOM_ROWS
+        self.set_view(View(*centre, AUTO_ZOOM_HALF_WIDTH) if small else View())
+
+    def on_resize(self) -> None:
+        self._auto_view()
+        super().on_resize()
+
     def zoom(self, step: int) -> None:
-        """Next (``+1``) or previous (``-1``) zoom level, keeping the centre."""
+        """Next (``+1``) or previous (``-1``) zoom level, keeping the centre (and from then on
+        the size no longer decides the zoom)."""
+        self._follow = None
         levels = list(ZOOMS)
         i = min(range(len(levels)), key=lambda k: abs(levels[k] - self.view.half_width))
         i = max(0, min(len(levels) - 1, i + step))
