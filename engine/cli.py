@@ -12,6 +12,7 @@
     sedmtui redex HH_MM_SS [X Y] [--recover] [--lstep N] | --accept | --reject
     sedmtui status                 engine status and the night's targets, as text
     sedmtui doctor [--night D]     check the reduction root (database, lease, stuck rows, files)
+    sedmtui reprocess FROM TO      re-reduce archive nights on Dask (--scheduler, --local-cluster N, --slurm)
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import argparse
 import logging
 import sys
 
-SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor", "deliver", "serve")
+SUBCOMMANDS = ("batch", "synth", "classify", "report", "redex", "status", "doctor", "deliver", "serve",
+               "reprocess")
 
 EPILOG = """\
 configuration: a TOML file (--config or $SEDMTUI_CONFIG, else ./sedmtui.toml), then environment
@@ -41,6 +43,7 @@ SUBCOMMAND_USAGE = {
     "doctor": ("doctor [--night D]", "check a reduction root and say what to do"),
     "deliver": ("deliver status|preview|retry|tns|run", "the delivery ledger (Fritz, e-mail, Slack, TNS)"),
     "serve": ("serve [--port 8000] [--write]", "the console in a browser, read-only, on localhost"),
+    "reprocess": ("reprocess FROM TO [--scheduler ADDR]", "re-reduce archive nights on Dask (resumable)"),
 }
 """One usage line per subcommand for ``sedmtui --help`` (``sedmtui SUBCOMMAND --help`` has the rest)."""
 
@@ -205,7 +208,7 @@ def dispatch(argv: list[str]) -> tuple[str, argparse.Namespace | list[str]]:
     """Decide what to run: ``(command, namespace)``; command ``console`` or ``demo`` leaves Textual to the caller."""
     if argv and argv[0] in SUBCOMMANDS:
         cmd = argv[0]
-        if cmd == "classify":
+        if cmd in ("classify", "reprocess"):
             return cmd, argv[1:]
         ns = sub_parser(cmd).parse_args(argv[1:])
         if cmd == "batch":
@@ -236,6 +239,10 @@ def run_engine_command(cmd: str, ns) -> int:
         from engine.classify.cli import main as classify_main
 
         return classify_main(list(ns))
+    if cmd == "reprocess":
+        from engine.reprocess.cli import main as reprocess_main
+
+        return reprocess_main(list(ns))
     if cmd == "deliver":
         from engine.delivery.cli import run
 

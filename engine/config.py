@@ -235,8 +235,9 @@ def _env_name(section: str, name: str) -> str:
     return f"SEDMTUI_{name.upper()}" if section == "paths" else f"SEDMTUI_{section.upper()}_{name.upper()}"
 
 
-FOREIGN_TABLES = ("console",)
-"""Tables of the configuration file that belong to the console (its keymap), not the engine."""
+FOREIGN_TABLES = ("console", "cluster")
+"""Tables of the configuration file that belong to the console (its keymap) or to ``sedmtui reprocess``'s
+cluster (:mod:`engine.reprocess.cluster`), not the engine (so never in a product's provenance)."""
 
 
 def config_file_path(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path | None:

@@ -213,13 +213,18 @@ class CalibrationStage:
                               payload={"status": "error", "error": msg})
         self._fallback(view, night, msg)
 
-    def _fallback(self, view: EngineView, night: str, reason: str) -> None:
-        max_age = view.config.engine.fallback_max_age_days
-        row = view.writer.one(
+    def fallback_source(self, view: EngineView, night: str) -> dict | None:
+        """The calibration a night falls back on: the most recent good earlier night at most
+        ``engine.fallback_max_age_days`` old (``{"night", "id"}``), or ``None``."""
+        return view.writer.one(
             """SELECT night, id FROM calibrations WHERE status='ok' AND night < ? AND night >= ?
                ORDER BY night DESC, id DESC LIMIT 1""",
-            [night, days_before(night, max_age)],
+            [night, days_before(night, view.config.engine.fallback_max_age_days)],
         )
+
+    def _fallback(self, view: EngineView, night: str, reason: str) -> None:
+        max_age = view.config.engine.fallback_max_age_days
+        row = self.fallback_source(view, night)
         with view.writer.transaction():
             if row is None:
                 view.writer.insert("calibrations", {"night": night, "status": "failed", "error": reason,

@@ -82,10 +82,13 @@ class Engine:
         Reduce ``night`` and exit when done.
     stages : list of Stage, optional
         Override the pipeline (tests).
+    deliver : bool
+        Start the delivery stage when delivery is configured (``sedmtui reprocess`` passes False
+        unless ``--deliver``).
     """
 
     def __init__(self, config: Config, *, night: str | None = None, once: bool = False,
-                 stages: list[Stage] | None = None) -> None:
+                 stages: list[Stage] | None = None, deliver: bool = True) -> None:
         if once and night is None:
             raise EngineError("--once needs --night YYYYMMDD")
         if night is not None and isinstance(parse_night(night), Refusal):
@@ -112,7 +115,7 @@ class Engine:
         self._activity = ""
         from engine.delivery.service import DeliveryService
 
-        self.delivery = DeliveryService.create(config, self.writer)
+        self.delivery = DeliveryService.create(config, self.writer) if deliver else None
         """The delivery queue (``None``: delivery off or nothing configured; nothing is sent)."""
         if self.delivery is not None:
             from engine.pipeline.delivery_stage import DeliveryStage

@@ -14,6 +14,8 @@ consoles (readers that write only ``requests``). Tables:
 ``events``          the append-only change log consoles tail (AUTOINCREMENT id)
 ``engine``          the writer lease, heartbeat and current activity
 ``deliveries``      the delivery ledger: one row per thing sent (or to send) to another system
+``reprocess``       the reprocessing ledger: one row per calibration or exposure task of
+                    ``sedmtui reprocess``, with the fingerprint of its inputs and configuration
 ``targets``         a view: one row per IFU exposure with its current extraction
 """
 
@@ -276,6 +278,30 @@ def _m002_deliveries(db: Database) -> None:
         )""",
         "CREATE INDEX deliveries_state ON deliveries(state, next_attempt)",
         "CREATE INDEX deliveries_night ON deliveries(night, obs_id)",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations(name="m003_reprocess")
+def _m003_reprocess(db: Database) -> None:
+    """The reprocessing ledger (see :mod:`engine.reprocess.ledger`): what a batch did, with which inputs."""
+    statements = [
+        """CREATE TABLE reprocess (
+            key TEXT PRIMARY KEY,
+            night TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            worker TEXT,
+            wall_s REAL,
+            peak_rss_mb REAL,
+            run_id TEXT,
+            updated TEXT
+        )""",
+        "CREATE INDEX reprocess_night ON reprocess(night, kind)",
     ]
     for sql in statements:
         db.execute(sql)
