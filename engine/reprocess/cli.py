@@ -53,7 +53,20 @@ memory, walltime, jobs, prologue, ...).
 
 
 def batch_nights(ns: argparse.Namespace, raw_root: Path) -> tuple[list[str], list[str]]:
-    """``(nights with a raw directory, notes)`` of the command line's range or file."""
+    """``(nights with a raw directory, notes)`` of the command line's range or file.
+
+    Parameters
+    ----------
+    ns : argparse.Namespace
+        ``first``, ``last`` and ``nights_file`` of the command line.
+    raw_root : Path
+        The raw root (a night without a directory there is skipped).
+
+    Raises
+    ------
+    ValueError
+        No range or file, a bad night, or TO before FROM.
+    """
     notes: list[str] = []
     if ns.nights_file:
         wanted = [ln.split("#", 1)[0].strip() for ln in ns.nights_file.read_text().splitlines()]

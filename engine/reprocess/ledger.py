@@ -3,7 +3,8 @@
 A task's *fingerprint* is the SHA-256 of everything its products depend on: the typed task
 itself (frames, calibration night, sensitivities, the resolved configuration with secrets
 masked), the size and modification time of every input file it names, the fingerprint of the
-calibration it uses, and the engine version. The ``reprocess`` table holds one row per task
+calibration it uses, and the engine version (a standard's fingerprint leaves out the
+sensitivities: it uses none, and the live engine's list of them depends on timing). The ``reprocess`` table holds one row per task
 key (``calibration:NIGHT``, ``science:NIGHT:HH_MM_SS``, ``recalibrate:...``) with the
 fingerprint it ran with, its outcome and the worker's figures.
 
@@ -66,7 +67,7 @@ def task_files(task: Any) -> list[str]:
     if isinstance(task, ReextractionTask):
         return [*task_files(task.exposure), str(Path(task.exposure.out_dir) / task.cube_file)]
     if isinstance(task, ExposureTask):
-        return [task.raw, *(c.path for c in task.fluxcal)]
+        return [task.raw, *(c.path for c in task.fluxcal if task.kind == "science")]
     return []
 
 
@@ -101,6 +102,8 @@ class Ledger:
         """The fingerprint of a task (see the module docstring)."""
         exposure = _exposure_of(task)
         cal = ""
+        if isinstance(task, ExposureTask) and task.kind != "science":
+            task = dataclasses.replace(task, fluxcal=())  # a standard fits its own sensitivity
         if exposure is not None:
             row = self.get(f"calibration:{exposure.cal_night}")
             cal = row["fingerprint"] if row and row["status"] == DONE else ""

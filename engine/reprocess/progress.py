@@ -35,7 +35,15 @@ class NightStatus:
 
 
 def night_status(writer: StateWriter, nights: list[str]) -> list[NightStatus]:
-    """The status of every night of a batch."""
+    """The status of every night of a batch.
+
+    Parameters
+    ----------
+    writer : StateWriter
+        A connection to the state database.
+    nights : list of str
+        The batch's nights.
+    """
     out = []
     for night in nights:
         st = NightStatus(night)
@@ -124,7 +132,15 @@ class Progress:
 
 
 def summary_table(statuses: list[NightStatus], kept: dict[str, int] | None = None) -> str:
-    """Per night: calibration, exposures done/failed/left, quality counts Q0-Q5; then the totals."""
+    """Per night: calibration, exposures done/failed/left, quality counts Q0-Q5; then the totals.
+
+    Parameters
+    ----------
+    statuses : list of NightStatus
+        The batch's nights.
+    kept : dict, optional
+        What the run kept from earlier runs and what it reduced again (``invalidate``'s counts).
+    """
     head = f"{'night':<9} {'calibration':<20} {'done':>5} {'failed':>6} {'left':>5}  " + " ".join(
         f"Q{q:<3}" for q in range(6))
     lines = [head, "-" * len(head)]

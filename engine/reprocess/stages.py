@@ -36,7 +36,15 @@ def _days(a: str, b: str) -> int:
 
 
 def days_after(night: str, days: int) -> str:
-    """The UT date ``days`` after ``night`` (``YYYYMMDD``)."""
+    """The UT date ``days`` after ``night`` (``YYYYMMDD``).
+
+    Parameters
+    ----------
+    night : str
+        UT night ``YYYYMMDD``.
+    days : int
+        How many days later [day].
+    """
     return (dt.datetime.strptime(night, "%Y%m%d") + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
