@@ -3,14 +3,15 @@ overhead per task, and each worker's peak memory.
 
 ``python benchmarks/reprocess.py --nights 2 --workers 1 2 [--repeat 1] [--raw RAW] [--json OUT]``
 
-* synthesises ``--nights`` mini nights (seeds 11, 12, ...) into ``--raw`` once (kept for the next run);
+* takes ``--nights`` mini nights from ``--raw``, synthesising the missing ones (seeds 11, 12, ...; kept);
 * for each worker count, reduces them all with ``sedmtui reprocess`` on a local cluster of that
   many single-threaded worker processes, into a fresh reduction root, ``--repeat`` times;
 * prints, per worker count, the median wall time, nights and exposures per hour, the worker
-  time per exposure task, the per-task overhead the client sees beyond the worker's own time
-  (submit -> recorded, minus the task's wall time, on tasks that did not wait for a worker),
-  the round trip of an empty task through the scheduler (200 in a row), and the largest peak
-  resident memory of a worker process;
+  time per exposure task, what the client sees beyond it (submitted -> recorded minus the
+  task's wall time, which includes waiting for a free worker), the result's way back (the
+  recipe returned -> recorded by the client), the round trip of an empty task through the
+  scheduler (200 in a row: the scheduler's own cost per task), and the largest peak resident
+  memory of a worker process;
 * and the speed-up of the largest worker count over 1 worker.
 
 The figures depend on the machine's load: run it on a quiet machine, or quote medians.
@@ -39,17 +40,22 @@ from engine.reprocess.worker import noop  # noqa: E402
 
 
 def synthesise(raw: Path, n: int, first: str = "20261110") -> list[str]:
-    """``n`` mini nights two days apart (seeds 11, 12, ...), written once."""
+    """``n`` mini nights: those already in ``raw`` (a ``truth.json``), then new ones two days apart
+    (seeds 11, 12, ...), written once."""
     from engine.synth.night import write_night
 
+    nights = sorted(d.name for d in raw.iterdir() if (d / "truth.json").exists())[:n]
     d0 = dt.datetime.strptime(first, "%Y%m%d")
-    nights = [(d0 + dt.timedelta(days=2 * i)).strftime("%Y%m%d") for i in range(n)]
-    for i, night in enumerate(nights):
-        if not (raw / night / "truth.json").exists():
+    i = 0
+    while len(nights) < n:
+        night = (d0 + dt.timedelta(days=2 * i)).strftime("%Y%m%d")
+        if night not in nights:
             t0 = time.perf_counter()
             write_night(raw, night, mini=True, seed=11 + i, workers=2)
             print(f"synthesised {night} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return nights
+            nights.append(night)
+        i += 1
+    return sorted(nights)
 
 
 def scheduler_round_trip(client, n: int = 200) -> float:
@@ -83,6 +89,7 @@ def one_run(raw: Path, nights: list[str], workers: int, templates: str) -> dict:
     tasks = rep.task_figures
     exposures = [t for t in tasks if t["key"].startswith("science:")]
     overhead = [t["latency_s"] - t["wall_s"] for t in exposures]
+    back = [t["return_s"] for t in exposures if "return_s" in t]
     peak: dict[str, float] = {}
     for t in tasks:
         peak[t["worker"]] = max(peak.get(t["worker"], 0.0), t["peak_rss_mb"])
@@ -93,6 +100,7 @@ def one_run(raw: Path, nights: list[str], workers: int, templates: str) -> dict:
             "exposures_per_hour": round((done + failed) / wall * 3600, 1),
             "exposure_task_wall_s_median": round(statistics.median(t["wall_s"] for t in exposures), 2) if exposures else None,
             "overhead_s_median": round(statistics.median(overhead), 3) if overhead else None,
+            "return_s_median": round(statistics.median(back), 3) if back else None,
             "noop_round_trip_s_median": round(noop_s, 4), "peak_rss_mb_per_worker": peak,
             "peak_rss_mb_max": max(peak.values()) if peak else None}
 
@@ -121,13 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         out["runs"].extend(runs)
         med = {k: statistics.median(f[k] for f in runs) for k in ("wall_s", "nights_per_hour", "exposures_per_hour")
                if all(f[k] is not None for f in runs)}
-        for k in ("exposure_task_wall_s_median", "overhead_s_median", "noop_round_trip_s_median", "peak_rss_mb_max"):
+        for k in ("exposure_task_wall_s_median", "overhead_s_median", "return_s_median", "noop_round_trip_s_median",
+                  "peak_rss_mb_max"):
             vals = [f[k] for f in runs if f[k] is not None]
             med[k] = statistics.median(vals) if vals else None
         medians[w] = med
         print(f"{w} worker(s), median of {len(runs)}: {med['nights_per_hour']:.1f} nights/h, "
               f"{med['exposures_per_hour']:.0f} exposures/h, {med['exposure_task_wall_s_median']} s per exposure task, "
-              f"overhead {med['overhead_s_median']} s/task (empty task round trip {med['noop_round_trip_s_median']} s), "
+              f"submitted -> recorded beyond the task {med['overhead_s_median']} s (queueing included), result "
+              f"-> recorded {med['return_s_median']} s, empty task round trip {med['noop_round_trip_s_median']} s, "
               f"peak {med['peak_rss_mb_max']} MB per worker", flush=True)
     if len(medians) > 1 and min(medians) in medians:
         lo, hi = min(medians), max(medians)

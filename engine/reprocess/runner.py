@@ -92,7 +92,9 @@ class Reprocessor(Engine):
         self.in_flight_per_thread = in_flight_per_thread
         self.kept: dict[str, int] = {}
         self.task_figures: list[dict] = []
-        """``{"key", "worker", "wall_s", "cpu_s", "peak_rss_mb", "latency_s"}`` of every task this run."""
+        """``{"key", "worker", "wall_s", "cpu_s", "peak_rss_mb", "latency_s", "return_s"}`` of every task this
+        run (``latency_s``: submitted -> recorded, queueing included; ``return_s``: the recipe returned ->
+        recorded by this client, on one host's clock)."""
         self._submitted_at: dict[str, float] = {}
         self._threads = 0
         self._threads_checked = 0.0
@@ -227,7 +229,8 @@ class Reprocessor(Engine):
                 log.exception("recording %s failed", job.key)
                 self._failed(stage, job, exc)
                 continue
-            self.task_figures.append({"key": job.key, "latency_s": round(latency, 3), **facts})
+            back = time.time() - facts.get("end_ts", time.time())
+            self.task_figures.append({"key": job.key, "latency_s": round(latency, 3), "return_s": round(back, 3), **facts})
         return bool(done)
 
     def _failed(self, stage, job: Job, exc: BaseException) -> None:

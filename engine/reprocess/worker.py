@@ -28,12 +28,14 @@ def run_job(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict]:
     Returns
     -------
     tuple
-        ``(the recipe's result, {"worker": "host:pid", "wall_s", "cpu_s", "peak_rss_mb"})``.
+        ``(the recipe's result, {"worker": "host:pid", "wall_s", "cpu_s", "peak_rss_mb", "end_ts"})``
+        (``end_ts``: when the recipe returned, Unix time [s]).
     """
     t0, c0 = time.perf_counter(), time.process_time()
     result = fn(*args)
     return result, {"worker": f"{socket.gethostname()}:{os.getpid()}", "wall_s": round(time.perf_counter() - t0, 3),
-                    "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+                    "cpu_s": round(time.process_time() - c0, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "end_ts": time.time()}
 
 
 def noop() -> float:

@@ -44,11 +44,14 @@ def _rows(db: Path, table: str, nights: tuple[str, ...]) -> dict:
 
 
 def _ledger(db: Path) -> dict[str, dict]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.OperationalError:  # not created yet
+        return {}
     con.row_factory = sqlite3.Row
     try:
         return {r["key"]: dict(r) for r in con.execute("SELECT * FROM reprocess")}
-    except sqlite3.OperationalError:  # not created yet
+    except sqlite3.OperationalError:  # not migrated yet
         return {}
     finally:
         con.close()

@@ -121,3 +121,22 @@ def test_progress_lines_and_the_summary_table():
     bar = io.StringIO()
     Progress(bar, tty=True).update(statuses, running=2)
     assert bar.getvalue().startswith("\r") and "50%" in bar.getvalue()
+
+
+def test_a_task_that_kills_its_worker_is_retried_then_reported():
+    import os
+
+    from engine.reprocess.cluster import connect
+    from engine.reprocess.runner import describe_error
+    from engine.reprocess.worker import run_job
+
+    conn = connect(local_workers=1, allowed_failures=1)
+    try:
+        fut = conn.client.submit(run_job, os._exit, 3, key="science:20261124:03_06_30:dies", pure=False)
+        with pytest.raises(Exception) as err:  # noqa: B017 - distributed's KilledWorker
+            fut.result()
+        assert type(err.value).__name__ == "KilledWorker"
+        assert "worker died every time" in describe_error(err.value)
+        assert conn.client.submit(run_job, abs, -2, pure=False).result()[0] == 2, "the batch goes on"
+    finally:
+        conn.close()
