@@ -135,6 +135,7 @@ def test_the_mini_night_equals_the_live_engines(reprocessed, mini_reduced, mini_
     assert not cmp.diffs, "\n".join(cmp.diffs[:30])
     assert cmp.counts["files"] > 20
     nights = (MINI_NIGHT, str(int(MINI_NIGHT) - 1))
+    diffs = []
     for table in KEYS:
         mine, live = _rows(redux / "sedm.db", table, nights), _rows(mini_reduced / "sedm.db", table, nights)
         assert mine.keys() == live.keys(), (table, sorted(mine.keys() ^ live.keys()))
@@ -142,11 +143,20 @@ def test_the_mini_night_equals_the_live_engines(reprocessed, mini_reduced, mini_
             for col, value in row.items():
                 if col in ("created", "updated", "wall_s", "mtime", "path", "raw_dir", "redux_dir", "next_retry"):
                     continue
-                other = live[key][col]
-                if isinstance(value, str) and value[:1] in "{[":
-                    value, other = _no_clocks(json.loads(value)), _no_clocks(json.loads(other))
-                assert cmp.same_text(json.dumps(value, default=str), json.dumps(other, default=str)), \
-                    f"{table} {key} {col}: {str(value)[:200]} vs {str(other)[:200]}"
+                a, b = _value(value), _value(live[key][col])
+                if not cmp.same_text(json.dumps(a, default=str), json.dumps(b, default=str)):
+                    diffs.append(f"{table} {key} {col}: {str(a)[:200]} vs {str(b)[:200]}")
+    assert not diffs, "\n".join(diffs[:40])
+
+
+def _value(v):
+    """A state value with its JSON parsed and the clocks and durations in it left out."""
+    if isinstance(v, str) and v[:1] in "{[":
+        try:
+            return _no_clocks(json.loads(v))
+        except ValueError:
+            return v
+    return v
 
 
 def _no_clocks(v):
