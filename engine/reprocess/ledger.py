@@ -88,11 +88,15 @@ class Ledger:
         The client's state writer.
     run_id : str
         This run's id (recorded on every row it writes).
+    roots : dict, optional
+        ``{path: name}``: the raw and reduction roots, written as their names in a fingerprint
+        (a root mounted elsewhere, or a copied reduction root, keeps what it holds).
     """
 
-    def __init__(self, writer: StateWriter, run_id: str) -> None:
+    def __init__(self, writer: StateWriter, run_id: str, roots: dict[str, str] | None = None) -> None:
         self.writer = writer
         self.run_id = run_id
+        self.roots = sorted((roots or {}).items(), key=lambda kv: -len(kv[0]))
 
     def get(self, key: str) -> dict | None:
         """The ledger row of a task key, or ``None``."""
@@ -109,7 +113,10 @@ class Ledger:
             cal = row["fingerprint"] if row and row["status"] == DONE else ""
         blob = {"engine": __version__, "type": type(task).__name__, "task": _plain(task),
                 "files": [_stat(p) for p in task_files(task)], "calibration": cal}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+        text = json.dumps(blob, sort_keys=True, default=str)
+        for path, name in self.roots:
+            text = text.replace(path, name)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def started(self, key: str, night: str, kind: str, fingerprint: str) -> None:
         """A task was sent to the cluster (``attempts`` + 1; the outcome is cleared)."""

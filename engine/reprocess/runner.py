@@ -85,7 +85,8 @@ class Reprocessor(Engine):
         self.force = force
         self.retry_failed = retry_failed
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.ledger = Ledger(self.writer, self.run_id)
+        self.ledger = Ledger(self.writer, self.run_id, {self.config.paths.raw_root: "<raw>",
+                                                         self.config.paths.redux_root: "<redux>"})
         self.cal_stage = BatchCalibrationStage(self.ledger)
         self.stages[:0] = [self.cal_stage, BatchScienceStage(), RequestStage()]
         self.progress_out = progress or Progress()

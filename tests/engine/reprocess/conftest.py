@@ -3,6 +3,7 @@ real Dask scheduler with two worker processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -83,13 +84,13 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory):
+@contextlib.contextmanager
+def dask_cluster(d: Path):
     """``dask scheduler`` and two ``dask worker --nthreads 1`` processes on 127.0.0.1; yields the address.
 
-    Every process is in its own session and killed by process group at teardown.
+    Every process is in its own session and killed by process group on exit.
     """
-    d = tmp_path_factory.mktemp("dask")
+    d.mkdir(parents=True, exist_ok=True)
     sched_file = d / "scheduler.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

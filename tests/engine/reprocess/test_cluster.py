@@ -17,13 +17,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from benchmarks.compare_nights import Comparison
-from tests.conftest import MINI_NIGHT, REPO, copy_reduced
-from tests.engine.reprocess.conftest import NEIGHBOUR, engine_env
+from tests.conftest import MINI_NIGHT, REPO, _once, copy_reduced
+from tests.engine.reprocess.conftest import NEIGHBOUR, dask_cluster, engine_env
 
 pytestmark = pytest.mark.slow
 
@@ -63,35 +64,51 @@ def _command(raw: Path, redux: Path, nights_file: Path, scheduler: str) -> list[
 
 
 @pytest.fixture(scope="module")
-def reprocessed(tmp_path_factory, batch_raw, dask_cluster):
-    """Run, kill after 3 recorded exposures, run again; yields what the tests look at."""
-    d = tmp_path_factory.mktemp("reprocess")
+def reprocessed(tmp_path_factory, batch_raw) -> dict:
+    """Run, kill after 3 recorded exposures, run again -- once per session, whichever xdist
+    worker gets there first; returns what the tests look at."""
+    d = _once(tmp_path_factory, "reprocessed", lambda out: _kill_and_resume(out, batch_raw))
+    result = json.loads((d / "result.json").read_text())
+    return {**result, "redux": d / "redux", "raw": batch_raw}
+
+
+def _kill_and_resume(d: Path, batch_raw: Path) -> None:
     redux = d / "redux"
     nights_file = d / "nights.txt"
     nights_file.write_text(f"{MINI_NIGHT}\n{NEIGHBOUR}\n")
-    cmd = _command(batch_raw, redux, nights_file, dask_cluster)
     env = engine_env()
-    first = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=open(d / "first.log", "w"),  # noqa: SIM115
-                             stderr=subprocess.STDOUT)
-    try:
-        while True:
-            done = {k: r for k, r in _ledger(redux / "sedm.db").items() if r["status"] == "done" and r["kind"] == "exposure"}
-            if len(done) >= 3 or first.poll() is not None:
-                break
-            time.sleep(0.5)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    before = _ledger(redux / "sedm.db")
-    assert first.returncode == -signal.SIGKILL, f"the first run ended by itself:\n{(d / 'first.log').read_text()}"
-    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    return {"redux": redux, "before": before, "after": _ledger(redux / "sedm.db"), "second": second, "dir": d,
-            "raw": batch_raw}
+    with dask_cluster(d / "dask") as address:
+        from distributed import Client
+
+        from engine.reprocess.worker import worker_threads
+
+        with Client(address) as client:
+            threads = list(client.run(worker_threads).values())
+            nthreads = list(client.nthreads().values())
+        cmd = _command(batch_raw, redux, nights_file, address)
+        first = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=open(d / "first.log", "w"),  # noqa: SIM115
+                                 stderr=subprocess.STDOUT)
+        try:
+            while True:
+                done = [r for r in _ledger(redux / "sedm.db").values() if r["status"] == "done" and r["kind"] == "exposure"]
+                if len(done) >= 3 or first.poll() is not None:
+                    break
+                time.sleep(0.5)
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        before = _ledger(redux / "sedm.db")
+        second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    (d / "result.json").write_text(json.dumps({
+        "first_returncode": first.returncode, "first_log": (d / "first.log").read_text()[-3000:],
+        "before": before, "after": _ledger(redux / "sedm.db"), "threads": threads, "nthreads": nthreads,
+        "second": {"returncode": second.returncode, "stdout": second.stdout, "stderr": second.stderr[-3000:]}}))
 
 
 def test_a_killed_client_resumes_without_redoing_or_losing_anything(reprocessed):
-    second = reprocessed["second"]
+    assert reprocessed["first_returncode"] == -signal.SIGKILL, f"the first run ended by itself:\n{reprocessed['first_log']}"
+    second = Namespace(**reprocessed["second"])
     assert second.returncode in (0, 1), second.stdout + second.stderr
     before, after = reprocessed["before"], reprocessed["after"]
     done_before = {k for k, r in before.items() if r["status"] == "done"}
@@ -110,15 +127,10 @@ def test_a_killed_client_resumes_without_redoing_or_losing_anything(reprocessed)
         f"fallback <- {MINI_NIGHT}" in second.stdout
 
 
-def test_workers_run_one_blas_thread(dask_cluster):
-    from distributed import Client
-
-    from engine.reprocess.worker import worker_threads
-
-    with Client(dask_cluster) as client:
-        for threads in client.run(worker_threads).values():
-            assert set(threads.values()) == {"1"}, threads
-        assert set(client.nthreads().values()) == {1}
+def test_workers_run_one_blas_thread(reprocessed):
+    for threads in reprocessed["threads"]:
+        assert set(threads.values()) == {"1"}, threads
+    assert set(reprocessed["nthreads"]) == {1}
 
 
 def test_the_mini_night_equals_the_live_engines(reprocessed, mini_reduced, mini_raw):
