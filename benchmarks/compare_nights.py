@@ -36,8 +36,8 @@ from astropy.io import fits
 
 DATE_CARDS = {"ENGDATE", "ENGVER", "EXTDATE", "DATE", "DATE-RED", "IRAF-TLM"}
 """Header cards that legitimately differ between two runs."""
-TIMING_CARDS = {"BIASES_S", "MASTERS_", "TRACES_S", "WAVESOL_", "FLAT_S", "WALL_S"}
-"""Calibration products' step timings (``stats`` cards) [s]."""
+TIMING_CARDS = {"BIASES_S", "MASTERS_", "TRACES_S", "WAVESOL_", "FLAT_S", "WALL_S", "MASTERS_S", "WAVESOL_S"}
+"""Calibration products' step timings (``stats`` cards, truncated and full HIERARCH names) [s]."""
 CLOCK_COLUMNS = {"created", "updated", "ts", "claimed_at", "finished_at", "final_report_at", "wall_s", "mtime",
                  "next_retry"}
 """State columns that are clocks or durations."""
