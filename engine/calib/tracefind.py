@@ -286,13 +286,15 @@ def fit_profiles(
 
 def _profile_and_derivatives(yy: np.ndarray, mu: np.ndarray, sig: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel-integrated unit Gaussian over rows ``yy`` (shape ``(m, k)``) and its ``mu``, ``sigma`` derivatives."""
-    hi = (yy + 0.5 - mu[:, None]) / sig[:, None]
-    lo = (yy - 0.5 - mu[:, None]) / sig[:, None]
-    phi_hi = np.exp(-0.5 * hi * hi) / np.sqrt(2 * np.pi)
-    phi_lo = np.exp(-0.5 * lo * lo) / np.sqrt(2 * np.pi)
-    g = ndtr(hi) - ndtr(lo)
-    return g, -(phi_hi - phi_lo) / sig[:, None], -(phi_hi * hi - phi_lo * lo) / sig[:, None]
+    """Pixel-integrated unit Gaussian over consecutive rows ``yy`` (shape ``(m, k)``, as
+    :func:`profile_windows` gives them) and its ``mu``, ``sigma`` derivatives, each shape
+    ``(m, k)``. The ``k + 1`` pixel edges are evaluated once (a row's upper edge is the next
+    row's lower one)."""
+    edges = np.concatenate([yy - 0.5, yy[:, -1:] + 0.5], axis=1)
+    z = (edges - mu[:, None]) / sig[:, None]
+    phi = np.exp(-0.5 * z * z) * (1.0 / np.sqrt(2 * np.pi))
+    inv_sig = 1.0 / sig[:, None]
+    return np.diff(ndtr(z), axis=1), -np.diff(phi, axis=1) * inv_sig, -np.diff(phi * z, axis=1) * inv_sig
 
 
 def render_profiles(shape: tuple[int, int], cols: np.ndarray, mu: np.ndarray, sig: np.ndarray, amp: np.ndarray,

@@ -169,7 +169,7 @@ def fit_sensitivity(wave: np.ndarray, counts: np.ndarray, var: np.ndarray, stand
         good &= ~((wave >= lo) & (wave <= hi))
     if good.sum() < 60:
         raise AlgorithmError(f"standard {standard}: only {int(good.sum())} usable samples", {"n": int(good.sum())})
-    sig = np.sqrt(var) / np.abs(counts)
+    sig = np.sqrt(np.where(good, var, 1.0)) / np.where(good, counts, 1.0)  # relative error (good: counts > 0)
     w = np.where(good, 1.0 / np.maximum(sig, 0.002) ** 2, 0.0)
     basis = _spline_basis(wave)
     log_counts = np.log(np.where(good, counts, 1.0))
