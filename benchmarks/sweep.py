@@ -13,8 +13,9 @@ range, or ``--full-seeds``). For every night, in sequence:
    calibration is a result, not an error: the sweep goes on.
 3. Figures against the truth with the single-night benchmarks' code: calibration.py (trace bias
    and scatter, lambda error 4000-9000 A and 3700-4000 A, flat rms) and science.py (per target:
-   flux rms, systematic part from the twin, twin (A-B)/sigma std, chi2_binned, scale, centroid
-   error; per night: flexure errors, quality agreement).
+   flux rms, systematic part from the twin, twin (A-B)/sigma std, chi2_binned (bins with the
+   product's error correlations; chi2_binned_independent without), scale, centroid error;
+   per night: flexure errors, quality agreement).
 
 The JSON holds ``{"nights": [...], "summary": {...}}``. ``summary[figure]`` gives p50, p90 and
 worst over nights (night figures) or over targets (target figures) of a badness measure
@@ -71,6 +72,7 @@ TARGET_FIGURES = [
     ("flux_systematic_pct", "value", None),
     ("twin_pull_std", "|value-1|", lambda v: abs(v - 1.0)),
     ("chi2_binned", "value", None),
+    ("chi2_binned_independent", "value", None),
     ("scale", "|value-1|", lambda v: abs(v - 1.0)),
     ("centroid_err_spaxel", "value", None),
 ]
@@ -162,7 +164,8 @@ def night_targets(exposures: list[dict], flux: list[dict], split: dict | None) -
                     "expected_quality": x["expected_quality"], "s2n": _round(x["s2n"], 1),
                     "flux_rms_pct": f.get("rms_pct"), "flux_noise_twin_pct": t.get("noise_pct"),
                     "flux_systematic_pct": t.get("systematic_pct"), "twin_pull_std": t.get("pull_std"),
-                    "chi2_binned": f.get("chi2_binned"), "scale": f.get("scale"),
+                    "chi2_binned": f.get("chi2_binned"), "chi2_binned_independent": f.get("chi2_binned_independent"),
+                    "scale": f.get("scale"),
                     "centroid_err_spaxel": _round(x["centroid_err_spaxel"])})
     return out
 
