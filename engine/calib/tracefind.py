@@ -35,6 +35,9 @@ fraction of the trace's own (elsewhere a brighter neighbour's model error is tak
 ISOLATED_GAP_PX = 6.5
 """A column profile is isolated when no other trace's centre is this close in its column
 [pixel] (the night's typical width is measured on those)."""
+ITER_PER_PASS = 2
+"""Gauss-Newton iterations of each deblending pass's fits (warm-started from the last pass;
+5 passes of 2 put the densest lattice's widths within 0.65 % rms, 3 of 2 within 1.4 %)."""
 CENTRE_ERROR_FLOOR_PX = 0.005
 """Smallest centre error a column fit is weighted with in ``y(x)`` [pixel] (the profile model's
 own accuracy; a near-degenerate fit can claim far less)."""
@@ -362,11 +365,11 @@ def deblended_fit(
         others = image[rows, cols[:, None]] - d - own  # the neighbours' modelled light in the window
         d = d + own
         contamination = others.sum(1) / np.maximum(own.sum(1), 1e-9)
-        m_free, sig, _, _ = fit_profiles(image, variance, cols, mu_f, sigma0=sig_smooth, n_iter=2,
+        m_free, sig, _, _ = fit_profiles(image, variance, cols, mu_f, sigma0=sig_smooth, n_iter=ITER_PER_PASS,
                                          windows=(rows, d, v))
         sig = np.where(np.isfinite(m_free) & (contamination < CONTAMINATION_LIMIT), sig, np.nan)
         sig_smooth = _smooth_widths(cols, sig, amp, ids, sigma0)
-        mu, _, amp, err = fit_profiles(image, variance, cols, mu_f, sigma0=sig_smooth, n_iter=2,
+        mu, _, amp, err = fit_profiles(image, variance, cols, mu_f, sigma0=sig_smooth, n_iter=ITER_PER_PASS,
                                        windows=(rows, d, v), fit_sigma=False)
     return mu, sig, amp, err
 
