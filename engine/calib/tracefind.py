@@ -287,6 +287,24 @@ def fit_profiles(
     return mu, sig, amp, mu_err
 
 
+def pixel_gaussian(rows: np.ndarray, mu: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Unit Gaussians integrated over pixel rows.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        Shape ``(m, k)``: row indices [pixel].
+    mu, sig : numpy.ndarray
+        Shape ``(m,)``: centre and sigma of each profile [pixel].
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(m, k)``: the fraction of each profile in each row.
+    """
+    return ndtr((rows + 0.5 - mu[:, None]) / sig[:, None]) - ndtr((rows - 0.5 - mu[:, None]) / sig[:, None])
+
+
 def _profile_and_derivatives(yy: np.ndarray, mu: np.ndarray, sig: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel-integrated unit Gaussian over consecutive rows ``yy`` (shape ``(m, k)``, as
@@ -307,7 +325,7 @@ def render_profiles(shape: tuple[int, int], cols: np.ndarray, mu: np.ndarray, si
     good = np.isfinite(mu) & np.isfinite(amp) & (amp > 0)
     c, m, s, a = cols[good], mu[good], sig[good], amp[good]
     rows = np.round(m).astype(int)[:, None] + np.arange(-half, half + 1)[None, :]
-    g = ndtr((rows + 0.5 - m[:, None]) / s[:, None]) - ndtr((rows - 0.5 - m[:, None]) / s[:, None])
+    g = pixel_gaussian(rows, m, s)
     ok = (rows >= 0) & (rows < ny)
     out = np.zeros(ny * nx)
     np.add.at(out, (rows * nx + c[:, None])[ok], (a[:, None] * g)[ok])
@@ -359,8 +377,7 @@ def deblended_fit(
         amp = np.where(np.isfinite(mu), amp, 0.0)  # a failed fit's amplitude is no model of anything
         model = render_profiles(image.shape, cols, mu_f, sig_smooth, amp)
         rows, d, v = profile_windows(image - model, variance, cols, mu_f)
-        own = amp[:, None] * (ndtr((rows + 0.5 - mu_f[:, None]) / sig_smooth[:, None])
-                              - ndtr((rows - 0.5 - mu_f[:, None]) / sig_smooth[:, None]))
+        own = amp[:, None] * pixel_gaussian(rows, mu_f, sig_smooth)
         own = np.where(np.isfinite(own), own, 0.0)
         others = image[rows, cols[:, None]] - d - own  # the neighbours' modelled light in the window
         d = d + own

@@ -83,6 +83,7 @@ class SpaxelMap(HalfBlockCanvas):
         self.view = View()
         self.overlay = Overlay()
         self.markers: list[Marker] = []
+        self._follow: tuple[float, float] | None = None  # centre the size-chosen zoom keeps (follow_size)
         self._levels: np.ndarray | None = None
         self._raster: Raster | None = None
         self._raster_key: tuple | None = None
@@ -135,7 +136,7 @@ class SpaxelMap(HalfBlockCanvas):
         self._auto_view()
 
     def _auto_view(self) -> None:
-        centre = getattr(self, "_follow", None)
+        centre = self._follow
         if centre is None or self.size.height == 0:
             return
         small = self.size.height < AUTO_ZOOM_ROWS
