@@ -250,7 +250,9 @@ def fit_profiles(
         Shape ``(m,)`` each [pixel, pixel, e-, pixel]; failed fits have ``mu`` NaN.
     """
     rows, d, v = windows if windows is not None else profile_windows(image, variance, cols, y0)
-    w = 1.0 / np.maximum(v, 1.0)
+    usable = np.isfinite(d) & np.isfinite(v)  # a NaN pixel (masked defect) weighs nothing
+    w = np.where(usable, 1.0 / np.maximum(np.where(usable, v, 1.0), 1.0), 0.0)
+    d = np.where(usable, d, 0.0)
     mu = y0.astype(np.float64).copy()
     sig = np.broadcast_to(np.asarray(sigma0, np.float64), mu.shape).copy()
     sig[~np.isfinite(sig)] = 1.2

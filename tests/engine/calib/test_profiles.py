@@ -56,3 +56,13 @@ def test_widths_beside_a_four_times_brighter_neighbour():
         sel = ids == k
         assert abs(np.nanmedian(sig[sel]) / sigmas[k] - 1) < 0.01
         assert np.nanmax(np.abs(mu[sel] - centres[k])) < 0.01
+
+
+def test_a_masked_pixel_costs_its_column_nothing_but_that_pixel():
+    """A NaN pixel (a masked defect) in a profile's window: the column is still fitted, from its
+    other rows (it was NaN throughout: one NaN weight spread to the whole window)."""
+    img = _profiles([40.3], [1.4], [1e4])
+    img[41, 5] = np.nan
+    cols = np.arange(img.shape[1])
+    mu, sig, _, _ = fit_profiles(img, np.nan_to_num(img) + 25.0, cols, np.full(cols.size, 40.0))
+    assert abs(mu[5] - 40.3) < 1e-3 and abs(sig[5] - 1.4) < 1e-3
