@@ -72,6 +72,47 @@ def fluxcal_candidates(view: EngineView, night: str) -> tuple[FluxcalCandidate, 
                  for r in own)
 
 
+def no_fluxcal_reason(view: EngineView, night: str) -> str:
+    """Why a science frame of ``night`` has no sensitivity, in words an observer can act on.
+
+    Meant for when :func:`fluxcal_candidates` is empty: the night's standards that were refused
+    (with their own reason), failed, or are still waiting; or that none was observed.
+
+    Parameters
+    ----------
+    view : EngineView
+        The engine's state writer and configuration.
+    night : str
+        UT night ``YYYYMMDD``.
+    """
+    rows = view.writer.all(
+        """SELECT o.obs_id, o.object, o.state, o.error, e.facts_json FROM observations o
+           LEFT JOIN extractions e ON e.observation_id = o.id AND e.status = 'current'
+           WHERE o.kind = 'standard' AND o.night = ? ORDER BY o.obs_id""", [night])
+    max_age = view.config.science.fluxcal_max_age_days
+    if not rows:
+        return f"no standard star observed yet this night, nor a usable one in the {max_age} nights before"
+    why = []
+    for r in rows:
+        name = f"{r['object'] or 'standard'} {r['obs_id'].replace('_', ':')}"
+        facts = _facts(r["facts_json"])
+        if facts.get("fluxcal_note"):
+            why.append(f"{name}: {facts['fluxcal_note']}")
+        elif r["state"] == "failed":
+            why.append(f"{name} failed: {r['error'] or 'no reason recorded'}")
+        else:
+            why.append(f"{name} not reduced yet ({r['state']})")
+    return "no usable standard star: " + "; ".join(why)
+
+
+def _facts(facts_json: str | None) -> dict:
+    try:
+        facts = json.loads(facts_json) if facts_json else {}
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
 def exposure_task(view: EngineView, obs: dict, frame: dict, job_key: str = "") -> ExposureTask | None:
     """The task of an exposure (``None`` if its night has no calibration yet).
 
@@ -91,10 +132,12 @@ def exposure_task(view: EngineView, obs: dict, frame: dict, job_key: str = "") -
         return None
     cal_dir, cal_night = cal
     redux = Path(view.config.paths.redux_root)
+    fluxcal = fluxcal_candidates(view, obs["night"])
     return ExposureTask(
         raw=frame["path"], night=obs["night"], obs_id=obs["obs_id"], kind=obs["kind"],
         out_dir=str(redux / obs["night"]), cal_dir=cal_dir, cal_night=cal_night,
-        catalog_dir=view.config.catalog_dir(), config=view.config, fluxcal=fluxcal_candidates(view, obs["night"]),
+        catalog_dir=view.config.catalog_dir(), config=view.config, fluxcal=fluxcal,
+        no_fluxcal_reason="" if fluxcal or obs["kind"] != "science" else no_fluxcal_reason(view, obs["night"]),
         job_key=job_key or f"science:{obs['night']}:{obs['obs_id']}")
 
 

@@ -138,6 +138,8 @@ class ExposureTask:
         Resolved configuration.
     fluxcal : tuple of FluxcalCandidate
         Sensitivities usable for the night (science frames use the nearest in time).
+    no_fluxcal_reason : str
+        Why ``fluxcal`` is empty (a refused standard and its reason, none observed yet...).
     job_key : str
         Key of the job (progress reports name it).
     """
@@ -152,6 +154,7 @@ class ExposureTask:
     catalog_dir: str
     config: Config
     fluxcal: tuple[FluxcalCandidate, ...] = ()
+    no_fluxcal_reason: str = ""
     job_key: str = ""
 
     @property

@@ -221,7 +221,7 @@ def science_sensitivity(task: ExposureTask, mjd: float) -> tuple[Sensitivity | N
     """
     best = nearest_fluxcal(task.fluxcal, mjd) if task.kind == "science" else None
     if best is None:
-        return None, "no standard star reduced yet" if task.kind == "science" else ""
+        return None, (task.no_fluxcal_reason or "no standard star reduced yet") if task.kind == "science" else ""
     try:
         return read_sensitivity(best.path), ""
     except (OSError, KeyError) as exc:
