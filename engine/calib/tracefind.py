@@ -19,6 +19,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.special import ndtr
 
+from engine.calib.batched import cholesky_batched, cholesky_solve, grouped_robust_poly
 from engine.errors import AlgorithmError
 from engine.instrument import sedm
 
@@ -261,32 +262,46 @@ def fit_profiles(
     amp, bkg = _linear_amp_bkg(d, w, g)
     n_par = 4 if fit_sigma else 3
     ok = np.ones(mu.shape, bool)
-    normal = np.broadcast_to(np.eye(n_par), mu.shape + (n_par, n_par)).copy()
+    chol = None
     for _ in range(n_iter):
-        jac = np.stack([g, np.ones_like(g), amp[:, None] * dg_dmu, amp[:, None] * dg_dsig][:n_par], axis=-1)
         r = d - amp[:, None] * g - bkg[:, None]
-        normal = np.matmul((w[..., None] * jac).transpose(0, 2, 1), jac)
-        rhs = np.einsum("mk,mki,mk->mi", w, jac, r)
-        ok = np.linalg.det(normal) > 0
-        normal[~ok] = np.eye(n_par)
-        step = np.linalg.solve(normal, rhs[..., None])[..., 0]
-        step[~ok] = 0.0
-        amp = amp + step[:, 0]
-        bkg = bkg + step[:, 1]
-        mu = mu + np.clip(step[:, 2], -1.0, 1.0)
+        normal, rhs = _normal_equations(w, r, g, amp[:, None] * dg_dmu, amp[:, None] * dg_dsig if fit_sigma else None)
+        chol, ok = cholesky_batched(normal)
+        step = [np.where(ok, x, 0.0) for x in cholesky_solve(chol, rhs)]
+        amp = amp + step[0]
+        bkg = bkg + step[1]
+        mu = mu + np.clip(step[2], -1.0, 1.0)
         if fit_sigma:
-            sig = np.clip(sig + np.clip(step[:, 3], -0.3, 0.3), *SIGMA_BOUNDS_PX)
+            sig = np.clip(sig + np.clip(step[3], -0.3, 0.3), *SIGMA_BOUNDS_PX)
         g, dg_dmu, dg_dsig = _profile_and_derivatives(yy, mu, sig)
     amp, bkg = _linear_amp_bkg(d, w, g)
-    unit_mu = np.zeros(mu.shape + (n_par, 1))
-    unit_mu[:, 2, 0] = 1.0
-    mu_err = np.sqrt(np.where(ok, np.abs(np.linalg.solve(normal, unit_mu)[:, 2, 0]), np.nan))
+    if chol is None:
+        mu_err = np.full(mu.shape, np.nan)
+    else:
+        unit_mu = [np.full(mu.shape, float(i == 2)) for i in range(n_par)]
+        mu_err = np.sqrt(np.where(ok, np.abs(cholesky_solve(chol, unit_mu)[2]), np.nan))
     bad = ~ok | (np.abs(mu - y0) > 2.5) | (amp <= 0)
     if fit_sigma:  # a width at its bound is a fit to something else (a hot pixel, a bad column, no light)
         bad |= (sig <= SIGMA_BOUNDS_PX[0] + 0.01) | (sig >= SIGMA_BOUNDS_PX[1] - 0.01)
     mu = mu.copy()
     mu[bad] = np.nan
     return mu, sig, amp, mu_err
+
+
+def _normal_equations(w: np.ndarray, r: np.ndarray, *jac: np.ndarray | None) -> tuple[list, list]:
+    """Weighted normal equations of a profile fit.
+
+    ``jac`` are the Jacobian's columns, each shape ``(m, k)``, after the constant term's (the
+    second parameter's, all ones) and with ``None`` columns dropped. Returns the symmetric
+    matrix as nested lists ``normal[i][j]`` (``j <= i``) and the right-hand side ``rhs[i]`` of
+    shape ``(m,)`` arrays: contiguous per-entry arrays keep the batched solve memory-bound.
+    """
+    cols = [jac[0], None, *[j for j in jac[1:] if j is not None]]
+    weighted = [w if c is None else w * c for c in cols]
+    normal = [[np.einsum("mk->m", weighted[i]) if cols[j] is None else np.einsum("mk,mk->m", weighted[i], cols[j])
+               for j in range(i + 1)] for i in range(len(cols))]
+    rhs = [np.einsum("mk,mk->m", wc, r) for wc in weighted]
+    return normal, rhs
 
 
 def pixel_gaussian(rows: np.ndarray, mu: np.ndarray, sig: np.ndarray) -> np.ndarray:
@@ -313,11 +328,15 @@ def _profile_and_derivatives(yy: np.ndarray, mu: np.ndarray, sig: np.ndarray
     :func:`profile_windows` gives them) and its ``mu``, ``sigma`` derivatives, each shape
     ``(m, k)``. The ``k + 1`` pixel edges are evaluated once (a row's upper edge is the next
     row's lower one)."""
-    edges = np.concatenate([yy - 0.5, yy[:, -1:] + 0.5], axis=1)
-    z = (edges - mu[:, None]) / sig[:, None]
-    phi = np.exp(-0.5 * z * z) * (1.0 / np.sqrt(2 * np.pi))
-    inv_sig = 1.0 / sig[:, None]
-    return np.diff(ndtr(z), axis=1), -np.diff(phi, axis=1) * inv_sig, -np.diff(phi * z, axis=1) * inv_sig
+    inv_sig = (1.0 / sig)[:, None]
+    z = ((yy[:, :1] - 0.5 - mu[:, None]) + np.arange(yy.shape[1] + 1.0)[None, :]) * inv_sig
+    cdf = ndtr(z)
+    phi = np.square(z)
+    phi *= -0.5
+    np.exp(phi, out=phi)
+    phi *= inv_sig * (1.0 / np.sqrt(2 * np.pi))  # the density over sigma
+    phi_z = phi * z
+    return cdf[:, 1:] - cdf[:, :-1], phi[:, :-1] - phi[:, 1:], phi_z[:, :-1] - phi_z[:, 1:]
 
 
 def render_profiles(shape: tuple[int, int], cols: np.ndarray, mu: np.ndarray, sig: np.ndarray, amp: np.ndarray,
@@ -383,7 +402,7 @@ def deblended_fit(
         own = np.where(np.isfinite(own), own, 0.0)
         others = image[rows, cols[:, None]] - d - own  # the neighbours' modelled light in the window
         d = d + own
-        contamination = others.sum(1) / np.maximum(own.sum(1), 1e-9)
+        contamination = np.einsum("mk->m", others) / np.maximum(np.einsum("mk->m", own), 1e-9)
         m_free, sig, _, _ = fit_profiles(image, variance, cols, mu_f, sigma0=sig_smooth, n_iter=ITER_PER_PASS,
                                          windows=(rows, d, v))
         sig = np.where(np.isfinite(m_free) & (contamination < CONTAMINATION_LIMIT), sig, np.nan)
@@ -441,8 +460,9 @@ def column_gaps(cols: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def width_law(u: np.ndarray, sig: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
-    """One trace's ``sigma(u)``: a robust polynomial of the measured widths.
+def width_laws(group: np.ndarray, u: np.ndarray, sig: np.ndarray, weight: np.ndarray, n_traces: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Each trace's ``sigma(u)``: a robust polynomial of its measured widths.
 
     Quadratic where the measured columns span at least 60 % of the trace, linear from 30 %,
     a constant below (a quadratic fitted on one end of a trace and read at the other was 14 %
@@ -450,73 +470,70 @@ def width_law(u: np.ndarray, sig: np.ndarray, weight: np.ndarray) -> np.ndarray 
 
     Parameters
     ----------
+    group : numpy.ndarray
+        Shape ``(m,)`` int in ``[0, n_traces)``: the trace of each column profile.
     u : numpy.ndarray
-        Shape ``(k,)``: the trace's column coordinate (columns / 100).
+        Shape ``(m,)``: the column coordinate (columns / 100, any per-trace origin).
     sig : numpy.ndarray
-        Shape ``(k,)``: measured widths, NaN where not measured [pixel].
+        Shape ``(m,)``: measured widths, NaN where not measured [pixel].
     weight : numpy.ndarray
-        Shape ``(k,)``: weights (the amplitude).
+        Shape ``(m,)``: weights (the amplitude; <= 0: not used).
+    n_traces : int
+        Number of traces.
 
     Returns
     -------
-    numpy.ndarray or None
-        Shape ``(3,)``: coefficients in ``u`` (unused orders 0); ``None`` with fewer than 10
-        measured columns.
+    coef : numpy.ndarray
+        Shape ``(n_traces, 3)``: coefficients in ``u`` (unused orders 0).
+    ok : numpy.ndarray
+        Shape ``(n_traces,)`` bool: a law was fitted (at least 10 measured columns).
     """
-    ok = np.isfinite(sig) & (weight > 0)
-    if np.count_nonzero(ok) < 10:
-        return None
-    coverage = np.ptp(u[ok]) / max(float(np.ptp(u)), 1e-9)
-    deg = 2 if coverage >= 0.6 else 1 if coverage >= 0.3 else 0
-    coef, rms = _robust_poly(u, np.where(ok, sig, 0.0), np.where(ok, weight, 0.0), deg)
-    return np.r_[coef, np.zeros(2 - deg)] if np.isfinite(rms) else None
+    measured = np.isfinite(sig) & (weight > 0)
+    n_measured = np.bincount(group[measured], minlength=n_traces)
+    span = _group_span(group, u, np.ones(u.shape, bool), n_traces)
+    coverage = _group_span(group, u, measured, n_traces) / np.maximum(span, 1e-9)
+    deg = np.where(coverage >= 0.6, 2, np.where(coverage >= 0.3, 1, 0))
+    coef, rms = grouped_robust_poly(group, u, np.where(measured, sig, np.nan), np.where(measured, weight, 0.0), deg,
+                                    n_traces)
+    return coef, (n_measured >= 10) & np.isfinite(rms)
+
+
+def _group_span(group: np.ndarray, x: np.ndarray, use: np.ndarray, n_groups: int) -> np.ndarray:
+    """``max - min`` of ``x[use]`` in each group (0 for a group with none)."""
+    hi = np.full(n_groups, -np.inf)
+    lo = np.full(n_groups, np.inf)
+    np.maximum.at(hi, group[use], x[use])
+    np.minimum.at(lo, group[use], x[use])
+    return np.where(hi >= lo, hi - lo, 0.0)
 
 
 def _smooth_widths(cols: np.ndarray, sig: np.ndarray, amp: np.ndarray, ids: np.ndarray | None,
                    sigma0: float) -> np.ndarray:
-    """Each profile's width as its trace's robust quadratic along x of the measured ``sig``
-    (``ids`` given; the night's ``sigma0`` for a trace with fewer than 10 measured) [pixel]."""
+    """Each profile's width as its trace's robust polynomial along x of the measured ``sig``
+    (:func:`width_laws`; ``ids`` given; the night's ``sigma0`` for a trace with fewer than 10
+    measured) [pixel]."""
     if ids is None:
         return np.where(np.isfinite(sig), sig, sigma0)
-    out = np.full(sig.shape, sigma0)
-    order = np.argsort(ids, kind="stable")
-    bounds = np.searchsorted(ids[order], np.arange(int(ids.max()) + 2))
-    for k in range(bounds.size - 1):
-        sel = order[bounds[k]:bounds[k + 1]]
-        if sel.size < 10:
-            continue
-        u = (cols[sel] - cols[sel].mean()) / 100.0
-        w = np.where(np.isfinite(sig[sel]) & (amp[sel] > 0), amp[sel], 0.0)
-        coef = width_law(u, sig[sel], w)
-        if coef is not None:
-            out[sel] = np.clip(np.polynomial.polynomial.polyval(u, coef), *SIGMA_BOUNDS_PX)
-    return out
+    n = int(ids.max()) + 1
+    mean_col = np.bincount(ids, weights=cols, minlength=n) / np.maximum(np.bincount(ids, minlength=n), 1)
+    u = (cols - mean_col[ids]) / 100.0
+    weight = np.where(np.isfinite(sig) & (amp > 0), amp, 0.0)
+    coef, ok = width_laws(ids, u, sig, weight, n)
+    c = coef[ids]
+    law = np.clip(c[:, 0] + u * (c[:, 1] + u * c[:, 2]), *SIGMA_BOUNDS_PX)
+    return np.where(ok[ids], law, sigma0)
 
 
 def _linear_amp_bkg(d: np.ndarray, w: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted least-squares amplitude and constant for ``d = A g + b`` per row."""
-    sw, sg, sgg = w.sum(1), (w * g).sum(1), (w * g * g).sum(1)
-    sd, sgd = (w * d).sum(1), (w * g * d).sum(1)
+    wg = w * g
+    sw, sg, sgg = np.einsum("mk->m", w), np.einsum("mk->m", wg), np.einsum("mk,mk->m", wg, g)
+    sd, sgd = np.einsum("mk,mk->m", w, d), np.einsum("mk,mk->m", wg, d)
     det = sw * sgg - sg * sg
     det = np.where(np.abs(det) > 0, det, 1.0)
     amp = (sw * sgd - sg * sd) / det
     bkg = (sgg * sd - sg * sgd) / det
     return amp, bkg
-
-
-def _robust_poly(x: np.ndarray, y: np.ndarray, w: np.ndarray, deg: int, n_iter: int = 3) -> tuple[np.ndarray, float]:
-    keep = np.isfinite(y) & np.isfinite(w) & (w > 0)
-    coef = np.zeros(deg + 1)
-    rms = np.nan
-    for _ in range(n_iter):
-        if keep.sum() <= deg + 2:
-            return coef, np.nan
-        coef = np.polynomial.polynomial.polyfit(x[keep], y[keep], deg, w=np.sqrt(w[keep]))
-        res = y - np.polynomial.polynomial.polyval(x, coef)
-        mad = 1.4826 * np.median(np.abs(res[keep]))
-        rms = float(np.sqrt(np.mean(res[keep] ** 2)))
-        keep &= np.abs(res) < max(4 * mad, 1e-3)
-    return coef, rms
 
 
 def measure_traces(dome: np.ndarray, variance: np.ndarray, saturated: np.ndarray | None = None) -> TraceFit:
@@ -552,33 +569,39 @@ def measure_traces(dome: np.ndarray, variance: np.ndarray, saturated: np.ndarray
         mu[sat_col] = np.nan
     n = len(links)
     x_lo, x_hi, x_mid = np.zeros(n, int), np.zeros(n, int), np.zeros(n)
-    ycoef, scoef = np.zeros((n, 3)), np.zeros((n, 3))
-    amplitude, rms = np.zeros(n), np.zeros(n)
+    amplitude = np.zeros(n)
     complete = np.ones(n, bool)
+    lit_traces = np.zeros(n, bool)  # at least 10 lit columns
+    good = np.zeros(cols.size, bool)  # lit and fitted: the profiles the laws are fitted to
     order = np.argsort(ids, kind="stable")
     bounds = np.searchsorted(ids[order], np.arange(n + 1))
     for k in range(n):
         sel = order[bounds[k] : bounds[k + 1]]
-        c, m, s, a, e = cols[sel], mu[sel], sig[sel], amp[sel], err[sel]
+        c, m, a = cols[sel], mu[sel], amp[sel]
         peak = np.nanmax(a) if np.any(np.isfinite(a)) else 0.0
         lit = np.flatnonzero(a > LIT_FRACTION * peak)
         if lit.size < 10:
             complete[k] = False
             continue
+        lit_traces[k] = True
         x_lo[k], x_hi[k] = c[lit[0]], c[lit[-1]]
         x_mid[k] = 0.5 * (x_lo[k] + x_hi[k])
-        u = (c - x_mid[k]) / 100.0
-        good = (a > LIT_FRACTION * peak) & np.isfinite(m)
-        wts = np.where(good, 1.0 / np.maximum(e, CENTRE_ERROR_FLOOR_PX) ** 2, 0.0)
-        ycoef[k], rms[k] = _robust_poly(u, m, wts, 2)
-        coef = width_law(u, s, np.where(good, a, 0.0))
-        # crowded all along: the night's typical width
-        scoef[k] = coef if coef is not None else [float(np.nanmedian(sig)) if np.isfinite(sig).any() else 1.2, 0, 0]
+        good[sel] = (a > LIT_FRACTION * peak) & np.isfinite(m)
         amplitude[k] = float(np.median(a[lit]))
-        if x_lo[k] <= 6 or x_hi[k] >= nx - 7 or not np.isfinite(rms[k]):
+        if x_lo[k] <= 6 or x_hi[k] >= nx - 7:
             complete[k] = False
         if saturated is not None and np.isnan(m[lit]).mean() > 0.2:
             complete[k] = False
+    u = (cols - x_mid[ids]) / 100.0
+    wts = np.where(good, 1.0 / np.maximum(err, CENTRE_ERROR_FLOOR_PX) ** 2, 0.0)
+    ycoef, rms = grouped_robust_poly(ids, u, np.where(good, mu, np.nan), wts, 2, n)
+    scoef, has_law = width_laws(ids, u, sig, np.where(good, amp, 0.0), n)
+    # crowded all along: the night's typical width
+    scoef[~has_law] = [float(np.nanmedian(sig)) if np.isfinite(sig).any() else 1.2, 0, 0]
+    rms[~lit_traces] = 0.0
+    ycoef[~lit_traces] = 0.0
+    scoef[~lit_traces] = 0.0
+    complete &= np.isfinite(rms)
     return TraceFit(x_lo=x_lo, x_hi=x_hi, ycoef=ycoef, scoef=scoef, x_mid=x_mid, amplitude=amplitude, rms=rms,
                     complete=complete)
 
