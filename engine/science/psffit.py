@@ -121,7 +121,9 @@ def _plane_solve(frac: np.ndarray, d: np.ndarray, w: np.ndarray, xy: np.ndarray,
     basis = _basis(frac, xy, extra)
     p = basis.shape[2]
     bw = basis * w[:, :, None]
-    ata = np.einsum("mnp,mnq->mpq", bw, basis) + np.eye(p)[None] * 1e-12 * (1 + np.abs(np.einsum("mnp,mnp->mp", bw, basis)).max())
+    ata = np.einsum("mnp,mnq->mpq", bw, basis)
+    scale = 1.0 + np.abs(np.einsum("mpp->mp", ata)).max(axis=1)  # each slice's own: one slice cannot damp another
+    ata = ata + np.eye(p)[None] * 1e-12 * scale[:, None, None]
     atb = np.einsum("mnp,mn->mp", bw, np.nan_to_num(d))
     coef = np.linalg.solve(ata, atb[:, :, None])[:, :, 0]
     return coef, np.einsum("mnp,mp->mn", basis, coef)
