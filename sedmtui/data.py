@@ -270,6 +270,7 @@ def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: Produc
     obs = reader.observation(night, obs_id)
     if target is None or obs is None:
         return None
+    target = {**target, "deliveries": deliveries_of(reader, night, obs_id)}
     night_dir = Path(redux_root) / night
     errors: list[str] = []
     cube = _product(night_dir, obs.get("cube_file"), read_cube_data, cache, errors)
@@ -285,6 +286,47 @@ def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: Produc
         _check_psf(cube, ext, errors)
     return TargetData(target=target, observation=obs, cube=cube, current=exts[0], candidate=exts[1], guider=guider,
                       errors=errors)
+
+
+def deliveries_of(reader, night: str, obs_id: str) -> list[dict]:
+    """The exposure's delivery-ledger rows (not dry runs, not skipped), oldest first; ``[]`` for a
+    database without the ledger.
+
+    Parameters
+    ----------
+    reader : engine.state.reader.StateReader
+        A reader owned by the calling thread.
+    night, obs_id : str
+        The exposure.
+    """
+    from engine.delivery.status import ledger_rows
+
+    return [r for r in ledger_rows(reader.query, night)
+            if r.get("obs_id") == obs_id and not r.get("dry_run") and r.get("state") != "skipped"]
+
+
+def delivery_facts(rows: list[dict]) -> list[tuple[str, str, str | None]]:
+    """``(label, value, severity)`` facts lines of an exposure's deliveries (one per destination and
+    extraction: the newest row of each)."""
+    from engine.delivery.status import SHORT
+
+    newest: dict[tuple, dict] = {}
+    for r in rows:
+        newest[(r.get("destination"), r.get("extraction_id"))] = r
+    out = []
+    for r in newest.values():
+        label = SHORT.get(r.get("destination") or "", r.get("destination") or "delivery")
+        tries = int(r.get("attempts") or 0)
+        if r["state"] == "sent":
+            where = r.get("remote_url") or (f"id {r['remote_id']}" if r.get("remote_id") else "")
+            out.append((label, f"sent {where}".strip(), "ok"))
+        elif r["state"] == "failed":
+            out.append((label, f"failed after {tries} tr{'y' if tries == 1 else 'ies'}: {r.get('last_error') or '?'}"
+                               " → D on the night screen retries", "bad"))
+        else:
+            note = r.get("last_error") or ""
+            out.append((label, f"{r['state']}" + (f" ({tries} tries; last: {note})" if tries and note else ""), "dim"))
+    return out
 
 
 def _check_psf(cube: CubeData | None, ext: ExtractionData | None, errors: list[str]) -> None:
@@ -476,6 +518,7 @@ def facts(data: TargetData, ext: ExtractionData | None = None) -> list[tuple[str
         out.append(("S/N", _num(r['s2n'], ".0f"), None))
     out.append(("airmass", f"{_num(t.get('airmass'), '.2f')}  exp {_num(t.get('exptime'), '.0f')} s", None))
     out.append(("extraction", f"{r.get('tag')} ({r.get('status')}) by {r.get('reducer') or 'auto'}", None))
+    out += delivery_facts([d for d in t.get("deliveries") or [] if d.get("extraction_id") in (None, r.get("id"))])
     return out
 
 
@@ -506,6 +549,8 @@ __all__ = [
     "SpectrumData",
     "TargetData",
     "brightest_range",
+    "deliveries_of",
+    "delivery_facts",
     "facts",
     "fitted_bounds",
     "load_target",
@@ -514,12 +559,3 @@ __all__ = [
     "type_label",
     "wavelength_ranges",
 ]
-
-
-def delivery_states(reader, night: str) -> dict[str, dict]:
-    """Delivery state of each exposure of ``night`` from the engine's ledger, for a console column:
-    ``{obs_id: {"state": "sent" | "pending" | "failed", "detail": "<destination>: <reason>"}}``
-    (an exposure with nothing to deliver is absent; see :mod:`engine.delivery.status`)."""
-    from engine.delivery.status import exposure_states, ledger_rows
-
-    return exposure_states(ledger_rows(reader.query, night))

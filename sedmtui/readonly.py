@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 WRITE_ACTIONS = frozenset({"reextract", "accept", "reject", "recover", "report", "final_report", "request_report",
-                           "comment"})
+                           "comment", "retry_delivery"})
 """Actions hidden and disabled with ``--readonly`` (every key that would write a request, and the
 report comment, which only a request carries)."""

@@ -139,8 +139,41 @@ def format_target(row: dict, candidates: int = 0) -> dict[str, Cell]:
         "s2n": (_num(row.get("s2n"), ".0f"), None),
         "ext": (ext, "warn" if candidates else None),
         "new": (f"+{candidates}" if candidates else "·", "warn" if candidates else "dim"),
-        "dlv": ("✓" if row.get("delivered") else "·", "ok" if row.get("delivered") else "dim"),
+        "dlv": DELIVERY_CELLS.get(row.get("delivery_state") or ("sent" if row.get("delivered") else ""), ("·", "dim")),
     }
+
+
+DELIVERY_CELLS: dict[str, Cell] = {"sent": ("✓", "ok"), "pending": ("…", "busy"), "failed": ("✗", "bad")}
+"""The ``dlv`` column: everything sent, something waiting (or being sent), something failed;
+``·`` when the exposure has nothing to deliver (or delivery is off). A row without ledger state
+falls back on the extraction's old ``delivered`` flag."""
+
+
+def delivery_states(reader: StateReader, night: str) -> dict[str, dict]:
+    """Delivery state of each exposure of ``night`` from the engine's ledger:
+    ``{obs_id: {"state": "sent" | "pending" | "failed", "detail": "<destination>: <reason>"}}``
+    (an exposure with nothing to deliver is absent; a database without the ledger gives ``{}``;
+    see :func:`engine.delivery.status.exposure_states`)."""
+    from engine.delivery.status import exposure_states, ledger_rows
+
+    return exposure_states(ledger_rows(reader.query, night))
+
+
+def with_delivery(rows: list[dict], states: dict[str, dict]) -> list[dict]:
+    """``targets`` rows with ``delivery_state`` and ``delivery_detail`` from :func:`delivery_states`.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of the ``targets`` view.
+    states : dict
+        ``{obs_id: {"state", "detail"}}``.
+    """
+    for r in rows:
+        st = states.get(r.get("obs_id") or "")
+        r["delivery_state"] = st["state"] if st else None
+        r["delivery_detail"] = st["detail"] if st else ""
+    return rows
 
 
 def diff_cells(old: dict[str, Cell] | None, new: dict[str, Cell]) -> list[tuple[str, Cell]]:
@@ -154,7 +187,8 @@ def row_text(row: dict) -> str:
     """Text a filter pattern is matched against (time, object, kind, type, state, quality)."""
     cells = format_target(row)
     return " ".join([row.get("obs_id") or ""] + [cells[k][0] for k in ("ut", "object", "kind", "type", "state")]
-                    + [f"Q{row.get('quality')}" if row.get("quality") is not None else ""])
+                    + [f"Q{row.get('quality')}" if row.get("quality") is not None else ""]
+                    + [f"delivery-{row['delivery_state']}" if row.get("delivery_state") else ""])
 
 
 def compile_filter(pattern: str):
@@ -274,7 +308,8 @@ def load_snapshot(reader: StateReader, night: str, n_events: int = 200) -> Snaps
     """Read the night's current state (targets, engine, calibration, recent events)."""
     last = reader.max_event_id()
     return Snapshot(
-        night=night, targets=reader.targets(night), candidates=candidate_counts(reader, night),
+        night=night, targets=with_delivery(reader.targets(night), delivery_states(reader, night)),
+        candidates=candidate_counts(reader, night),
         engine=engine_summary(reader.engine_status()),
         calibration=calibration_summary(reader.calibration(night), night_standard(reader, night), reader.night(night)),
         events=reader.recent_events(night, n_events), last_event_id=last, warnings=night_warnings(reader, night),
@@ -356,11 +391,16 @@ class Tail:
             delta.events = [e for e in events if e.night in (None, self.night)]
         kinds = {e.kind for e in delta.events}
         obs_ids = sorted({e.obs_id for e in delta.events if e.obs_id and e.night == self.night})
-        if obs_ids:
+        if "delivery" in kinds:  # a retry of the night's failed rows names no exposure: read them all
+            rows = self.reader.query("SELECT * FROM targets WHERE night=?", [self.night])
+        elif obs_ids:
             marks = ",".join("?" * len(obs_ids))
             rows = self.reader.query(f"SELECT * FROM targets WHERE night=? AND obs_id IN ({marks})",
                                      [self.night, *obs_ids])
-            delta.targets = {r["obs_id"]: r for r in rows}
+        else:
+            rows = []
+        if rows:
+            delta.targets = {r["obs_id"]: r for r in with_delivery(rows, delivery_states(self.reader, self.night))}
             if delta.targets:
                 counts = candidate_counts(self.reader, self.night, list(delta.targets))
                 delta.candidates = {o: counts.get(o, 0) for o in delta.targets}
@@ -401,6 +441,7 @@ __all__ = [
     "candidate_counts",
     "clean_object",
     "compile_filter",
+    "delivery_states",
     "diff_cells",
     "engine_summary",
     "format_target",
@@ -408,4 +449,5 @@ __all__ = [
     "night_warnings",
     "quality_severity",
     "row_text",
+    "with_delivery",
 ]

@@ -92,3 +92,40 @@ def confirm_recover(app, row: dict, on_filed=None) -> None:
                 on_filed(rid)
 
     app.push_screen(ConfirmScreen(title, body, yes="recover"), done)
+
+
+def confirm_retry_delivery(app, max_lines: int = 12) -> None:
+    """List the night's failed deliveries, ask, then file one ``deliver_retry`` request for them.
+
+    The engine re-queues exactly those rows; each is checked against the destination before it
+    is sent again (nothing is stored twice).
+
+    Parameters
+    ----------
+    app : NightApp
+        The console.
+    max_lines : int
+        Failed rows listed by name (the rest are counted).
+    """
+    from engine.delivery.status import SHORT, ledger_rows
+
+    failed = [r for r in ledger_rows(app.reader.query, app.night) if r["state"] == "failed" and not r.get("dry_run")]
+    if not failed:
+        app.tell("no failed delivery in this night", timeout=3)
+        return
+    lines = [f"#{r['id']} {(r.get('obs_id') or 'night').replace('_', ':')} "
+             f"{SHORT.get(r['destination'], r['destination'])}: {clean(r.get('last_error') or 'failed')[:90]}"
+             for r in failed[:max_lines]]
+    if len(failed) > max_lines:
+        lines.append(f"… and {len(failed) - max_lines} more")
+    body = ("The engine queues these again; each one is checked against its destination before it is sent, "
+            "so nothing is stored twice.\n" + "\n".join(lines))
+    ids = [int(r["id"]) for r in failed]
+
+    def done(ok: bool | None) -> None:
+        if ok:
+            app.submit("deliver_retry", None, {"ids": ids})
+
+    n = len(failed)
+    app.push_screen(ConfirmScreen(f"Retry {n} failed deliver{'y' if n == 1 else 'ies'}?", body, yes="retry"), done)
+

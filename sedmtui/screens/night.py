@@ -52,6 +52,8 @@ def reason_line(row: dict | None) -> Text:
         t.append(f"Q{q} {clean(row.get('quality_reason'))}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
         if q == 5:
             t.append("  → r recover if the brightest object is the target, enter to set the centroid", style="grey62")
+    if row.get("delivery_state") == "failed":
+        t.append(f"  ✗ delivery {clean(row.get('delivery_detail'))} → D retries", style=SEVERITY_STYLES["bad"])
     return t
 
 
@@ -63,12 +65,20 @@ class NightScreen(ConsoleScreen):
         Binding("s", "sort", "sort", id="night.sort"),
         Binding("r", "recover", "recover Q5", id="night.recover"),
         Binding("R", "request_report", "report", id="night.report"),
+        Binding("D", "retry_delivery", "retry delivery", id="night.retry_delivery"),
         Binding("v", "view_report", "view report", show=False, id="night.view_report"),
         Binding("y", "copy", "copy name", id="night.copy"),
         Binding("tab", "focus_next", "next pane", show=False, id="night.next_pane"),
         Binding("escape", "clear_filter", "clear filter", show=False, id="night.clear_filter"),
         Binding("q", "quit_console", "quit", id="night.quit"),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """``D`` is shown (and works) only while the night has a failed delivery: at 80 columns
+        the footer has no room for a key that has nothing to do."""
+        if action == "retry_delivery" and not (getattr(self.app, "warnings", None) or {}).get("delivery_failed"):
+            return False
+        return super().check_action(action, parameters)
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +109,8 @@ class NightScreen(ConsoleScreen):
 
     # ------------------------------------------------------------------ live updates
     def apply_delta(self, delta: Delta) -> None:
+        if delta.warnings is not None:
+            self.refresh_bindings()
         table = self.query_one(TargetTable)
         if delta.targets:
             table.apply(delta.targets, delta.candidates)
@@ -204,6 +216,12 @@ class NightScreen(ConsoleScreen):
         if row is None:
             return
         confirm_recover(self.app, row)
+
+    def action_retry_delivery(self) -> None:
+        """Queue the night's failed deliveries again, after a confirmation that lists them."""
+        from sedmtui.screens.confirm import confirm_retry_delivery
+
+        confirm_retry_delivery(self.app)
 
     def action_request_report(self) -> None:
         """Ask the engine for the night report and show it."""

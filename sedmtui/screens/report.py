@@ -1,7 +1,8 @@
-"""The night report: ask the engine for ``report.txt``, read it, comment, write the final report.
+"""The night report: ask the engine for ``report.txt``, read it, comment, write the final report,
+and see what the engine delivered where (its delivery ledger, live).
 
-Nothing here sends the report to anyone: the engine writes ``report_final.txt`` and there is no
-delivery of it yet, so no text says "send".
+The console sends nothing itself: the engine writes ``report_final.txt`` and, when its delivery
+is configured, e-mails it once; the deliveries panel shows what it did.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ReportScreen(ConsoleScreen):
         yield NightHeader(id="header")
         yield Static(id="report-status")
         with ScrollableContainer(id="report-scroll"):
+            yield Static(id="report-deliveries")
             yield Static(id="report-text")
         yield Input(id="comment", placeholder="comment for the final report (enter keeps it, esc leaves the field)")
         yield Footer()
@@ -61,6 +63,7 @@ class ReportScreen(ConsoleScreen):
             box.disabled = True
             box.placeholder = "read-only console: a comment goes with a report request, which it cannot file"
         self.show_report()
+        self.show_deliveries()
         if self.ask_now:
             self.action_report()
         if self.final_now:
@@ -82,6 +85,23 @@ class ReportScreen(ConsoleScreen):
         else:
             box.update(Text(f"no report yet ({path} does not exist)" +
                             ("" if self.app.readonly else ": R asks the engine for one"), style="grey50"))
+
+    def show_deliveries(self) -> None:
+        """The night's delivery ledger: a summary line and one line per delivery (nothing when the
+        night has none)."""
+        from engine.delivery.status import ledger_rows, status_table, summary_line
+
+        rows = ledger_rows(self.app.reader.query, self.app.night)
+        box = self.query_one("#report-deliveries", Static)
+        box.display = bool(rows)
+        if not rows:
+            return
+        failed = any(r["state"] == "failed" and not r.get("dry_run") for r in rows)
+        body = Text(clean(summary_line(rows)) + ("  (D on the night screen retries the failed ones)" if failed else "")
+                    + "\n", style=SEVERITY_STYLES["bad" if failed else "dim"])
+        body.append(Text(clean(status_table(rows, width=max(60, self.size.width - 4)), multiline=True) + "\n",
+                         no_wrap=True))
+        box.update(body)
 
     def _status(self, message: str, severity: str | None = None) -> None:
         self.query_one("#report-status", Static).update(Text(" " + clean(message), style=SEVERITY_STYLES.get(severity or "", "")))
@@ -106,8 +126,9 @@ class ReportScreen(ConsoleScreen):
 
         comment = self.query_one("#comment", Input).value.strip()
         body = ("The engine writes report_final.txt (marked FINAL REPORT) and rewrites report.txt, from the "
-                "current extractions of the night.\nNothing is sent to anyone: the report stays in the night's "
-                "reduction directory (delivery is not implemented yet).\n"
+                "current extractions of the night.\nNothing is sent by the console. If the engine's delivery is on ([delivery] enabled, [smtp] "
+                "host and [report] recipients set) it e-mails the final report once; the deliveries panel of "
+                "this screen shows what was sent. Otherwise it stays in the night's reduction directory.\n"
                 + (f"Comment: {comment}" if comment else "No comment (press c to add one first)."))
         warnings = self.open_questions()
         if warnings:
@@ -163,6 +184,8 @@ class ReportScreen(ConsoleScreen):
         self.app.copy(str(self.paths[0]), "report path")
 
     def apply_delta(self, delta: Delta) -> None:
+        if any(e.kind == "delivery" for e in delta.events):
+            self.show_deliveries()
         if self.request is None or self.request["id"] not in delta.requests:
             return
         row = delta.requests[self.request["id"]]
