@@ -126,7 +126,8 @@ class ReportScreen(ConsoleScreen):
 
         comment = self.query_one("#comment", Input).value.strip()
         body = ("The engine writes report_final.txt (marked FINAL REPORT) and rewrites report.txt, from the "
-                "current extractions of the night.\nNothing is sent by the console. If the engine's delivery is on ([delivery] enabled, [smtp] "
+                "current extractions of the night.\nNothing is sent by the console. "
+                "If the engine's delivery is on ([delivery] enabled, [smtp] "
                 "host and [report] recipients set) it e-mails the final report once; the deliveries panel of "
                 "this screen shows what was sent. Otherwise it stays in the night's reduction directory.\n"
                 + (f"Comment: {comment}" if comment else "No comment (press c to add one first)."))
