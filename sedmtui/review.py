@@ -133,7 +133,8 @@ def request_status(kind: str, row: dict, activity: str | None = None, *, subject
     """
     status = row["status"]
     names = {"reextract": "re-extraction", "accept": "accept", "reject": "reject", "recover": "recover",
-             "report": "report", "final_report": "final report"}
+             "report": "report", "final_report": "final report", "tns_report": "TNS report",
+             "deliver_retry": "delivery retry"}
     name = names.get(kind, kind)
     subject = subject or row.get("target") or ""
     what = f"{name} of {subject}" if subject else name
@@ -162,6 +163,9 @@ def request_status(kind: str, row: dict, activity: str | None = None, *, subject
         "reject": f"rejected: {len(result.get('removed') or [])} file(s) removed, the current extraction{target} "
                   "is unchanged",
         "recover": f"recovered{target}: quality 5 → {result.get('quality', 1)}",
+        "tns_report": f"TNS report{target} queued as {result.get('type') or '?'}: the delivery column follows it",
+        "deliver_retry": f"{result.get('retried', 0)} failed deliver{'y' if result.get('retried') == 1 else 'ies'} "
+                         "queued again",
     }.get(kind, f"{name} written")
     return done, "ok"
 

@@ -60,6 +60,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         Binding("a", "accept", "accept", id="target.accept"),
         Binding("x", "reject", "reject", id="target.reject"),
         Binding("r", "recover", "recover Q5", id="target.recover"),
+        Binding("T", "tns_report", "TNS report", show=False, id="target.tns"),
         Binding("m", "region_mode", "region", id="target.region_mode"),
         Binding("space", "toggle_spaxel", "in/out", id="target.toggle"),
         Binding("left_square_bracket", "grow(-1)", "shrink", id="target.shrink", key_display="["),

@@ -179,6 +179,26 @@ class TargetActions:
         if row is not None:
             confirm_recover(self.app, row, lambda rid: self.track(rid, "recover"))
 
+    def action_tns_report(self) -> None:
+        """Ask for the TNS name and type, then file a classification report request."""
+        from sedmtui.screens.tns import TnsScreen
+
+        row = self.app.targets.get(self.obs_id)
+        if row is None:
+            return
+        q = row.get("quality")
+        if q is None or q > 2:
+            self.app.tell(f"{self.obs_id} is quality {q}: only quality 0-2 spectra go to TNS", severity="warning")
+            return
+
+        def done(params: dict | None) -> None:
+            if params:
+                rid = self.app.submit("tns_report", self.obs_id, params)
+                if rid is not None:
+                    self.track(rid, "tns_report")
+
+        self.app.push_screen(TnsScreen(row), done)
+
     # ------------------------------------------------------------------ view
     def action_wave(self, step: int) -> None:
         """Next/previous wavelength range of the map (5000-7000 Å, all, each metaslice)."""

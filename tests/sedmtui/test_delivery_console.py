@@ -121,3 +121,38 @@ async def test_readonly_console_has_no_retry_key(make_app, night):
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert request_rows(night.db) == []
+
+
+def test_tns_names_are_read_as_observers_type_them():
+    from sedmtui.screens.tns import tns_name
+
+    assert tns_name("SN 2026abc") == tns_name("AT2026ABC") == tns_name(" 2026abc ") == "2026abc"
+    assert tns_name("ZTF26abc") is None and tns_name("26abc") is None and tns_name("") is None
+
+
+async def test_t_on_a_target_files_a_tns_report_with_the_snid_type(make_app, night):
+    from sedmtui.screens.tns import TnsScreen, suggested_type
+
+    app = make_app()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        app.open_target("03_06_30")
+        await wait_for(pilot, lambda: getattr(app.screen, "data", None) is not None)
+        expected_type = suggested_type(app.targets["03_06_30"]) or None
+        await pilot.press("T")
+        assert isinstance(app.screen, TnsScreen)
+        await pilot.press(*"ZTF26abc", "enter")  # not a TNS name: said, and nothing filed
+        assert "not a TNS name" in str(app.screen.query_one("#tns-error").render())
+        app.screen.query_one("#tns-name").value = "SN 2026ABC"
+        app.screen.query_one("#tns-name").focus()
+        await pilot.press("enter", "enter")
+        await wait_for(pilot, lambda: bool(request_rows(night.db)))
+        rows = request_rows(night.db)
+        assert [(r["kind"], r["target"], r["params"]) for r in rows] == [
+            ("tns_report", "03_06_30", {"tns_name": "2026abc", "type": expected_type})]
+        assert "TNS report of 03_06_30" in app.screen.request["text"]
+        app.open_target("03_19_00")  # quality 3: refused here, no dialog
+        await wait_for(pilot, lambda: getattr(app.screen, "obs_id", None) == "03_19_00")
+        await pilot.press("T")
+        await pilot.pause()
+        assert not isinstance(app.screen, TnsScreen) and len(request_rows(night.db)) == 1
