@@ -30,9 +30,10 @@ if TYPE_CHECKING:  # pragma: no cover - the read side (status) must not need the
     from engine.state.writer import StateWriter
 
 STATES = ("pending", "sending", "sent", "failed", "skipped")
-CHECKED_DESTINATIONS = frozenset({"fritz_spectrum", "fritz_annotation", "fritz_status", "tns_reply"})
+CHECKED_DESTINATIONS = frozenset({"fritz_spectrum", "fritz_annotation", "fritz_status", "tns_upload", "tns_reply"})
 """Destinations whose send is preceded by a check of what the remote already holds (or is
-idempotent), so an interrupted send may be attempted again."""
+idempotent, or harmless to repeat: a second TNS upload is an unreferenced file), so an
+interrupted send may be attempted again."""
 MAX_ERROR = 500
 """Longest ``last_error`` kept [characters]."""
 

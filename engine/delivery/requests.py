@@ -21,7 +21,7 @@ def handle_tns(service, req: dict) -> dict:
     if not cfg.tns.configured:
         raise RequestError("TNS reports are off: set [tns] enabled = true, bot_id and api_key ($SEDMTUI_TNS_API_KEY)")
     row = service.writer.one(
-        """SELECT e.id, e.quality, o.exptime, f.header_json, c.type, c.subtype, c.z FROM observations o
+        """SELECT e.id, e.quality, e.spec_txt, o.exptime, f.header_json, c.type, c.subtype, c.z FROM observations o
            JOIN extractions e ON e.id = o.current_extraction_id LEFT JOIN frames f ON f.id = o.frame_id
            LEFT JOIN classifications c ON c.id = (SELECT max(id) FROM classifications WHERE extraction_id = e.id)
            WHERE o.night=? AND o.obs_id=?""", [req["night"], req["target"]])
@@ -43,7 +43,12 @@ def handle_tns(service, req: dict) -> dict:
     key = f"tns:{row['id']}:{params['tns_name']}"
     common = {"night": req["night"], "obs_id": req["target"], "extraction_id": row["id"], "target": params["tns_name"]}
     payload = {"tns_name": params["tns_name"], "type": type_name, "report": report}
-    added = service.add(Planned(key=key, destination="tns", payload=payload, **common))
+    upload_key = f"tns_upload:{row['id']}:{params['tns_name']}"
+    if row["spec_txt"] and not service.writer.one("SELECT 1 AS x FROM deliveries WHERE key=?", [key]):
+        service.add(Planned(key=upload_key, destination="tns_upload", payload={"filename": row["spec_txt"]}, **common))
+    else:
+        upload_key = None
+    added = service.add(Planned(key=key, destination="tns", payload=payload, depends_on_key=upload_key, **common))
     service.add(Planned(key=f"tns_reply:{row['id']}:{params['tns_name']}", destination="tns_reply",
                         depends_on_key=key, payload={"tns_name": params["tns_name"]}, **common))
     if not added:

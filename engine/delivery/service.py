@@ -172,8 +172,10 @@ class DeliveryService:
                                           max_attach_bytes=int(cfg.report.max_attach_mb * 1e6))
                 return mail.send(cfg.smtp, msg, payload["recipients"])
             return send_email
+        if dest == "tns_upload":
+            return lambda: tns.upload_spectrum(cfg.tns, payload["filename"], (night_dir / payload["filename"]).read_bytes())
         if dest == "tns":
-            return lambda: tns.send_report(cfg.tns, payload["report"])
+            return lambda: tns.send_report(cfg.tns, tns.with_spectrum_file(payload["report"], row.get("dep_remote_id")))
         if dest == "tns_reply":
             return lambda: tns.check_reply(cfg.tns, row["dep_remote_id"])
         raise RuntimeError(f"unknown destination {dest}")

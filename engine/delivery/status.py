@@ -15,7 +15,7 @@ from engine.io.inputs import clean_text
 
 Query = Callable[[str, list], list[dict]]
 SHORT = {"fritz_spectrum": "fritz spectrum", "fritz_annotation": "fritz annot.", "fritz_status": "fritz status",
-         "slack": "slack", "email": "e-mail", "tns": "tns", "tns_reply": "tns reply"}
+         "slack": "slack", "email": "e-mail", "tns_upload": "tns upload", "tns": "tns", "tns_reply": "tns reply"}
 
 
 def ledger_rows(query: Query, night: str | None = None) -> list[dict]:

@@ -1,15 +1,19 @@
 """Classification reports to the Transient Name Server (only behind ``tns.enabled``; sandbox by default).
 
-A report is ``POST <base>/set/bulk-report`` (form fields ``api_key`` and ``data``, the bot's
-``User-Agent`` marker) answered with a ``report_id``; TNS processes it later, and
-``POST <base>/get/bulk-report-reply`` (``report_id``) says whether it was accepted. The report
-is one ledger row (no reply after it went out: never resent automatically) and the reply
-another (a read: repeated until TNS has processed the report).
+The spectrum goes first: ``POST <base>/set/file-upload`` (multipart: ``api_key`` and the ``.txt``
+product as ``files[0]``) answers with the name TNS stored it under, which the report's spectrum
+entry names as its ``ascii_file``. A report is ``POST <base>/set/bulk-report`` (form fields
+``api_key`` and ``data``, the bot's ``User-Agent`` marker) answered with a ``report_id``; TNS
+processes it later, and ``POST <base>/get/bulk-report-reply`` (``report_id``) says whether it was
+accepted. Upload, report and reply are three ledger rows, each after the one before: an upload
+repeated after a lost reply only leaves an unreferenced file (so it is retried), a report is
+never resent automatically, and the reply is a read, repeated until TNS has processed the report.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from urllib.parse import urlencode
 
 from engine.delivery.http import Reply, TransportError, call
@@ -86,6 +90,78 @@ def _refusal(reply: Reply, doing: str, *, sent: bool) -> Outcome | None:
     if reply.status >= 500:
         return Outcome("unknown", f"TNS answered HTTP {reply.status} while {doing}")
     return Outcome("failed", f"TNS refused {doing}: {doc.get('id_message') or reply.status} {doc.get('data') or ''}")
+
+
+def multipart_body(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body and its ``Content-Type``.
+
+    Parameters
+    ----------
+    fields : dict
+        Form fields (name -> text).
+    files : list of tuple
+        ``(field name, file name, bytes)``.
+    """
+    boundary = f"sedmtui-{uuid.uuid4().hex}"
+    out = []
+    for name, value in fields.items():
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, filename, data in files:
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                   "Content-Type: text/plain\r\n\r\n".encode() + data + b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def upload_spectrum(settings: TnsSettings, filename: str, data: bytes) -> Outcome:
+    """Upload the spectrum's ``.txt`` product; the remote id is the name TNS stored it under.
+
+    A reply lost after the upload is retried (a second upload leaves an unreferenced file on TNS,
+    never a second report).
+
+    Parameters
+    ----------
+    settings : TnsSettings
+        Base address, bot and key.
+    filename : str
+        The product's base name.
+    data : bytes
+        Its content.
+    """
+    body, ctype = multipart_body({"api_key": settings.api_key}, [("files[0]", filename, data)])
+    try:
+        reply = call("POST", f"{settings.base_url.rstrip('/')}/set/file-upload", body=body, timeout_s=settings.timeout_s,
+                     headers={"User-Agent": _marker(settings), "Content-Type": ctype}, secrets=[settings.api_key])
+    except TransportError as exc:
+        return Outcome("retry", f"{exc} while uploading the spectrum to TNS")
+    bad = _refusal(reply, f"the upload of {filename}", sent=False)
+    if bad:
+        return bad
+    stored = (reply.json() or {}).get("data")
+    name = stored[0] if isinstance(stored, list) and stored and isinstance(stored[0], str) else None
+    if not name:
+        return Outcome("failed", f"TNS accepted the upload of {filename} but named no stored file: {str(stored)[:200]}")
+    return Outcome("sent", f"spectrum uploaded to TNS as {name}", remote_id=name)
+
+
+def with_spectrum_file(report: dict, stored_name: str | None) -> dict:
+    """``report`` with its spectrum entry naming the uploaded file (``ascii_file``); unchanged
+    without one (a ledger row from before uploads existed).
+
+    Parameters
+    ----------
+    report : dict
+        From :func:`classification_report`.
+    stored_name : str or None
+        The name TNS stored the spectrum under (:func:`upload_spectrum`).
+    """
+    if not stored_name:
+        return report
+    out = json.loads(json.dumps(report))
+    for entry in out.get("classification_report", {}).values():
+        for spectrum in entry.get("spectra", {}).get("spectra-group", {}).values():
+            spectrum["ascii_file"] = stored_name
+    return out
 
 
 def send_report(settings: TnsSettings, report: dict) -> Outcome:

@@ -90,6 +90,27 @@ class Request:
         """The body as a URL-encoded form."""
         return {k: v[0] for k, v in parse_qs(self.body.decode(errors="replace")).items()}
 
+    def multipart(self) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+        """A ``multipart/form-data`` body: ``(fields, {field: (file name, bytes)})`` (empty when the
+        body is not multipart)."""
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        ctype = str(self.headers.get("Content-Type", ""))
+        if not ctype.startswith("multipart/form-data"):
+            return {}, {}
+        msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + self.body)
+        fields: dict[str, str] = {}
+        files: dict[str, tuple[str, bytes]] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if part.get_filename():
+                files[str(name)] = (part.get_filename(), data)
+            else:
+                fields[str(name)] = data.decode(errors="replace")
+        return fields, files
+
 
 class Standin:
     """Base of a stand-in server: subclasses implement :meth:`route` -> ``(status, body, headers)``.

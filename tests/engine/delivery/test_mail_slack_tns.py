@@ -197,11 +197,17 @@ def test_tns_report_on_request_and_its_reply(tmp_path, tns):
     svc = DeliveryService(config, w)
     assert drain(config, w, 1.0) == {}  # nothing is reported unless asked
     assert svc.request_handlers()["tns_report"](None, tns_request())["type"] == "SN Ia"
-    assert svc.drain([NIGHT], timeout_s=10.0) == {"sent": 2}
+    assert svc.drain([NIGHT], timeout_s=10.0) == {"sent": 3}  # the spectrum, the report, its reply
     (report,) = tns.reports.values()
     entry = report["classification_report"]["0"]
     assert entry["name"] == "2026abc" and entry["objtypeid"] == 3 and entry["redshift"] == pytest.approx(0.0512)
     assert entry["spectra"]["spectra-group"]["0"]["obsdate"] == "2026-11-24 03:06:30.000"
+    # the report names the file as TNS stored it, and that file is the product, byte for byte
+    upload = w.one("SELECT * FROM deliveries WHERE destination='tns_upload'")
+    stored = entry["spectra"]["spectra-group"]["0"]["ascii_file"]
+    assert stored == upload["remote_id"] and stored != json.loads(upload["payload_json"])["filename"]
+    txt = Path(config.paths.redux_root) / NIGHT / json.loads(upload["payload_json"])["filename"]
+    assert tns.files[stored] == txt.read_bytes() and len(tns.files) == 1
     assert all(h["User-Agent"].startswith('tns_marker{"tns_id": 1234') for h in tns.headers_seen)
     svc2 = DeliveryService(config, w)
     with pytest.raises(RequestError, match="already in the ledger"):
@@ -210,14 +216,30 @@ def test_tns_report_on_request_and_its_reply(tmp_path, tns):
         svc2.request_handlers()["tns_report"](None, tns_request("04_39_00", "2026abd"))
 
 
+def test_a_lost_upload_reply_is_retried_and_the_report_goes_once(tmp_path, tns):
+    """The upload's reply is dropped after TNS stored the file: the upload is repeated (a second,
+    unreferenced file), and the report, sent after the upload that answered, goes exactly once."""
+    tns.inject(Fault("POST", "/api/set/file-upload", "drop_after"))
+    config = tns_config(tmp_path, tns)
+    w = fake_night(config)
+    svc = DeliveryService(config, w)
+    svc.request_handlers()["tns_report"](None, tns_request())
+    assert svc.drain([NIGHT], timeout_s=20.0) == {"sent": 3}
+    assert len(tns.files) == 2 and len(tns.reports) == 1
+    (report,) = tns.reports.values()
+    assert report["classification_report"]["0"]["spectra"]["spectra-group"]["0"]["ascii_file"] in tns.files
+    assert w.one("SELECT attempts FROM deliveries WHERE destination='tns_upload'")["attempts"] == 2
+
+
 def test_tns_bad_key_and_switched_off(tmp_path, tns):
     config = tns_config(tmp_path, tns, api_key="nope-key")
     w = fake_night(config)
     svc = DeliveryService(config, w)
     svc.request_handlers()["tns_report"](None, tns_request())
     counts = svc.drain([NIGHT], timeout_s=3.0)
-    assert counts == {"failed": 1, "pending": 1}
-    assert "check tns.api_key" in w.one("SELECT last_error FROM deliveries WHERE destination='tns'")["last_error"]
+    assert counts == {"failed": 1, "pending": 2}  # the upload is refused; the report and reply wait behind it
+    assert "check tns.api_key" in w.one("SELECT last_error FROM deliveries WHERE destination='tns_upload'")["last_error"]
+    assert tns.reports == {} and tns.files == {}
     off = tns_config(tmp_path / "off", tns, enabled=False)
     w2 = fake_night(off)
     with pytest.raises(RequestError, match="TNS reports are off"):
