@@ -295,7 +295,8 @@ def _fit(cube: Cube, position: Position, observing: Observing, settings: Extract
     fit = fit_psf(c.wave, c.flux, c.var, c.xy, position.xy, n_meta=settings.n_metaslices, fit_mask=mask,
                   meteo=observing.meteo, airmass=observing.airmass, parallactic_deg=observing.parallactic_deg,
                   rotation_deg=settings.rotation_deg, guess_err=settings.guess_err(position),
-                  find_host=settings.kind == "science", shape_prior=shape_prior)
+                  find_host=settings.kind == "science", shape_prior=shape_prior,
+                  bright_sources=(position.brightest,) if position.brightest is not None else ())
     centres = fit.adr.position(c.wave, settings.rotation_deg, observing.meteo)
     fp = forced_photometry(c.wave, c.flux, c.var, c.xy, fit.fit_mask, fit.shape, centres, lstep=settings.lstep,
                            companions=fit.companions, host=fit.host)
