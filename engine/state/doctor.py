@@ -9,7 +9,9 @@ Checks, all read-only (the database is opened without creating any file):
 * stuck rows: exposures ``reducing``, requests ``running`` or long ``pending``, calibrations
   ``running``, with no live engine to finish them;
 * orphaned temporary files (``.*.part``) in the night directories;
-* products recorded in the database that are missing, unreadable or truncated.
+* products recorded in the database that are missing, unreadable or truncated;
+* the delivery ledger: failed rows (with the newest reasons), rows left ``sending`` by a stopped
+  engine, and pending rows that nothing is sending.
 """
 
 from __future__ import annotations
@@ -229,6 +231,58 @@ def check_products(reader, redux_root: Path, night: str | None) -> list[Finding]
                     "(sedmtui --batch --night D --once)")]
 
 
+def check_deliveries(reader, alive: bool, night: str | None, now: float | None = None) -> list[Finding]:
+    """The delivery ledger: what failed and why, what a stopped engine left half-sent, what waits.
+
+    Parameters
+    ----------
+    reader : StateReader
+        A read-only reader.
+    alive : bool
+        An engine holds the lease (it sends pending rows and settles ``sending`` ones).
+    night : str or None
+        Only this night's rows.
+    now : float, optional
+        Current time [s since the epoch] (tests).
+    """
+    from engine.delivery.status import SHORT, ledger_rows
+
+    rows = [r for r in ledger_rows(reader.query, night) if not r.get("dry_run")]
+    if not rows:
+        return [Finding("ok", "no delivery in the ledger" + (f" for {night}" if night else ""))]
+    now = time.time() if now is None else now
+    out = []
+    failed = [r for r in rows if r["state"] == "failed"]
+    if failed:
+        shown = "; ".join(f"#{r['id']} {SHORT.get(r['destination'], r['destination'])}"
+                          f"{' ' + r['obs_id'] if r.get('obs_id') else ''}: {r.get('last_error') or '?'}"
+                          for r in failed[-3:])
+        out.append(Finding("warn", f"{len(failed)} deliver{'y' if len(failed) == 1 else 'ies'} failed (newest: "
+                           f"{clean_text(shown, max_len=400)})",
+                           "fix the cause (token, address, the destination's reply), then `sedmtui deliver retry` "
+                           "(or D in the console): each row is checked against its destination before any resend"))
+    sending = [r for r in rows if r["state"] == "sending"]
+    if sending and not alive:
+        out.append(Finding("warn", f"{len(sending)} deliver{'y' if len(sending) == 1 else 'ies'} left 'sending' by a "
+                           "stopped engine",
+                           "start the engine: a destination it can check is checked before any resend; any "
+                           "other is failed for review, never sent twice"))
+    waiting = [r for r in rows if r["state"] == "pending"]
+    overdue = [r for r in waiting if (r.get("next_attempt") or 0) < now - PENDING_AGE_S]
+    if waiting and not alive:
+        out.append(Finding("warn", f"{len(waiting)} deliver{'y' if len(waiting) == 1 else 'ies'} pending with no "
+                           "engine to send them", "start the engine, or `sedmtui deliver run` to drain them"))
+    elif overdue:
+        out.append(Finding("warn", f"{len(overdue)} deliver{'y' if len(overdue) == 1 else 'ies'} due for more than "
+                           f"{PENDING_AGE_S / 60:.0f} min (oldest #{overdue[0]['id']})",
+                           "is [delivery] enabled in the running engine's configuration? `sedmtui deliver status` "
+                           "shows each row"))
+    if not out:
+        sent = sum(1 for r in rows if r["state"] == "sent")
+        out.append(Finding("ok", f"{sent} deliver{'y' if sent == 1 else 'ies'} sent, nothing failed or stuck"))
+    return out
+
+
 def diagnose(db: Path, redux_root: Path, night: str | None = None) -> list[tuple[str, list[Finding]]]:
     """Every check, grouped by section: ``[(section, findings), ...]``."""
     from engine.state.reader import StateReader
@@ -249,6 +303,7 @@ def diagnose(db: Path, redux_root: Path, night: str | None = None) -> list[tuple
         dirs = night_dirs(redux_root, night)
         sections.append(("temporary files", check_temporaries(dirs, alive)))
         sections.append(("products", check_products(reader, redux_root, night)))
+        sections.append(("deliveries", check_deliveries(reader, alive, night)))
     except sqlite3.Error as exc:
         sections.append(("database", [Finding("fail", f"reading the database failed: {clean_text(exc)}",
                                               "check the database files and the disk")]))
@@ -269,4 +324,4 @@ def format_report(sections: list[tuple[str, list[Finding]]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Finding", "diagnose", "format_report"]
+__all__ = ["Finding", "check_deliveries", "diagnose", "format_report"]

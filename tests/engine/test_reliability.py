@@ -581,6 +581,39 @@ def test_doctor_finds_stuck_rows_orphans_missing_products_and_foreign_side_files
         assert "different owners" in out and "attempt to write a readonly database" in out
 
 
+def test_doctor_reads_the_delivery_ledger(tmp_path, capsys):
+    from engine.cli import sub_parser
+    from engine.commands import run_doctor
+    from engine.state.doctor import check_deliveries
+    from engine.state.reader import StateReader
+
+    redux = tmp_path / "redux"
+    w = StateWriter(open_writer(redux / "sedm.db"))
+    w.ensure_night(NIGHT, "raw", str(redux / NIGHT))
+    for i, (state, dest, err) in enumerate((("sent", "fritz_spectrum", None),
+                                            ("failed", "fritz_status", "Fritz refused the status (HTTP 400): bad id\x1b[2J"),
+                                            ("sending", "email", None), ("pending", "slack", None))):
+        w.insert("deliveries", {"key": f"k{i}", "night": NIGHT, "obs_id": "03_00_00", "destination": dest,
+                                "state": state, "last_error": err, "attempts": 1, "created": "2026-11-24T09:00:00"})
+    w.insert("deliveries", {"key": "dry", "night": NIGHT, "destination": "email", "state": "failed", "dry_run": 1})
+    w.db.close()
+    ns = sub_parser("doctor").parse_args(["--redux-root", str(redux), "--night", NIGHT])
+    run_doctor(ns)
+    out = capsys.readouterr().out
+    assert "1 delivery failed (newest: #2 fritz status 03_00_00: Fritz refused the status (HTTP 400): bad id" in out
+    assert "\x1b" not in out and "sedmtui deliver retry" in out
+    assert "1 delivery left 'sending' by a stopped engine" in out and "never sent twice" in out
+    assert "1 delivery pending with no engine" in out
+    reader = StateReader(redux / "sedm.db", readonly=True)
+    try:
+        assert check_deliveries(reader, True, "20261125")[0].what == "no delivery in the ledger for 20261125"
+        overdue = check_deliveries(reader, True, NIGHT, now=1e12)
+        assert any("due for more than" in f.what for f in overdue)
+        assert not any("left 'sending'" in f.what for f in overdue)  # a live engine settles those
+    finally:
+        reader.close()
+
+
 def test_a_restarted_watch_engine_reopens_nights_with_work_left(tmp_path):
     """After a kill, a watch-mode engine ingests nothing new: the nights the dead engine left
     unfinished must be opened anyway, or their exposures wait forever."""
