@@ -326,6 +326,8 @@ EXCLUDED_RGB = np.array([255, 40, 140], dtype=np.uint8)
 """Colour of a spaxel excluded by hand (magenta: no viridis level looks like it)."""
 CURSOR_RGB = np.array([255, 255, 255], dtype=np.uint8)
 """Colour of the spaxel under the region cursor."""
+CURSOR_EXCLUDED_RGB = np.array([255, 170, 215], dtype=np.uint8)
+"""The cursor on an excluded spaxel (pale magenta: the exclusion stays visible under it)."""
 
 
 def compose_pixels(raster: Raster, levels: np.ndarray, table: np.ndarray, overlay: Overlay = Overlay()
@@ -359,7 +361,8 @@ def compose_pixels(raster: Raster, levels: np.ndarray, table: np.ndarray, overla
     if overlay.excluded is not None:
         spax_rgb[overlay.excluded] = EXCLUDED_RGB
     if overlay.cursor is not None and 0 <= overlay.cursor < n:
-        spax_rgb[overlay.cursor] = CURSOR_RGB
+        on_excluded = overlay.excluded is not None and bool(overlay.excluded[overlay.cursor])
+        spax_rgb[overlay.cursor] = CURSOR_EXCLUDED_RGB if on_excluded else CURSOR_RGB
     inside = raster.idx >= 0
     rgb = spax_rgb[np.where(inside, raster.idx, 0)]
     rgb[~inside] = 0
@@ -407,6 +410,7 @@ MARKER_STYLES: dict[str, tuple[str, tuple[int, int, int]]] = {
     "manual": ("+", (255, 255, 255)),
     "fitted": ("●", (0, 230, 255)),
     "target": ("×", (255, 64, 64)),
+    "spike": ("!", (255, 230, 0)),
 }
 """Glyph and colour of each marker kind (the verify figure's symbols)."""
 

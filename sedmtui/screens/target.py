@@ -15,7 +15,7 @@ from textual.widgets import Footer, Static
 
 from sedmtui.data import TargetData, facts, product_note
 from sedmtui.edits import EditState
-from sedmtui.maprender import AXIS_WIDTH, Overlay, map_axes
+from sedmtui.maprender import AXIS_WIDTH, MARKER_STYLES, Marker, Overlay, map_axes
 from sedmtui.messages import TargetLoaded
 from sedmtui.review import (
     extraction_summary,
@@ -239,8 +239,16 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         if self.data is None or self.data.cube is None:
             return
         m = self.query_one("#map", SpaxelMap)
-        m.set_overlay_and_markers(self._overlay(), marker_list(marker_positions(self.data, self.edit)))
+        m.set_overlay_and_markers(self._overlay(), self._spike_markers() + marker_list(marker_positions(self.data, self.edit)))
         self._show_readout()
+
+    def _spike_markers(self) -> list[Marker]:
+        """Region mode: a ``!`` on every spaxel with a cosmic-ray-like spike (candidates to exclude)."""
+        cube = self.data.cube if self.data is not None else None
+        if not self.region_mode or cube is None:
+            return []
+        glyph, rgb = MARKER_STYLES["spike"]
+        return [Marker(float(cube.xy[i, 0]), float(cube.xy[i, 1]), glyph, rgb) for i in cube.spikes().index]
 
     def on_spaxel_map_framed(self, event: SpaxelMap.Framed) -> None:
         if event.map.id != "map":
@@ -275,6 +283,13 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             fin = lambda v: v if math.isfinite(v) else None  # noqa: E731
             out.append(f" · flux {_num(fin(flux), '.3g')} · S/N {_num(fin(snr), '.0f')} · {label}",
                        style="grey70")
+            if self.region_mode:
+                excluded = self.edit.excluded_mask(cube.spaxel_id)
+                spike = cube.spikes().of(index)
+                if excluded is not None and index < len(excluded) and excluded[index]:
+                    out.append(" · excluded (space puts it back)", style="magenta")
+                elif spike is not None:
+                    out.append(f" · spike at {spike[0]:.0f} Å ({spike[1]:.0f}σ): space excludes it", style="yellow")
         readout.update(out)
 
     def _show_status(self, text: str | None = None, severity: str | None = None) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from textual.widgets import Static
+
 from sedmtui.edits import hex_step, inside_ifu
 from sedmtui.review import accept_text, reject_text
+from sedmtui.widgets.preview import legend
 from sedmtui.widgets.spaxel_map import SpaxelMap
 
 
@@ -64,6 +67,7 @@ class TargetActions:
         if self.data is None or self.data.cube is None or self.edit is None:
             return
         self.region_mode = not self.region_mode
+        self.query_one("#legend", Static).update(legend(self.region_mode))
         self._show_map_panel()
         if self.region_mode and self.data is not None and self.data.cube is not None:
             self.cursor = self.data.cube.layout.nearest(*self.edit.position)

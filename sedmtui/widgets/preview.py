@@ -19,10 +19,12 @@ from sedmtui.widgets.facts import FactsPanel
 from sedmtui.widgets.spaxel_map import SpaxelMap
 
 
-def legend() -> Text:
-    """The marker legend under a spaxel map (wraps to a second line in a narrow pane)."""
+def legend(region_mode: bool = False) -> Text:
+    """The marker legend under a spaxel map (wraps to a second line in a narrow pane); region
+    mode adds the spike mark."""
     t = Text(overflow="fold")
-    for key, label in (("astrom", "astrom"), ("brightest", "bright"), ("manual", "yours"), ("fitted", "fit")):
+    keys = (("astrom", "astrom"), ("brightest", "bright"), ("manual", "yours"), ("fitted", "fit"))
+    for key, label in keys + ((("spike", "spike"),) if region_mode else ()):
         glyph, rgb = MARKER_STYLES[key]
         t.append(f"{glyph} ", style=f"bold rgb({rgb[0]},{rgb[1]},{rgb[2]})")
         t.append(f"{label} ", style="grey62")
