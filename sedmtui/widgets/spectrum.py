@@ -74,6 +74,31 @@ def flux_scale(values: np.ndarray) -> tuple[float, int]:
     return 10.0 ** e, e
 
 
+TICK_STEPS_AA = (250.0, 500.0, 1000.0, 2000.0, 2500.0, 5000.0)
+"""Candidate spacings of the wavelength ticks [Angstrom] (round numbers only)."""
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+UNIT_NAMES = {"erg/s/A/cm^2": "erg s⁻¹ cm⁻² Å⁻¹", "erg/s/cm^2/A": "erg s⁻¹ cm⁻² Å⁻¹", "electron/s/A": "e⁻ s⁻¹ Å⁻¹"}
+"""Product units as a reader writes them."""
+
+
+def wave_ticks(w0: float, w1: float, n_cols: int, min_cols: int = 10) -> list[float]:
+    """Round wavelengths to label along ``[w0, w1]`` [Angstrom]: the smallest spacing of
+    :data:`TICK_STEPS_AA` that leaves at least ``min_cols`` columns per label on a ``n_cols``-wide plot."""
+    n_max = max(2, n_cols // min_cols)
+    for step in TICK_STEPS_AA:
+        ticks = np.arange(math.ceil(w0 / step) * step, w1 + 1e-6, step)
+        if ticks.size <= n_max:
+            return [float(t) for t in ticks]
+    return [float(t) for t in np.arange(math.ceil(w0 / TICK_STEPS_AA[-1]) * TICK_STEPS_AA[-1], w1 + 1e-6,
+                                        TICK_STEPS_AA[-1])]
+
+
+def flux_label(unit: str, exponent: int) -> str:
+    """``×10⁻¹⁶ erg s⁻¹ cm⁻² Å⁻¹`` from a product's unit and the plot's scale exponent."""
+    name = UNIT_NAMES.get(unit, unit or "flux")
+    return f"×10{str(exponent).translate(SUPERSCRIPT)} {name}" if exponent else name
+
+
 def drawable(w: np.ndarray, f: np.ndarray, lo: float, hi: float, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     """A series as plotext should get it: clipped to a band around ``[lo, hi]`` and reduced to
     a min/max envelope of at most ``2 * n_cols`` points when longer.
@@ -214,8 +239,16 @@ class SpectrumPlot(PlotextPlot):
             draw(w, f, color=t.color, label=clean(t.label))
         plt.xlim(w0, w1)
         plt.ylim(lo, hi)
-        unit = clean(self.traces[-1].spectrum.unit) or "flux"
-        plt.ylabel(f"1e{exp} {unit}" if exp else unit)
+        self._xrange = (w0, w1)
+        self._set_ticks()
+        plt.ylabel(flux_label(clean(self.traces[-1].spectrum.unit), exp))
+
+    def _set_ticks(self) -> None:
+        """Round wavelength labels for the plot's current width (the last one with its unit)."""
+        w0, w1 = getattr(self, "_xrange", (0.0, 0.0))
+        ticks = wave_ticks(w0, w1, max(20, int(self.size.width) - 12)) if w1 > w0 else []
+        if ticks:
+            self.plt.xticks(ticks, [f"{t:.0f}" + (" Å" if i == len(ticks) - 1 else "") for i, t in enumerate(ticks)])
 
     def render(self):
         """The plot; with nothing to draw, the reason as wrapped text (plotext drops a title
@@ -223,9 +256,11 @@ class SpectrumPlot(PlotextPlot):
         if not self.traces:
             return text(self.title_text() or self.message, "grey62" if not self.missing else "bold #ffaf00")
         try:
+            self._set_ticks()  # for the width it is drawn at (the first plot may precede the layout)
             return super().render()
         except Exception as exc:  # noqa: BLE001 - see show()
             return text(f"{self.title_text() or 'spectrum'} (cannot plot: {exc})", "grey50")
 
 
-__all__ = ["COLORS", "SpectrumPlot", "Trace", "drawable", "finite_points", "flux_scale", "y_limits"]
+__all__ = ["COLORS", "SpectrumPlot", "Trace", "drawable", "finite_points", "flux_label", "flux_scale", "wave_ticks",
+           "y_limits"]

@@ -89,3 +89,14 @@ async def test_region_mode_marks_spikes_and_the_readout_names_them(make_app):
         await pilot.press("m")
         await pilot.pause()
         assert not any(m.glyph == "!" for m in screen.query_one("#map").markers)
+
+
+def test_spectrum_axes_use_round_wavelengths_and_readable_units():
+    from sedmtui.widgets.spectrum import flux_label, wave_ticks
+
+    assert wave_ticks(3776.7, 9223.3, 120) == [4000.0 + 500 * i for i in range(11)]
+    assert wave_ticks(3776.7, 9223.3, 60) == [4000.0 + 1000 * i for i in range(6)]
+    assert wave_ticks(3776.7, 9223.3, 34) == [4000.0, 6000.0, 8000.0]
+    assert all(t % 250 == 0 for w in (20, 45, 200) for t in wave_ticks(3650.0, 9450.0, w))
+    assert flux_label("erg/s/A/cm^2", -16) == "×10⁻¹⁶ erg s⁻¹ cm⁻² Å⁻¹"
+    assert flux_label("electron/s/A", 0) == "e⁻ s⁻¹ Å⁻¹" and flux_label("", 3) == "×10³ flux"
