@@ -114,3 +114,100 @@ def test_tail_notices_a_dead_engine_without_commits(night):
     assert d is not None and d.engine["alive"] is False
     conn.close()
     reader.close()
+
+
+def test_many_consoles_tail_while_requests_are_filed_as_fast_as_possible(tmp_path):
+    """Issue 15: N consoles tailing while requests are filed as fast as possible. Six tails poll
+    (each on its own read-only connection, as six consoles do), two filers submit requests with
+    no pause, and an engine-like writer claims and answers them, writing an event for each, in
+    read-then-write transactions. Nothing may fail ("database is locked" included), every request
+    is answered, and every tail sees every event of the night, in order, exactly once."""
+    import threading
+    import time
+
+    from engine.state.db import open_writer
+    from engine.state.requests import claim_next, submit_request
+    from engine.state.writer import StateWriter
+
+    night = "20261124"
+    db_path = tmp_path / "sedm.db"
+    w = StateWriter(open_writer(db_path))
+    w.ensure_night(night, "raw", "redux")
+    errors: list[BaseException] = []
+    stop_filing, stop_tails = threading.Event(), threading.Event()
+    filed: list[int] = []
+    seen: list[list[int]] = [[] for _ in range(6)]
+
+    def filer() -> None:
+        conn = sqlite3.connect(db_path, timeout=10)
+        try:
+            while not stop_filing.is_set():
+                filed.append(submit_request(conn, "report", night=night, user="flood"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    def console(k: int) -> None:
+        reader = StateReader(db_path, readonly=True)
+        try:
+            tail = Tail(reader, night, 0)
+            while not stop_tails.is_set():
+                delta = tail.poll()
+                if delta is not None:
+                    seen[k].extend(e.id for e in delta.events)
+                time.sleep(0.005)
+            delta = tail.poll()
+            if delta is not None:
+                seen[k].extend(e.id for e in delta.events)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    filers = [threading.Thread(target=filer) for _ in range(2)]
+    consoles = [threading.Thread(target=console, args=(k,)) for k in range(6)]
+    for t in filers + consoles:
+        t.start()
+    answered = 0
+
+    def answer_one() -> bool:
+        req = claim_next(w.db)
+        if req is None:
+            return False
+        with w.transaction():  # read, then write: a filer commits in between
+            n = w.one("SELECT count(*) AS n FROM requests WHERE status='pending'")["n"]
+            w.db.execute("UPDATE requests SET status='done', result_json='{}' WHERE id=?", [req["id"]])
+            w.event("request", f"request {req['id']} answered ({n} pending)", night=night)
+        return True
+
+    try:
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:
+            if answer_one():
+                answered += 1
+            else:
+                time.sleep(0.001)
+        stop_filing.set()
+        for t in filers:
+            t.join()
+        while answer_one():  # what was filed before the filers stopped
+            answered += 1
+    finally:
+        stop_filing.set()
+        time.sleep(0.1)
+        stop_tails.set()
+        for t in filers + consoles:
+            t.join()
+    assert not errors, errors[:3]
+    statuses = dict(w.db.execute("SELECT status, count(*) FROM requests GROUP BY status").fetchall())
+    assert statuses == {"done": len(filed)} and answered == len(filed) > 100, (statuses, answered)
+    print(f"filed {len(filed)} requests in 3 s; {len(events_of(w, night))} events seen by each of 6 tails")
+    events = events_of(w, night)
+    for k, ids in enumerate(seen):
+        assert ids == events, (k, len(ids), len(events))
+
+
+def events_of(w, night: str) -> list[int]:
+    """Event ids of a night, in order."""
+    return [r[0] for r in w.db.execute("SELECT id FROM events WHERE night=? ORDER BY id", [night]).fetchall()]
