@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -426,3 +427,68 @@ async def test_palette_verbs_target_and_night(make_app, night):
         assert list(app.targets) == ["05_00_00"] and len(app.screen_stack) == 2
         await wait_for(pilot, lambda: "05:00:00" in app.export_screenshot())
         assert "20261123" in str(app.header()) or "2026-11-23" in str(app.header())
+
+
+def _bind_read_only(src, mnt) -> str | None:
+    """Bind-mount ``src`` read-only at ``mnt``; the reason when this machine cannot."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "needs root to mount"
+    mnt.mkdir(parents=True, exist_ok=True)
+    for cmd in (["mount", "--bind", str(src), str(mnt)], ["mount", "-o", "remount,bind,ro", str(mnt)]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            subprocess.run(["umount", str(mnt)], capture_output=True)
+            return f"{' '.join(cmd[:2])} failed: {r.stderr.strip()[:120]}"
+    return None
+
+
+@pytest.mark.parametrize("with_wal", [False, True])
+async def test_a_readonly_console_over_a_read_only_mount(night, tmp_path, with_wal):
+    """Issue 15: a console over the night's database on a read-only mount (a PI's NFS export, a
+    backup). With the engine stopped cleanly (no -wal/-shm), and with a copy taken while an
+    engine wrote (-wal and -shm present, frozen): the console opens, lists every exposure,
+    opens a target, and nothing is written (the mount would refuse it; no error surfaces)."""
+    import shutil
+    import subprocess
+
+    from sedmtui.app import NightApp
+    from sedmtui.settings import ConsoleSettings
+    from tests.sedmtui.conftest import fixed_clock
+
+    src = tmp_path / "export"
+    shutil.copytree(night.redux, src)
+    if with_wal:
+        conn = sqlite3.connect(src / "sedm.db")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        with conn:
+            conn.execute("UPDATE observations SET state='done', stage='done' WHERE obs_id='04_39_00'")
+        holder = src / "held"
+        holder.mkdir()
+        for name in ("sedm.db", "sedm.db-wal", "sedm.db-shm"):
+            shutil.copy2(src / name, holder / name)  # the files as they are while the writer holds them
+        conn.close()
+        for name in ("sedm.db", "sedm.db-wal", "sedm.db-shm"):
+            shutil.copy2(holder / name, src / name)
+        assert (src / "sedm.db-wal").stat().st_size > 0
+    mnt = tmp_path / "ro"
+    why = _bind_read_only(src, mnt)
+    if why:
+        pytest.skip(why)
+    try:
+        before = sorted((p.name, p.stat().st_size) for p in mnt.iterdir())
+        app = NightApp(db_path=mnt / "sedm.db", night=night.night, redux_root=mnt, clock=fixed_clock,
+                       settings=ConsoleSettings(poll_s=0.05), readonly=True)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            t = night_screen(app).query_one(TargetTable)
+            assert t.row_count == 6
+            if with_wal:  # the committed change in the -wal is read
+                assert t.cells["04_39_00"]["state"] == ("done", None)
+            screen = await open_target(pilot, app, "03_06_30")
+            assert screen.data.cube is not None and not screen.data.errors
+        assert sorted((p.name, p.stat().st_size) for p in mnt.iterdir()) == before
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
