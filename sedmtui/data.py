@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.instrument import sedm
+from sedmtui.finder import FinderData, finder_candidates, read_finder, sky_degrees
 from sedmtui.maprender import SpaxelLayout
 from sedmtui.spikes import NO_SPIKES, Spikes, find_spikes
 from sedmtui.state import _num
@@ -133,6 +134,9 @@ class TargetData:
     candidate: ExtractionData | None
     guider: GuiderData | None
     errors: list[str] = field(default_factory=list)
+    finder: FinderData | None = None
+    finder_note: str = ""
+    """Why there is no finder chart (where it was looked for), or why it could not be read."""
 
 
 class _quiet:
@@ -296,8 +300,39 @@ def load_target(reader, redux_root: Path, night: str, obs_id: str, cache: Produc
     exts = [_extraction(reader, night_dir, r, cache, errors) for r in (current, cand_row)]
     for ext in exts:
         _check_psf(cube, ext, errors)
+    finder, finder_note = (load_finder(reader, night_dir, night, obs, cache) if with_guider else (None, ""))
     return TargetData(target=target, observation=obs, cube=cube, current=exts[0], candidate=exts[1], guider=guider,
-                      errors=errors)
+                      errors=errors, finder=finder, finder_note=finder_note)
+
+
+def load_finder(reader, night_dir: Path, night: str, obs: dict, cache: ProductCache) -> tuple[FinderData | None, str]:
+    """The exposure's finder chart (:mod:`sedmtui.finder`), or ``None`` and why.
+
+    Parameters
+    ----------
+    reader : engine.state.reader.StateReader
+        A reader owned by the calling thread.
+    night_dir : Path
+        The night's reduction directory.
+    night : str
+        The night.
+    obs : dict
+        The ``observations`` row (object, coordinates).
+    cache : ProductCache
+        Product cache shared by the console's loads.
+    """
+    dirs = [night_dir / "finders"]
+    raw = (reader.night(night) or {}).get("raw_dir")
+    if raw:
+        dirs.append(Path(raw) / "finders")
+    files = finder_candidates(dirs, obs.get("object") or "")
+    if not files:
+        return None, f"no finder chart for {obs.get('object') or '?'} in {' or '.join(str(d) for d in dirs)}"
+    ra, dec = sky_degrees(obs.get("ra"), obs.get("dec"))
+    try:
+        return cache.get(files[0], lambda p: read_finder(p, ra, dec)), ""
+    except Exception as exc:  # noqa: BLE001 - an unreadable chart is reported, never raised
+        return None, f"{files[0].name}: {type(exc).__name__}: {exc}"
 
 
 def deliveries_of(reader, night: str, obs_id: str) -> list[dict]:

@@ -75,6 +75,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         Binding("1", "show_panel(0)", "map", show=False, id="target.panel_map"),
         Binding("2", "show_panel(1)", "PSF", show=False, id="target.panel_psf"),
         Binding("3", "show_panel(2)", "guider", show=False, id="target.panel_guider"),
+        Binding("n", "finder", "finder chart", show=False, id="target.finder"),
         Binding("4", "show_panel(3)", "spectrum", show=False, id="target.panel_spectrum"),
         Binding("5", "show_panel(4)", "facts", show=False, id="target.panel_facts"),
         Binding("y", "copy", "copy path", show=False, id="target.copy"),
@@ -172,7 +173,10 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             self._show_map()
             self._show_psf()
             self._show_spectrum()
-            self.query_one("#guider", GuiderView).set_guider(self.data.guider if self.data else None)
+            guider = self.query_one("#guider", GuiderView)
+            guider.set_guider(self.data.guider if self.data else None, self.data.finder if self.data else None,
+                              show_finder=guider.showing_finder if self.loaded and guider.finder else None)
+            guider.border_title = safe_text(guider.title())
             self.query_one(FactsPanel).show(facts(self.data, shown_extraction(self.data)) if self.data else [])
             self._show_status()
 
@@ -342,7 +346,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         """Show the panels of the layout: all of them, ``v`` cycling PSF + guider / PSF /
         guider beside the map; or one alone (:attr:`solo`), ``v`` cycling :data:`PANELS`."""
         psf, guider = self.query_one("#psf-pane"), self.query_one("#guider", GuiderView)
-        guider.border_title = "guider: IFU · target ×"
+        guider.border_title = safe_text(guider.title())
         parts = {k: self.query_one(f"#{k}") for k in ("top", "map-pane", "side", "panels", "facts", "spectrum")}
         solo = self.solo
         self.set_class(solo, "-solo")

@@ -204,6 +204,20 @@ class TargetActions:
         self.app.push_screen(TnsScreen(row), done)
 
     # ------------------------------------------------------------------ view
+    def action_finder(self) -> None:
+        """Show the finder chart in the guider pane (again: the guider cut-out)."""
+        from sedmtui.safe import text as safe_text
+        from sedmtui.widgets.guider import GuiderView
+
+        guider = self.query_one("#guider", GuiderView)
+        if not guider.toggle():
+            note = self.data.finder_note if self.data is not None else ""
+            self.app.tell(note or "no finder chart for this exposure", severity="warning", timeout=6)
+            return
+        guider.border_title = safe_text(guider.title())
+        if not guider.display:  # one panel at a time: bring the guider pane
+            self.action_show_panel(2)
+
     def action_wave(self, step: int) -> None:
         """Next/previous wavelength range of the map (5000-7000 Å, all, each metaslice)."""
         self.range_index += step

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sedmtui.data import GuiderData
+from sedmtui.finder import FinderData
 from sedmtui.maprender import MARKER_STYLES, Marker, circle_cells, compose_image, image_grid, lut
 from sedmtui.widgets.canvas import HalfBlockCanvas, Painting
 
@@ -26,19 +27,42 @@ class GuiderView(HalfBlockCanvas):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.guider: GuiderData | None = None
+        self.finder: FinderData | None = None
+        self.showing_finder = False
         self._limits = (0.0, 1.0)
 
-    def set_guider(self, guider: GuiderData | None) -> None:
-        """Show a cut-out (None clears the view)."""
-        self.guider = guider
-        if guider is not None:
-            v = guider.image[np.isfinite(guider.image)]
-            if v.size:
-                lo, hi = np.percentile(v, [20.0, 99.7])
-                self._limits = (float(lo), float(hi if hi > lo else lo + 1.0))
+    def set_guider(self, guider: GuiderData | None, finder: FinderData | None = None,
+                   show_finder: bool | None = None) -> None:
+        """Show a cut-out (None clears the view), keeping the exposure's finder chart for
+        :meth:`toggle`; ``show_finder`` None shows the chart only when there is no cut-out."""
+        self.guider, self.finder = guider, finder
+        self.showing_finder = (guider is None) if show_finder is None else show_finder
+        self.showing_finder = self.showing_finder and finder is not None
+        self._set_limits()
         self.update_picture(full=True)
 
+    def toggle(self) -> bool:
+        """Switch between the guider cut-out and the finder chart; False when there is no chart."""
+        if self.finder is None:
+            return False
+        self.showing_finder = not self.showing_finder
+        self._set_limits()
+        self.update_picture(full=True)
+        return True
+
+    def _set_limits(self) -> None:
+        img = self.finder.image if self.showing_finder and self.finder is not None else \
+            (self.guider.image if self.guider is not None else None)
+        if img is None:
+            return
+        v = img[np.isfinite(img)]
+        if v.size:
+            lo, hi = np.percentile(v, [20.0, 99.7] if not self.showing_finder else [1.0, 99.5])
+            self._limits = (float(lo), float(hi if hi > lo else lo + 1.0))
+
     def paint(self, cols: int, rows: int) -> Painting | None:
+        if self.showing_finder and self.finder is not None:
+            return self._paint_finder(cols, rows)
         g = self.guider
         if g is None:
             return None
@@ -51,6 +75,24 @@ class GuiderView(HalfBlockCanvas):
             if cell is not None:
                 glyphs[(cell[0], cell[1])] = Marker(g.target[0], g.target[1], glyph, rgb_t)
         return Painting(rgb, inside, glyphs)
+
+    def _paint_finder(self, cols: int, rows: int) -> Painting:
+        f = self.finder
+        grid = image_grid(f.image.shape, cols, rows)
+        rgb, inside = compose_image(f.image, grid, lut("grey"), *self._limits, stretch="linear")
+        glyphs = {}
+        if f.target is not None:
+            glyph, rgb_t = MARKER_STYLES["target"]
+            cell = grid.cell_of(*f.target)
+            if cell is not None:
+                glyphs[(cell[0], cell[1])] = Marker(f.target[0], f.target[1], glyph, rgb_t)
+        return Painting(rgb, inside, glyphs)
+
+    def title(self) -> str:
+        """The pane's title for what it shows."""
+        if self.showing_finder and self.finder is not None:
+            return f"finder {self.finder.file} · {self.finder.orientation}" + (" · target ×" if self.finder.target else "")
+        return "guider: IFU · target ×" + (" · n finder" if self.finder is not None else "")
 
 
 __all__ = ["GuiderView"]
