@@ -186,18 +186,29 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
             return
         t = d.target
         q = t.get("quality")
-        text = Text(overflow="ellipsis")
+        text = Text(overflow="ellipsis", no_wrap=True)
         text.append(f" {clean_object(t.get('object'))} ", style="bold")
         text.append(f"· {self.obs_id} · ")
-        if q is not None:  # the quality first: a narrow title is cut at the end
-            text.append(f"Q{q} {clean(t.get('quality_reason'))}", style=SEVERITY_STYLES.get(quality_severity(q) or "", ""))
+        if q is not None:
+            reason = f"Q{q} {clean(t.get('quality_reason'))}"
+            style = SEVERITY_STYLES.get(quality_severity(q) or "", "")
         else:
-            text.append(f"{clean(t.get('state'))} {clean(t.get('stage'))}", style="grey62")
-        text.append(f" · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')} ")
+            reason, style = f"{clean(t.get('state'))} {clean(t.get('stage'))}", "grey62"
+        mode = Text(" [region mode]" if self.region_mode else " [centroid mode]", style="bold cyan")
         hint = self.panel_hint()
+        extras = [Text(f" · {_num(t.get('exptime'), '.0f')} s · X {_num(t.get('airmass'), '.2f')}")]
         if hint:
-            text.append(f"[{hint}] ", style="bold magenta")
-        text.append("[region mode]" if self.region_mode else "[centroid mode]", style="bold cyan")
+            extras.insert(0, Text(f" [{hint}]", style="bold magenta"))
+        # what gives way on a narrow terminal: exposure and airmass, then the panel hint, then
+        # the reason's end; the quality and the mode stay on screen (80 columns included)
+        width = int(self.size.width or 160) - 1
+        while extras and text.cell_len + 16 + sum(e.cell_len for e in extras) + mode.cell_len > width:
+            extras.pop()
+        room = max(12, width - text.cell_len - sum(e.cell_len for e in extras) - mode.cell_len)
+        text.append(reason if len(reason) <= room else reason[: room - 1] + "…", style=style)
+        for e in extras:
+            text.append_text(e)
+        text.append_text(mode)
         self.query_one("#title", Static).update(text)
 
     def _overlay(self) -> Overlay:
@@ -341,6 +352,7 @@ class TargetScreen(TargetActions, TargetPanels, ConsoleScreen):
         width = min(2 * max(6, top_rows - 5) + 2 + AXIS_WIDTH, int(w * 0.42))
         self.query_one("#map-pane").styles.width = width
         self._set_panel()
+        self._show_title()  # the reason is cut to the width
 
     def _set_panel(self) -> None:
         """Show the panels of the layout: all of them, ``v`` cycling PSF + guider / PSF /

@@ -100,3 +100,17 @@ def test_spectrum_axes_use_round_wavelengths_and_readable_units():
     assert all(t % 250 == 0 for w in (20, 45, 200) for t in wave_ticks(3650.0, 9450.0, w))
     assert flux_label("erg/s/A/cm^2", -16) == "×10⁻¹⁶ erg s⁻¹ cm⁻² Å⁻¹"
     assert flux_label("electron/s/A", 0) == "e⁻ s⁻¹ Å⁻¹" and flux_label("", 3) == "×10³ flux"
+
+
+async def test_the_mode_and_quality_stay_in_the_title_at_80_columns(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.open_target("04_21_30")
+        await wait_for(pilot, lambda: getattr(app.screen, "data", None) is not None)
+        title = lambda: str(app.screen.query_one("#title").render())  # noqa: E731
+        # the whole title fits the 80 columns: nothing of it is cut off the right edge
+        assert "[centroid mode]" in title() and "Q5 guider" in title() and len(title()) <= 80
+        await pilot.press("m")
+        await pilot.pause()
+        assert "[region mode]" in title() and "Q5" in title() and len(title()) <= 80
