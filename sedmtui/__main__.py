@@ -12,6 +12,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Run ``sedmtui`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    from engine.threads import one_blas_thread
+
+    one_blas_thread()  # before anything imports numpy (see engine.threads)
     from engine.cli import dispatch, run_engine_command
 
     cmd, ns = dispatch(argv)

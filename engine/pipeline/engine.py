@@ -36,6 +36,7 @@ from engine.pipeline.stage import EngineView, Stage
 from engine.state.db import open_writer
 from engine.state.requests import claim_next, requeue_stale
 from engine.state.writer import StateWriter
+from engine.threads import one_blas_thread
 from engine.timeutil import utc_now, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,7 @@ class Engine:
             self.executor = InlineExecutor()
         else:
             # One thread of BLAS per worker: the pool is the parallelism (no oversubscription).
-            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ.setdefault(var, "1")
+            one_blas_thread()
             ctx = multiprocessing.get_context("forkserver")
             os.environ[ENGINE_PID_ENV] = str(os.getpid())  # the fork server dies with this engine
             ctx.set_forkserver_preload(["engine.pipeline.lifeline", "engine.pipeline.registry",

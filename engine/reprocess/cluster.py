@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.reprocess.worker import SINGLE_THREAD_ENV, WorkerSetup
+from engine.reprocess.worker import WorkerSetup
+from engine.threads import SINGLE_THREAD_ENV
 
 
 @dataclass(frozen=True, kw_only=True)

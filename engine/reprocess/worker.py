@@ -12,8 +12,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-"""Variables that hold BLAS/OpenMP to one thread (the worker processes are the parallelism)."""
+from engine.threads import SINGLE_THREAD_ENV, one_blas_thread
 
 
 def peak_rss_mb() -> float:
@@ -59,8 +58,7 @@ class WorkerSetup(WorkerPlugin):
         self.templates_dir = templates_dir
 
     def setup(self, worker) -> None:
-        for var in SINGLE_THREAD_ENV:
-            os.environ.setdefault(var, "1")
+        one_blas_thread()
         import engine.pipeline.preload  # noqa: F401 - the recipes, matplotlib's Agg backend, SNID
 
         if self.templates_dir:
