@@ -291,10 +291,11 @@ def fit_profiles(
 def _normal_equations(w: np.ndarray, r: np.ndarray, *jac: np.ndarray | None) -> tuple[list, list]:
     """Weighted normal equations of a profile fit.
 
-    ``jac`` are the Jacobian's columns, each shape ``(m, k)``, after the constant term's (the
-    second parameter's, all ones) and with ``None`` columns dropped. Returns the symmetric
-    matrix as nested lists ``normal[i][j]`` (``j <= i``) and the right-hand side ``rhs[i]`` of
-    shape ``(m,)`` arrays: contiguous per-entry arrays keep the batched solve memory-bound.
+    ``jac`` holds the Jacobian's columns except the constant's, each shape ``(m, k)``: the
+    amplitude's first, then the others (``None`` entries are dropped); the constant's column
+    (all ones) becomes the second parameter. Returns the symmetric matrix as nested lists
+    ``normal[i][j]`` (``j <= i``) and the right-hand side ``rhs[i]``, each entry a ``(m,)``
+    array: contiguous per-entry arrays keep the batched solve memory-bound.
     """
     cols = [jac[0], None, *[j for j in jac[1:] if j is not None]]
     weighted = [w if c is None else w * c for c in cols]
