@@ -66,3 +66,37 @@ def test_a_masked_pixel_costs_its_column_nothing_but_that_pixel():
     cols = np.arange(img.shape[1])
     mu, sig, _, _ = fit_profiles(img, np.nan_to_num(img) + 25.0, cols, np.full(cols.size, 40.0))
     assert abs(mu[5] - 40.3) < 1e-3 and abs(sig[5] - 1.4) < 1e-3
+
+
+def _link(heights, start=100, step=4, row=500.0):
+    cols = start + step * np.arange(len(heights))
+    return np.stack([cols, np.full(len(heights), row), heights], 1).astype(float)
+
+
+def _trace_profile(n=58, peak=30000.0):
+    """A dome trace along x: bright red start decaying to a faint blue end (~233 px in 4-px steps)."""
+    return peak * np.exp(-np.arange(n) / 12.0) + 300.0
+
+
+def test_a_row_of_traces_end_to_end_is_cut_at_each_red_start():
+    """Seed 126 (pitch 40 px): the traces of a row are 13 px apart end to end and the peaks link
+    along the whole row; each piece must be one trace (cut where the next red start rises)."""
+    from engine.calib.tracefind import split_at_rises, split_joined
+
+    one = _trace_profile()
+    row = _link(np.concatenate([one, [250.0, 240.0], one * 0.9, [260.0, 255.0], one * 1.1]))
+    pieces = split_at_rises(row)
+    assert [len(p) for p in pieces] == [len(one) + 2, len(one) + 2, len(one)]
+    assert pieces[1][0, 2] == pytest.approx(one[0] * 0.9)  # each piece starts at a red start
+    lengths = [p[-1, 0] - p[0, 0] for p in split_joined([row] * 20)]
+    assert max(lengths) < 4 * (len(one) + 2)  # no piece holds two traces
+
+
+def test_a_single_trace_is_not_cut_by_a_dead_column_or_a_noisy_faint_end():
+    from engine.calib.tracefind import split_at_rises
+
+    rng = np.random.default_rng(3)
+    h = _trace_profile()
+    h[20] *= 0.2  # a dead column (after the 5-column smoothing it is shallower still)
+    h[40:] = 300.0 + rng.normal(0, 120.0, h.size - 40).clip(-250)  # noise at the faint end
+    assert len(split_at_rises(_link(h))) == 1
