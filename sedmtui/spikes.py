@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter1d
-from scipy.spatial import cKDTree
 
 SPIKE_SIGMA = 8.0
 """A sample this many noise sigma above its spectrum's running median is a spike candidate."""
@@ -70,6 +68,9 @@ def find_spikes(wave: np.ndarray, flux: np.ndarray, var: np.ndarray | None, xy: 
     """
     if var is None or flux.size == 0 or flux.shape[1] < 5:
         return NO_SPIKES
+    from scipy.ndimage import median_filter, uniform_filter1d  # here: the console starts without scipy
+    from scipy.spatial import cKDTree
+
     f = np.asarray(flux, dtype=np.float64)
     v = np.asarray(var, dtype=np.float64)
     good = np.isfinite(f) & np.isfinite(v) & (v > 0)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 CODE = r"""
 import sys
@@ -31,3 +32,13 @@ def test_batch_help_runs_without_textual():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_console_starts_without_scipy():
+    """scipy.ndimage and scipy.spatial took 240 ms of the console's start (the first-frame target is
+    0.5 s): what needs them (spike marks, finder WCS) imports them when used."""
+    code = "import sys, sedmtui.app; print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "[]", out.stdout[:300]
