@@ -8,12 +8,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from sqlite_utils import Database
-
 from engine.errors import EngineError, SchemaError
-from engine.state.schema import MIGRATION_SET, SCHEMA_MIGRATIONS, migrations
+from engine.state.versions import MIGRATION_SET, SCHEMA_MIGRATIONS
+
+if TYPE_CHECKING:  # sqlite-utils is the writer's: a read-only console starts without it
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_S = 10.0
 """Busy timeout of every connection [s]."""
@@ -104,7 +106,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def _raw_conn(db) -> sqlite3.Connection:
     """The sqlite3 connection of a ``sqlite_utils.Database`` (or the connection itself)."""
-    return db.conn if isinstance(db, Database) else db
+    return db if isinstance(db, sqlite3.Connection) else db.conn
 
 
 def immediate(db) -> Iterator[sqlite3.Connection]:
@@ -145,6 +147,10 @@ def open_writer(path: str | Path) -> Database:
     EngineError
         The database or its ``-wal``/``-shm`` files cannot be written by this user.
     """
+    from sqlite_utils import Database
+
+    from engine.state.schema import migrations
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
-MIGRATION_SET = "sedmtui_state"
+from engine.state.versions import MIGRATION_SET
 
 migrations = Migrations(MIGRATION_SET)
 
@@ -308,7 +308,8 @@ def _m003_reprocess(db: Database) -> None:
 
 
 SCHEMA_MIGRATIONS: tuple[str, ...] = tuple(m.name for m in migrations._migrations)
-"""Names of the migrations this program knows, oldest first."""
+"""Names of the migrations this program knows, oldest first (also in :mod:`engine.state.versions`,
+which readers import; a test checks they agree)."""
 
 SCHEMA_VERSION: int = len(SCHEMA_MIGRATIONS)
 """Schema version understood by this program (the number of migrations)."""

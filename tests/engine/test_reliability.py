@@ -495,7 +495,9 @@ def test_status_on_a_database_another_user_owns_read_only():
     os.chmod(d / "sedm.db", 0o444)
     os.chmod(d, 0o555)
     os.chmod(tmp_path, 0o755)
-    code = ("import os, sys, pwd, encodings.idna; from sedmtui.__main__ import main; import engine.commands, engine.config, "
+    # everything imported before dropping to the other user: it cannot read root's Python install
+    code = ("import os, sys, pwd, locale, gettext, shutil, sqlite_utils, encodings.idna; from sedmtui.__main__ import main; "
+            "import engine.commands, engine.config, "
             "engine.state.reader, engine.cli; os.setgid(65534); os.setuid(65534); "
             "sys.argv = ['sedmtui', 'status', '--db', sys.argv[1], '--redux-root', sys.argv[2]]; sys.exit(main())")
     try:

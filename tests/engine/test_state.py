@@ -92,3 +92,9 @@ def test_readonly_reader_cannot_write(db_path):
     reader = StateReader(db_path, readonly=True)
     with pytest.raises(sqlite3.OperationalError):
         submit_request(reader.conn, "report", night="20261124")
+
+
+def test_the_readers_migration_names_are_the_schemas():
+    from engine.state import schema, versions
+
+    assert versions.SCHEMA_MIGRATIONS == schema.SCHEMA_MIGRATIONS and versions.MIGRATION_SET == schema.MIGRATION_SET
