@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.instrument import sedm
+from sedmtui.deliveries import deliveries_of, delivery_facts
 from sedmtui.finder import FinderData, finder_candidates, read_finder, sky_degrees
 from sedmtui.maprender import SpaxelLayout
 from sedmtui.spikes import NO_SPIKES, Spikes, find_spikes
@@ -335,47 +336,6 @@ def load_finder(reader, night_dir: Path, night: str, obs: dict, cache: ProductCa
         return None, f"{files[0].name}: {type(exc).__name__}: {exc}"
 
 
-def deliveries_of(reader, night: str, obs_id: str) -> list[dict]:
-    """The exposure's delivery-ledger rows (not dry runs, not skipped), oldest first; ``[]`` for a
-    database without the ledger.
-
-    Parameters
-    ----------
-    reader : engine.state.reader.StateReader
-        A reader owned by the calling thread.
-    night, obs_id : str
-        The exposure.
-    """
-    from engine.delivery.status import ledger_rows
-
-    return [r for r in ledger_rows(reader.query, night)
-            if r.get("obs_id") == obs_id and not r.get("dry_run") and r.get("state") != "skipped"]
-
-
-def delivery_facts(rows: list[dict]) -> list[tuple[str, str, str | None]]:
-    """``(label, value, severity)`` facts lines of an exposure's deliveries (one per destination and
-    extraction: the newest row of each)."""
-    from engine.delivery.status import SHORT
-
-    newest: dict[tuple, dict] = {}
-    for r in rows:
-        newest[(r.get("destination"), r.get("extraction_id"))] = r
-    out = []
-    for r in newest.values():
-        label = SHORT.get(r.get("destination") or "", r.get("destination") or "delivery")
-        tries = int(r.get("attempts") or 0)
-        if r["state"] == "sent":
-            where = r.get("remote_url") or (f"id {r['remote_id']}" if r.get("remote_id") else "")
-            out.append((label, f"sent {where}".strip(), "ok"))
-        elif r["state"] == "failed":
-            out.append((label, f"failed after {tries} tr{'y' if tries == 1 else 'ies'}: {r.get('last_error') or '?'}"
-                               " → D on the night screen retries", "bad"))
-        else:
-            note = r.get("last_error") or ""
-            out.append((label, f"{r['state']}" + (f" ({tries} tries; last: {note})" if tries and note else ""), "dim"))
-    return out
-
-
 def _check_psf(cube: CubeData | None, ext: ExtractionData | None, errors: list[str]) -> None:
     """Drop a PSF product that does not fit the cube (another lattice or wavelength grid): the
     maps index one with the other."""
@@ -596,8 +556,6 @@ __all__ = [
     "SpectrumData",
     "TargetData",
     "brightest_range",
-    "deliveries_of",
-    "delivery_facts",
     "facts",
     "fitted_bounds",
     "load_target",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.science.photometry import ForcedPhotometry
 from engine.science.psf import PsfShape, spaxel_fractions
-from engine.science.psffit import ForcedPhotometry
 
 APERTURE_BANDS_AA = ((4000.0, 5000.0), (5000.0, 6000.0), (6000.0, 7000.0), (7000.0, 8000.0), (8000.0, 9000.0))
 """Bands of :func:`aperture_ratio` [Angstrom]."""

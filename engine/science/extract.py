@@ -20,8 +20,9 @@ from engine.science.adr import Meteo
 from engine.science.aperture import aperture_ratio
 from engine.science.cube import Cube
 from engine.science.fluxcal import Sensitivity, apply_sensitivity, fit_sensitivity
+from engine.science.photometry import ForcedPhotometry, forced_photometry
 from engine.science.position import GUESS_ERR, Position, fit_region
-from engine.science.psffit import ForcedPhotometry, PsfFit, ShapePrior, fit_psf, forced_photometry
+from engine.science.psffit import PsfFit, ShapePrior, fit_psf
 from engine.science.quality import assess_quality
 
 EDGE = sedm.EDGE_CUT_SAMPLES

@@ -13,6 +13,25 @@ IFU_RGB = (0, 200, 255)
 """Colour of the IFU outline."""
 
 
+def target_glyph(grid, target: tuple[float, float] | None) -> dict[tuple[int, int], Marker]:
+    """The target's ``×`` at its cell of ``grid`` (an :class:`ImageGrid`), if it falls on it.
+
+    Parameters
+    ----------
+    grid : ImageGrid
+        The image's cells.
+    target : tuple of float or None
+        The target in image pixels ``(x, y)``.
+    """
+    if target is None:
+        return {}
+    cell = grid.cell_of(*target)
+    if cell is None:
+        return {}
+    glyph, rgb = MARKER_STYLES["target"]
+    return {(cell[0], cell[1]): Marker(target[0], target[1], glyph, rgb)}
+
+
 class GuiderView(HalfBlockCanvas):
     """Grey half-block image of the guider cut-out (asinh stretch), North up, as the camera
     delivers it (the Rainbow Camera is mirrored: East on the right)."""
@@ -69,24 +88,14 @@ class GuiderView(HalfBlockCanvas):
         grid = image_grid(g.image.shape, cols, rows)
         rgb, inside = compose_image(g.image, grid, lut("grey"), *self._limits)
         glyphs = {cell: Marker(0, 0, "·", IFU_RGB) for cell in circle_cells(grid, g.ifu[0], g.ifu[1], g.ifu_radius_px)}
-        if g.target is not None:
-            glyph, rgb_t = MARKER_STYLES["target"]
-            cell = grid.cell_of(*g.target)
-            if cell is not None:
-                glyphs[(cell[0], cell[1])] = Marker(g.target[0], g.target[1], glyph, rgb_t)
+        glyphs.update(target_glyph(grid, g.target))
         return Painting(rgb, inside, glyphs)
 
     def _paint_finder(self, cols: int, rows: int) -> Painting:
         f = self.finder
         grid = image_grid(f.image.shape, cols, rows)
         rgb, inside = compose_image(f.image, grid, lut("grey"), *self._limits, stretch="linear")
-        glyphs = {}
-        if f.target is not None:
-            glyph, rgb_t = MARKER_STYLES["target"]
-            cell = grid.cell_of(*f.target)
-            if cell is not None:
-                glyphs[(cell[0], cell[1])] = Marker(f.target[0], f.target[1], glyph, rgb_t)
-        return Painting(rgb, inside, glyphs)
+        return Painting(rgb, inside, target_glyph(grid, f.target))
 
     def title(self) -> str:
         """The pane's title for what it shows."""
@@ -95,4 +104,4 @@ class GuiderView(HalfBlockCanvas):
         return "guider: IFU · target ×" + (" · n finder" if self.finder is not None else "")
 
 
-__all__ = ["GuiderView"]
+__all__ = ["GuiderView", "target_glyph"]

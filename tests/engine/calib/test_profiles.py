@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from engine.calib.tracefind import deblended_fit, fit_profiles
+from engine.calib.profilefit import deblended_fit, fit_profiles
 
 ROWS = np.arange(80)[:, None]
 

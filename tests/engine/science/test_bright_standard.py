@@ -14,8 +14,9 @@ import numpy as np
 from engine.instrument import sedm
 from engine.science.adr import Meteo
 from engine.science.aperture import aperture_ratio
+from engine.science.photometry import forced_photometry
 from engine.science.psf import SPAXEL_AREA, PsfShape, profile, spaxel_fractions
-from engine.science.psffit import fit_psf, forced_photometry
+from engine.science.psffit import fit_psf
 from tests.engine.science.test_host import TRUE_PSF, make_cube, spaxel_grid
 
 CENTRE = (0.4, -0.3)

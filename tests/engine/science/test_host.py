@@ -26,8 +26,9 @@ from scipy.signal import fftconvolve
 from engine.instrument import sedm
 from engine.science.adr import Meteo
 from engine.science.host import MIN_SCALE_UNITS, HostShape, host_fractions, host_warranted
+from engine.science.photometry import forced_photometry
 from engine.science.psf import QUAD_W, QUAD_XY, SPAXEL_AREA, PsfShape, profile, spaxel_fractions
-from engine.science.psffit import fit_psf, forced_photometry
+from engine.science.psffit import fit_psf
 
 TRUE_PSF = PsfShape(alpha=2.0, beta=2.6, eta=0.5, core=0.6, ab=0.93, theta=0.4, rho=0.0)
 STEP = 0.1

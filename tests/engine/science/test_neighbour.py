@@ -19,8 +19,9 @@ import pytest
 
 from engine.science.adr import Meteo
 from engine.science.host import MAX_HOST_FRACTION, HostShape, host_fraction, host_warranted
+from engine.science.photometry import forced_photometry
 from engine.science.psf import PsfShape, spaxel_fractions
-from engine.science.psffit import fit_psf, forced_photometry
+from engine.science.psffit import fit_psf
 from engine.science.scene import find_peaks
 from tests.engine.science.test_host import render_host, spaxel_grid
 

@@ -16,8 +16,9 @@ from engine.config import Config
 from engine.pipeline.recipes.steps import shape_prior_for
 from engine.pipeline.tasks import ExposureTask, FluxcalCandidate
 from engine.science.adr import Meteo
+from engine.science.photometry import forced_photometry
 from engine.science.psf import PsfShape
-from engine.science.psffit import ShapePrior, fit_psf, forced_photometry
+from engine.science.psffit import ShapePrior, fit_psf
 from tests.engine.science.test_host import TRUE_PSF, make_cube
 
 
